@@ -1,0 +1,126 @@
+"""Benchmark of the flow engine against pandapower's time series, measured in the same run.
+
+Not a test: it prints steps/s and speed-up ratios and writes them to a CSV. pandapower runs
+a subset of the steps (its loop is slow) and its time is extrapolated to all steps, which
+the ``pandapower_extrapolated`` column says.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from siting.flow import prepare, profile_scenarios, solve
+from siting.grid import Grid, load_grid
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One grid: how many steps the engine runs and how many pandapower runs (per mode)."""
+
+    source: str
+    steps: int | None  # None: the whole profile year
+    engine_steps: int | None  # steps the engine actually runs (None: all); the rest is extrapolated
+    pandapower_steps: int
+    recycle_steps: int
+
+
+FULL = (
+    BenchCase("simbench:1-HV-mixed--0-sw", None, None, 200, 1000),
+    BenchCase("simbench:1-HVMV-mixed-all-0-sw", None, None, 20, 100),
+    BenchCase("texas2000", 1000, None, 50, 200),
+)
+QUICK = (
+    BenchCase("simbench:1-HV-mixed--0-sw", None, None, 30, 150),
+    BenchCase("simbench:1-HVMV-mixed-all-0-sw", None, 2880, 5, 20),
+    BenchCase("texas2000", 1000, 200, 10, 30),
+)
+
+
+def run_engine_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
+    """Time every case; ``repeats`` > 1 reports the median of that many runs of each timing."""
+    rows = []
+    for case in QUICK if quick else FULL:
+        grid = load_grid(case.source)
+        rows.append(_bench_case(grid, case, repeats))
+    return pd.DataFrame(rows)
+
+
+def _bench_case(grid: Grid, case: BenchCase, repeats: int) -> dict:
+    profiles = grid.profiles
+    steps = len(profiles) if case.steps is None else min(case.steps, len(profiles))
+    engine_steps = steps if case.engine_steps is None else min(case.engine_steps, steps)
+
+    def engine_run() -> float:
+        start = time.perf_counter()
+        model = prepare(copy.deepcopy(grid.net), [], case.source)
+        result = solve(model, profile_scenarios(model.net, profiles.iloc[:engine_steps]))
+        elapsed = time.perf_counter() - start
+        if not result.converged.all():
+            logging.getLogger(__name__).warning(
+                "%s: %d steps did not converge", case.source, (~result.converged).sum()
+            )
+        return elapsed
+
+    engine_s = float(np.median([engine_run() for _ in range(repeats)])) * steps / engine_steps
+    for recycle in (False, True):  # warm-up: numba compiles pandapower's solver on first use
+        _pandapower_run(grid, 2, recycle)
+    plain = float(np.median([_pandapower_run(grid, case.pandapower_steps, False) for _ in range(repeats)]))
+    recycled = float(np.median([_pandapower_run(grid, case.recycle_steps, True) for _ in range(repeats)]))
+    pandapower_s = plain * steps / case.pandapower_steps
+    recycle_s = recycled * steps / case.recycle_steps
+    return {
+        "grid": case.source,
+        "buses": len(grid.net.bus),
+        "steps": steps,
+        "engine_s": round(engine_s, 3),
+        "engine_extrapolated": engine_steps < steps,
+        "pandapower_s": round(pandapower_s, 1),
+        "pandapower_recycle_s": round(recycle_s, 1),
+        "pandapower_extrapolated": True,
+        "pandapower_steps_timed": case.pandapower_steps,
+        "recycle_steps_timed": case.recycle_steps,
+        "engine_steps_per_s": round(steps / engine_s, 1),
+        "speedup_vs_pandapower": round(pandapower_s / engine_s, 1),
+        "speedup_vs_recycle": round(recycle_s / engine_s, 1),
+    }
+
+
+def _pandapower_run(grid: Grid, steps: int, recycle: bool) -> float:
+    """Seconds for pandapower's run_timeseries over the first ``steps`` profile steps."""
+    from pandapower.control import ConstControl
+    from pandapower.timeseries import DFData, OutputWriter, run_timeseries
+
+    net = copy.deepcopy(grid.net)
+    frame = grid.profiles.iloc[:steps].reset_index(drop=True)
+    for element, variable in frame.columns.droplevel("index").unique():
+        data = frame[(element, variable)]
+        data.columns = data.columns.astype(int)
+        ConstControl(
+            net,
+            element=element,
+            variable=variable,
+            element_index=list(data.columns),
+            data_source=DFData(data),
+            profile_name=list(data.columns),
+        )
+    OutputWriter(net, output_path=None, log_variables=[("res_bus", "vm_pu"), ("res_line", "loading_percent")])
+    options = {} if recycle else {"recycle": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("pandapower").setLevel(logging.ERROR)
+        start = time.perf_counter()
+        run_timeseries(net, time_steps=range(steps), verbose=False, **options)
+        return time.perf_counter() - start
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)

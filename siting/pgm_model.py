@@ -1,0 +1,311 @@
+"""The pandapower net as a power-grid-model input, built from pandapower's own bus-branch model.
+
+pandapower turns a net into a MATPOWER-style case (``net._ppc``: fused buses, every branch as
+a π-model with tap ratio and phase shift, ZIP load fractions, shunts). Building the
+power-grid-model input from that case, rather than from the element tables, means both
+engines solve the same equations: pandapower's branch π-model is exactly PGM's
+``generic_branch`` (series admittance and total shunt split half and half, ideal
+transformer on the from side), so agreement does not depend on re-deriving each element.
+
+What PGM (1.12) lacks is voltage-controlled (PV) generators. Each PV bus gets a stiff voltage
+source at its set-point instead, and an outer loop in ``siting.flow`` turns the source angles
+until every source delivers its generators' active power; the source then supplies exactly
+the reactive power that holds the set-point, as pandapower's Newton-Raphson does (without
+reactive limits, like ``runpp``'s default). Sources keep every intermediate solve
+well-posed, which a loop on constant-Q generators does not under large load swings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+from pandapower.auxiliary import pandapowerNet
+from pandapower.pypower.idx_brch import (
+    BR_B,
+    BR_B_ASYM,
+    BR_G,
+    BR_G_ASYM,
+    BR_R,
+    BR_R_ASYM,
+    BR_STATUS,
+    BR_X,
+    BR_X_ASYM,
+    F_BUS,
+    SHIFT,
+    T_BUS,
+    TAP,
+)
+from pandapower.pypower.idx_bus import BASE_KV, BS, BUS_TYPE, CID_P, CID_Q, CZD_P, CZD_Q, GS, PD, QD, VA, VM
+from pandapower.pypower.idx_gen import GEN_BUS, GEN_STATUS, PG, VG
+from power_grid_model import ComponentType, DatasetType, LoadGenType, initialize_array
+
+from siting.errors import GridError
+
+PV_BUS, REF_BUS, ISOLATED_BUS = 2, 3, 4
+SOURCE_SK_VA = 1e15  # effectively infinite: no drop behind the slack (PGM's default is 1e10)
+MEGA = 1e6
+
+# Elements whose P/Q a scenario may change, with the sign of their demand on the bus.
+DEMAND_SIGN = {"load": 1.0, "sgen": -1.0, "storage": 1.0}
+
+
+@dataclass(frozen=True)
+class PgmModel:
+    """A PGM input dataset plus the maps between it and the pandapower tables."""
+
+    input_data: dict
+    bus_to_node: np.ndarray  # position of each net.bus row → PGM node position (ppc bus)
+    bus_in_model: np.ndarray  # False for buses pandapower leaves out (out of service)
+    line_branch: np.ndarray  # position of each net.line row → generic_branch position
+    trafo_branch: np.ndarray
+    demand_bus: np.ndarray  # ppc buses whose demand is modelled by three sym_loads (P, I, Z)
+    demand_p_mw: np.ndarray  # base demand at those buses
+    demand_q_mvar: np.ndarray
+    zip_p: np.ndarray  # (len(demand_bus), 3): constant power, current, impedance shares of P
+    zip_q: np.ndarray
+    load_ids: np.ndarray  # (len(demand_bus), 3) sym_load ids
+    pv_bus: np.ndarray  # ppc buses held at a voltage set-point by generators
+    pv_p_mw: np.ndarray  # active power of the PV generators at each PV bus
+    pv_angle_rad: np.ndarray  # voltage angle of each PV bus in the base-case solution
+    pv_source_ids: np.ndarray
+    site_ids: np.ndarray  # sym_load ids of added loads, one per requested site bus
+    site_node: np.ndarray
+    source_vm_pu: np.ndarray
+
+
+def base_power_flow(net: pandapowerNet, source: str) -> None:
+    """pandapower runpp on the net as it is: it builds ``net._ppc`` and the base-case angles.
+
+    numba stays off: one flow does not repay its compile time (seconds).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            pp.runpp(net, numba=False)
+        except pp.LoadflowNotConverged as err:
+            raise GridError(
+                f"{source}: the base-case power flow does not converge; check the model's "
+                "loads, generation and slack voltage"
+            ) from err
+
+
+def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmModel:
+    """Convert ``net._ppc`` (after ``base_power_flow``) into PGM input with sites at ``site_buses``."""
+    ppc = net._ppc
+    bus, branch, gen = ppc["bus"], ppc["branch"], ppc["gen"]
+    base_mva = float(ppc["baseMVA"])
+    n_bus = len(bus)
+    _check_branches(net, branch, source)
+
+    next_id = 0
+
+    def ids(count: int) -> np.ndarray:
+        nonlocal next_id
+        block = np.arange(next_id, next_id + count, dtype=np.int32)
+        next_id += count
+        return block
+
+    u_rated = bus[:, BASE_KV] * 1e3
+    node = initialize_array(DatasetType.input, ComponentType.node, n_bus)
+    node["id"] = ids(n_bus)
+    node["u_rated"] = u_rated
+
+    from_bus = branch[:, F_BUS].real.astype(int)
+    to_bus = branch[:, T_BUS].real.astype(int)
+    z_base_to = u_rated[to_bus] ** 2 / (base_mva * MEGA)  # ohm; PGM refers impedance to the to side
+    tap = branch[:, TAP].real.copy()
+    tap[tap == 0] = 1.0
+    status = branch[:, BR_STATUS].real.astype(np.int8)
+    generic = initialize_array(DatasetType.input, ComponentType.generic_branch, len(branch))
+    generic["id"] = ids(len(branch))
+    generic["from_node"] = from_bus
+    generic["to_node"] = to_bus
+    generic["from_status"] = status
+    generic["to_status"] = status
+    generic["r1"] = branch[:, BR_R].real * z_base_to
+    generic["x1"] = branch[:, BR_X].real * z_base_to
+    generic["g1"] = branch[:, BR_G].real / z_base_to
+    generic["b1"] = branch[:, BR_B].real / z_base_to
+    generic["k"] = tap
+    generic["theta"] = np.deg2rad(branch[:, SHIFT].real)
+    generic["sn"] = np.nan
+
+    ref = np.flatnonzero(bus[:, BUS_TYPE] == REF_BUS)
+    source_arr = initialize_array(DatasetType.input, ComponentType.source, len(ref))
+    source_arr["id"] = ids(len(ref))
+    source_arr["node"] = ref
+    source_arr["status"] = 1
+    source_arr["u_ref"] = bus[ref, VM]
+    source_arr["u_ref_angle"] = np.deg2rad(bus[ref, VA])
+    source_arr["sk"] = SOURCE_SK_VA
+
+    has_shunt = np.flatnonzero((bus[:, GS] != 0) | (bus[:, BS] != 0))
+    shunt = initialize_array(DatasetType.input, ComponentType.shunt, len(has_shunt))
+    shunt["id"] = ids(len(has_shunt))
+    shunt["node"] = has_shunt
+    shunt["status"] = 1
+    shunt["g1"] = bus[has_shunt, GS] * MEGA / u_rated[has_shunt] ** 2
+    shunt["b1"] = bus[has_shunt, BS] * MEGA / u_rated[has_shunt] ** 2
+    shunt["g0"] = 0.0
+    shunt["b0"] = 0.0
+
+    varying = _buses_of_varying_elements(net)
+    demand_bus = np.flatnonzero((bus[:, PD] != 0) | (bus[:, QD] != 0) | np.isin(np.arange(n_bus), varying))
+    demand_bus = demand_bus[bus[demand_bus, BUS_TYPE] != ISOLATED_BUS]
+    zip_p = _zip_shares(bus[demand_bus, CID_P], bus[demand_bus, CZD_P])
+    zip_q = _zip_shares(bus[demand_bus, CID_Q], bus[demand_bus, CZD_Q])
+    load_ids = ids(3 * len(demand_bus)).reshape(3, -1).T
+    loads = initialize_array(DatasetType.input, ComponentType.sym_load, 3 * len(demand_bus))
+    loads["id"] = load_ids.T.ravel()
+    loads["node"] = np.tile(demand_bus, 3)
+    loads["status"] = 1
+    loads["type"] = np.repeat(
+        [LoadGenType.const_power, LoadGenType.const_current, LoadGenType.const_impedance], len(demand_bus)
+    )
+    loads["p_specified"] = (zip_p * bus[demand_bus, PD][:, None]).T.ravel() * MEGA
+    loads["q_specified"] = (zip_q * bus[demand_bus, QD][:, None]).T.ravel() * MEGA
+
+    site_node = _bus_to_node(net)[_bus_positions(net, site_buses)]
+    sites = initialize_array(DatasetType.input, ComponentType.sym_load, len(site_node))
+    sites["id"] = ids(len(site_node))
+    sites["node"] = site_node
+    sites["status"] = 1
+    sites["type"] = LoadGenType.const_power
+    sites["p_specified"] = 0.0
+    sites["q_specified"] = 0.0
+
+    pv_bus, pv_vm, pv_p = _pv_generation(bus, gen)
+    pv_sources = initialize_array(DatasetType.input, ComponentType.source, len(pv_bus))
+    pv_sources["id"] = ids(len(pv_bus))
+    pv_sources["node"] = pv_bus
+    pv_sources["status"] = 1
+    pv_sources["u_ref"] = pv_vm
+    pv_sources["u_ref_angle"] = np.deg2rad(bus[pv_bus, VA])
+    pv_sources["sk"] = SOURCE_SK_VA
+
+    input_data = {
+        ComponentType.node: node,
+        ComponentType.generic_branch: generic,
+        ComponentType.source: np.concatenate([source_arr, pv_sources]),
+        ComponentType.shunt: shunt,
+        ComponentType.sym_load: np.concatenate([loads, sites]),
+    }
+    lookups = net._pd2ppc_lookups["branch"]
+    return PgmModel(
+        input_data=input_data,
+        bus_to_node=_bus_to_node(net),
+        bus_in_model=_bus_in_model(net, bus),
+        line_branch=_branch_range(lookups, "line", len(net.line)),
+        trafo_branch=_branch_range(lookups, "trafo", len(net.trafo)),
+        demand_bus=demand_bus,
+        demand_p_mw=bus[demand_bus, PD].copy(),
+        demand_q_mvar=bus[demand_bus, QD].copy(),
+        zip_p=zip_p,
+        zip_q=zip_q,
+        load_ids=load_ids,
+        pv_bus=pv_bus,
+        pv_p_mw=pv_p,
+        pv_angle_rad=pv_sources["u_ref_angle"].copy(),
+        pv_source_ids=pv_sources["id"].copy(),
+        site_ids=sites["id"].copy(),
+        site_node=site_node,
+        source_vm_pu=bus[ref, VM].copy(),
+    )
+
+
+def _check_branches(net: pandapowerNet, branch: np.ndarray, source: str) -> None:
+    lookups = net._pd2ppc_lookups["branch"]
+    names = _branch_names(net, lookups, len(branch))
+    in_service = branch[:, BR_STATUS].real > 0
+    zero = in_service & (branch[:, BR_R].real == 0) & (branch[:, BR_X].real == 0)
+    if zero.any():
+        raise GridError(
+            f"{source}: {int(zero.sum())} branch(es) have zero impedance (e.g. {names[np.argmax(zero)]}); "
+            "model them as a closed bus-bus switch instead"
+        )
+    asym = (branch[:, [BR_R_ASYM, BR_X_ASYM, BR_G_ASYM, BR_B_ASYM]].real != 0).any(axis=1) & in_service
+    if asym.any():
+        raise GridError(
+            f"{source}: {int(asym.sum())} branch(es) have different from/to-side parameters "
+            f"(e.g. {names[np.argmax(asym)]}), which the fast engine does not model"
+        )
+
+
+def _branch_names(net: pandapowerNet, lookups: dict, n_branch: int) -> list[str]:
+    names = [f"ppc branch {i}" for i in range(n_branch)]
+    for table, (start, stop) in lookups.items():
+        if table in net and len(net[table]) == stop - start:
+            for offset, name in enumerate(net[table]["name"].astype(str)):
+                names[start + offset] = f"{table} '{name}'"
+    return names
+
+
+def _branch_range(lookups: dict, table: str, count: int) -> np.ndarray:
+    if table not in lookups:
+        return np.zeros(0, dtype=int)
+    start, stop = lookups[table]
+    if stop - start != count:
+        raise GridError(f"pandapower's case has {stop - start} {table} branches for {count} {table}s")
+    return np.arange(start, stop)
+
+
+def _zip_shares(current: np.ndarray, impedance: np.ndarray) -> np.ndarray:
+    return np.column_stack([1.0 - current - impedance, current, impedance])
+
+
+def _pv_generation(bus: np.ndarray, gen: np.ndarray) -> tuple[np.ndarray, ...]:
+    on = gen[:, GEN_STATUS] > 0
+    gen_bus = gen[on, GEN_BUS].real.astype(int)
+    at_pv = bus[gen_bus, BUS_TYPE] == PV_BUS
+    gen_bus, rows = gen_bus[at_pv], gen[on][at_pv]
+    pv_bus = np.unique(gen_bus)
+    position = np.searchsorted(pv_bus, gen_bus)
+    p = np.bincount(position, rows[:, PG].real, len(pv_bus))
+    vm = np.zeros(len(pv_bus))
+    vm[position] = rows[:, VG].real
+    return pv_bus, vm, p
+
+
+def _bus_positions(net: pandapowerNet, buses: np.ndarray) -> np.ndarray:
+    position = net.bus.index.get_indexer(np.asarray(buses, dtype=np.int64))
+    if (position < 0).any():
+        unknown = np.asarray(buses)[position < 0][:3].tolist()
+        raise GridError(f"unknown bus index(es) {unknown}: use indices of net.bus")
+    return position
+
+
+def _bus_to_node(net: pandapowerNet) -> np.ndarray:
+    lookup = net._pd2ppc_lookups["bus"]
+    return lookup[net.bus.index.to_numpy()].astype(int)
+
+
+def _bus_in_model(net: pandapowerNet, bus: np.ndarray) -> np.ndarray:
+    node = _bus_to_node(net)
+    inside = (node >= 0) & (node < len(bus))
+    inside[inside] &= bus[node[inside], BUS_TYPE] != ISOLATED_BUS
+    return inside & net.bus["in_service"].astype(bool).to_numpy()
+
+
+def _buses_of_varying_elements(net: pandapowerNet) -> np.ndarray:
+    lookup = net._pd2ppc_lookups["bus"]
+    buses = [lookup[net[table]["bus"].to_numpy()] for table in DEMAND_SIGN if len(net[table])]
+    return np.unique(np.concatenate(buses)) if buses else np.zeros(0, dtype=int)
+
+
+def element_demand_map(net: pandapowerNet, model: PgmModel, table: str) -> pd.DataFrame:
+    """Rows of ``table`` with the demand row (in ``model.demand_bus``) each feeds and its factor.
+
+    The factor turns the element's MW (Mvar) into demand at that bus: sign × scaling, zero
+    for elements out of service or on buses left out of the model.
+    """
+    frame = net[table]
+    node = net._pd2ppc_lookups["bus"][frame["bus"].to_numpy()]
+    row = np.searchsorted(model.demand_bus, node)
+    row = np.clip(row, 0, max(len(model.demand_bus) - 1, 0))
+    found = model.demand_bus[row] == node if len(model.demand_bus) else np.zeros(len(frame), bool)
+    factor = DEMAND_SIGN[table] * frame["scaling"].to_numpy() * frame["in_service"].to_numpy()
+    return pd.DataFrame({"row": row, "factor": np.where(found, factor, 0.0)}, index=frame.index)
