@@ -154,7 +154,7 @@ class FlowModel:
 
 def prepare(net: pandapowerNet, site_buses: np.ndarray | list[int] = (), source: str = "grid") -> FlowModel:
     """Convert ``net`` for batch power flows, with an added (zero) load at each of ``site_buses``."""
-    _check_ratings(net, source)
+    _check_model(net, source)
     base_power_flow(net, source)
     site_buses = np.asarray(site_buses, dtype=np.int64)
     pgm = build_model(net, site_buses, source)
@@ -217,7 +217,21 @@ def profile_scenarios(net: pandapowerNet, profiles: pd.DataFrame) -> Scenarios:
     return Scenarios(n=len(profiles), element_values=values)
 
 
-def _check_ratings(net: pandapowerNet, source: str) -> None:
+def _check_model(net: pandapowerNet, source: str) -> None:
+    """Refuse, naming the element, what no power flow can solve or no loading can be computed for."""
+    line, trafo = net.line, net.trafo
+    zero = {
+        "line": line["in_service"].astype(bool)
+        & (((line["r_ohm_per_km"] == 0) & (line["x_ohm_per_km"] == 0)) | (line["length_km"] <= 0)),
+        "trafo": trafo["in_service"].astype(bool) & (trafo["vk_percent"] == 0),
+    }
+    for table, bad in zero.items():
+        if bad.any():
+            index = bad.idxmax()
+            raise GridError(
+                f"{source}: {int(bad.sum())} {table}(s) have zero impedance (e.g. {table} {index} "
+                f"'{net[table].at[index, 'name']}'); model a zero-impedance tie as a closed bus-bus switch"
+            )
     for table, column in (("line", "max_i_ka"), ("trafo", "sn_mva")):
         values = net[table][column]
         bad = net[table]["in_service"].astype(bool) & ~(values > 0)

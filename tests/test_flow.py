@@ -1,0 +1,195 @@
+"""The engine gives pandapower's answers: |ΔV| ≤ 1e-4 pu, |Δloading| ≤ 0.1 point."""
+
+import copy
+import logging
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+import pytest
+
+from siting import GridError, load_grid
+from siting.flow import Scenarios, prepare, profile_scenarios, solve
+
+V_TOL = 1e-4
+LOADING_TOL = 0.1
+
+FAST_GRIDS = ["hv-mixed", "mv-semiurb", "oberrhein", "illinois200", "pandapower:case33bw"]
+SLOW_GRIDS = ["hv-urban", "hvmv-mixed", "texas2000"]
+
+
+def reference(net, values: dict | None = None, outage=None, sites=None):
+    """pandapower runpp on a copy of ``net`` changed the way a scenario changes it."""
+    net = copy.deepcopy(net)
+    for (table, column), row in (values or {}).items():
+        keep = ~np.isnan(row)
+        net[table].loc[net[table].index[keep], column] = row[keep]
+    if outage is not None:
+        net[outage[0]].at[outage[1], "in_service"] = False
+    for bus, p_mw, q_mvar in sites or []:
+        pp.create_load(net, bus, p_mw, q_mvar)
+    pp.runpp(net)
+    return net
+
+
+def assert_agrees(result, row: int, net) -> None:
+    vm = result.vm_pu[row]
+    expected = net.res_bus.vm_pu.to_numpy()
+    assert np.array_equal(np.isnan(vm), np.isnan(expected)), "different buses unsupplied"
+    assert np.nanmax(np.abs(vm - expected)) <= V_TOL
+    for ours, theirs in (
+        (result.line_loading_percent[row], net.res_line.loading_percent.to_numpy()),
+        (result.trafo_loading_percent[row], net.res_trafo.loading_percent.to_numpy()),
+    ):
+        both = ~np.isnan(theirs)
+        if both.any():
+            assert np.nanmax(np.abs(ours[both] - theirs[both])) <= LOADING_TOL
+
+
+def agreement_cases(grid, rng):
+    """Base case, peak step, 20 random steps and 5 single outages, as (scenarios, nets) pairs."""
+    net = grid.net
+    cases = [(None, None)]
+    if grid.profiles is not None:
+        scen = profile_scenarios(net, grid.profiles)
+        net_load = grid.profiles[("load", "p_mw")].sum(axis=1)
+        if ("sgen", "p_mw") in grid.profiles:
+            net_load = net_load - grid.profiles[("sgen", "p_mw")].sum(axis=1)
+        steps = [int(np.argmax(net_load.to_numpy())), *rng.choice(scen.n, 20, replace=False).tolist()]
+        for step in steps:
+            cases.append(({k: v[step] for k, v in scen.element_values.items()}, None))
+    lines = net.line.index[net.line.in_service].to_numpy()
+    trafos = net.trafo.index[net.trafo.in_service].to_numpy()
+    outages = [("line", int(i)) for i in rng.choice(lines, min(4, len(lines)), replace=False)]
+    if len(trafos):
+        outages.append(("trafo", int(rng.choice(trafos))))
+    else:
+        outages.append(("line", int(rng.choice(lines))))
+    cases += [(None, outage) for outage in outages]
+    return cases
+
+
+def check_grid(source):
+    grid = load_grid(source)
+    rng = np.random.default_rng(7)
+    cases = agreement_cases(grid, rng)
+    model = prepare(copy.deepcopy(grid.net), [], source)
+    values = {}
+    for key in {k for c in cases if c[0] for k in c[0]}:
+        values[key] = np.array([c[0][key] if c[0] else np.full(len(grid.net[key[0]]), np.nan) for c in cases])
+    scenarios = Scenarios(n=len(cases), element_values=values, outages=tuple(c[1] for c in cases))
+    result = solve(model, scenarios)
+    assert result.converged.all()
+    for row, (vals, outage) in enumerate(cases):
+        assert_agrees(result, row, reference(grid.net, vals, outage))
+
+
+@pytest.mark.parametrize("source", FAST_GRIDS)
+def test_engine_matches_pandapower(source):
+    check_grid(source)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", SLOW_GRIDS)
+def test_engine_matches_pandapower_on_large_grids(source):
+    check_grid(source)
+
+
+def test_added_site_loads_match_a_pandapower_load(oberrhein):
+    net = oberrhein.net
+    buses = oberrhein.substations["bus"].to_numpy()
+    model = prepare(copy.deepcopy(net), buses, "oberrhein")
+    site_p = np.array([[0.0, 0.0], [5.0, 0.0], [3.0, 8.0]])
+    site_q = site_p * 0.33
+    result = solve(model, Scenarios(n=3, site_p_mw=site_p, site_q_mvar=site_q))
+    for row in range(3):
+        sites = [(b, p, q) for b, p, q in zip(buses, site_p[row], site_q[row], strict=True) if p]
+        assert_agrees(result, row, reference(net, sites=sites))
+    # the loads really are there: 8 MW at a 25 MVA station lifts its transformer loading
+    assert result.trafo_loading_percent[2, 1] > result.trafo_loading_percent[0, 1] + 20
+
+
+def test_voltage_dependent_loads_tap_positions_shunts_and_open_switches(oberrhein):
+    net = copy.deepcopy(oberrhein.net)
+    net.load["const_z_p_percent"] = 30.0
+    net.load["const_i_p_percent"] = 20.0
+    net.load["const_z_q_percent"] = 50.0
+    net.trafo.loc[net.trafo.index[0], "tap_pos"] = net.trafo.tap_pos.iloc[0] + 3
+    pp.create_shunt(net, net.trafo.lv_bus.iloc[1], q_mvar=-2.0, p_mw=0.05)
+    net.sgen.loc[net.sgen.index[:20], "in_service"] = False
+    assert (~net.switch.closed).any()  # the model's own open switches (feeder ends)
+    model = prepare(copy.deepcopy(net), [], "oberrhein-variant")
+    scale = np.linspace(0.5, 1.5, 6)
+    values = {("load", "p_mw"): np.outer(scale, net.load.p_mw.to_numpy())}
+    result = solve(model, Scenarios(n=6, element_values=values))
+    for row in (0, 5):
+        assert_agrees(result, row, reference(net, {k: v[row] for k, v in values.items()}))
+
+
+def test_chunks_give_the_same_numbers_as_one_batch(hv_mixed):
+    model = prepare(copy.deepcopy(hv_mixed.net), [], "hv")
+    scenarios = profile_scenarios(model.net, hv_mixed.profiles.iloc[:50])
+    whole = solve(model, scenarios)
+    chunked = solve(model, scenarios, chunk_size=7)
+    assert np.array_equal(whole.vm_pu, chunked.vm_pu)
+    assert np.array_equal(whole.line_loading_percent, chunked.line_loading_percent)
+
+
+def test_overloaded_case_is_flagged_like_pandapower(oberrhein):
+    net = oberrhein.net
+    model = prepare(copy.deepcopy(net), [], "oberrhein")
+    heavy = net.load.p_mw.to_numpy() * 25
+    values = {("load", "p_mw"): np.vstack([net.load.p_mw.to_numpy(), heavy])}
+    result = solve(model, Scenarios(n=2, element_values=values))
+    assert result.converged.tolist() == [True, False]
+    assert np.isnan(result.vm_pu[1]).all() and np.isnan(result.line_loading_percent[1]).all()
+    with pytest.raises(pp.LoadflowNotConverged):
+        reference(net, {("load", "p_mw"): heavy})
+
+
+def test_outage_that_islands_buses_leaves_them_unsupplied(oberrhein):
+    net = oberrhein.net
+    trafo = net.trafo.index[0]
+    model = prepare(copy.deepcopy(net), [], "oberrhein")
+    result = solve(model, Scenarios(n=1, outages=(("trafo", int(trafo)),)))
+    expected = reference(net, outage=("trafo", trafo))
+    assert np.isnan(result.vm_pu[0]).sum() > 20
+    assert_agrees(result, 0, expected)
+
+
+def test_islanded_buses_in_the_model_are_dropped_with_a_warning(oberrhein, caplog):
+    net = copy.deepcopy(oberrhein.net)
+    lonely = pp.create_bus(net, 20.0, name="lonely")
+    with caplog.at_level(logging.WARNING):
+        model = prepare(net, [], "oberrhein-island")
+    assert "not connected to a slack" in caplog.text
+    result = solve(model, Scenarios(n=1))
+    assert np.isnan(result.vm_pu[0, net.bus.index.get_loc(lonely)])
+
+
+def test_missing_rating_is_refused_naming_the_line(oberrhein):
+    net = copy.deepcopy(oberrhein.net)
+    net.line.loc[net.line.index[3], "max_i_ka"] = np.nan
+    with pytest.raises(GridError, match=r"max_i_ka .*line 3"):
+        prepare(net, [], "oberrhein")
+
+
+def test_zero_impedance_branch_is_refused_naming_it(oberrhein):
+    net = copy.deepcopy(oberrhein.net)
+    line = net.line.index[5]
+    net.line.loc[line, ["r_ohm_per_km", "x_ohm_per_km"]] = 0.0
+    with pytest.raises(GridError, match="zero impedance"):
+        prepare(net, [], "oberrhein")
+
+
+def test_unknown_site_bus_is_refused(oberrhein):
+    with pytest.raises(GridError, match="unknown bus"):
+        prepare(copy.deepcopy(oberrhein.net), [99999], "oberrhein")
+
+
+def test_profile_scenarios_follow_the_grid_profiles(hv_mixed):
+    scenarios = profile_scenarios(hv_mixed.net, hv_mixed.profiles)
+    assert scenarios.n == 35136
+    loads = scenarios.element_values[("load", "p_mw")]
+    assert loads.shape == (35136, len(hv_mixed.net.load))
+    assert isinstance(hv_mixed.profiles.index, pd.DatetimeIndex)
