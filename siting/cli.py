@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from siting.catalog import read_catalog
-from siting.errors import SitingError
+from siting.errors import SitingError, UsageError
 
 SUBSTATION_ROWS = 25
 
@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print JSON instead of tables")
     inspect.add_argument("--all", action="store_true", help="list every substation, not the first 25")
     inspect.set_defaults(run=_inspect)
+
+    bench = commands.add_parser("bench", help="benchmarks against pandapower, measured in the same run")
+    bench.add_argument("what", choices=["engine"], help="engine: a year of time steps on three grids")
+    bench.add_argument("--quick", action="store_true", help="fewer steps timed; under two minutes")
+    bench.add_argument("--repeats", type=int, default=1, help="report the median of this many runs")
+    bench.add_argument("--csv", metavar="FILE", help="also write the table to this CSV file")
+    bench.set_defaults(run=_bench)
     return parser
 
 
@@ -80,6 +87,39 @@ def _inspect(args: argparse.Namespace) -> int:
         print(json.dumps(_json_ready(result), indent=2))
     else:
         print(_inspect_text(result, show_all=args.all))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from siting.bench import run_engine_benchmark, write_csv
+
+    if args.repeats < 1:
+        raise UsageError("--repeats must be at least 1")
+    print("Timing the engine and pandapower's run_timeseries on the same steps …", file=sys.stderr)
+    table = run_engine_benchmark(quick=args.quick, repeats=args.repeats)
+    shown = table[
+        [
+            "grid",
+            "buses",
+            "steps",
+            "engine_s",
+            "pandapower_s",
+            "pandapower_recycle_s",
+            "engine_steps_per_s",
+            "speedup_vs_pandapower",
+            "speedup_vs_recycle",
+        ]
+    ]
+    print(shown.to_string(index=False))
+    print(
+        "Times are for all steps; pandapower's are extrapolated from the steps it timed"
+        + (", and the engine's too (--quick)." if table["engine_extrapolated"].any() else ".")
+    )
+    if args.csv:
+        write_csv(table, Path(args.csv))
+        print(f"Written to {args.csv}")
     return 0
 
 

@@ -307,10 +307,8 @@ def _site_values(values: np.ndarray | None, n: int, n_sites: int) -> np.ndarray:
 def _update(model: FlowModel, scenarios: Scenarios) -> tuple[dict, np.ndarray]:
     pgm, n = model.pgm, scenarios.n
     demand_p, demand_q, site_p, site_q, pv_p = _injections(model, scenarios)
-    n_demand = len(pgm.demand_bus)
-    loads = initialize_array(
-        DatasetType.update, ComponentType.sym_load, (n, 3 * n_demand + len(pgm.site_ids))
-    )
+    n_loads = pgm.load_ids.size + len(pgm.site_ids)
+    loads = initialize_array(DatasetType.update, ComponentType.sym_load, (n, n_loads))
     loads["id"] = np.concatenate([pgm.load_ids.T.ravel(), pgm.site_ids])
     loads["p_specified"] = (
         np.concatenate([(demand_p[:, None, :] * pgm.zip_p.T[None]).reshape(n, -1), site_p], axis=1) * MEGA
@@ -356,11 +354,29 @@ def _outage_update(model: FlowModel, outages: tuple[tuple[str, int] | None, ...]
 
 
 def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
+    """Iterative current first (its factorised matrix is reused across scenarios, so it is
+    fastest); scenarios it cannot solve go to Newton-Raphson, which is what decides."""
+    result, converged = _run_method(model, update, outputs, CalculationMethod.iterative_current)
+    failed = np.flatnonzero(~converged)
+    if len(failed):
+        retry, retry_converged = _run_method(
+            model, _take_update(update, failed), outputs, CalculationMethod.newton_raphson
+        )
+        for component, columns in retry.items():
+            for attribute, values in columns.items():
+                result[component][attribute][failed] = values
+        converged[failed] = retry_converged
+    return result, converged
+
+
+def _run_method(
+    model: FlowModel, update: dict, outputs: dict, method: CalculationMethod
+) -> tuple[dict, np.ndarray]:
     n = next(iter(update.values()))
     n = len(n["indptr"]) - 1 if isinstance(n, dict) else n.shape[0]
     result = model.solver.calculate_power_flow(
         update_data=update,
-        calculation_method=CalculationMethod.newton_raphson,
+        calculation_method=method,
         error_tolerance=TOLERANCE_PU,
         max_iterations=MAX_ITERATIONS,
         threading=0,

@@ -65,9 +65,9 @@ class PgmModel:
     demand_bus: np.ndarray  # ppc buses whose demand is modelled by three sym_loads (P, I, Z)
     demand_p_mw: np.ndarray  # base demand at those buses
     demand_q_mvar: np.ndarray
-    zip_p: np.ndarray  # (len(demand_bus), 3): constant power, current, impedance shares of P
+    zip_p: np.ndarray  # (len(demand_bus), kinds): constant power[, current][, impedance] shares of P
     zip_q: np.ndarray
-    load_ids: np.ndarray  # (len(demand_bus), 3) sym_load ids
+    load_ids: np.ndarray  # (len(demand_bus), kinds) sym_load ids
     pv_bus: np.ndarray  # ppc buses held at a voltage set-point by generators
     pv_p_mw: np.ndarray  # active power of the PV generators at each PV bus
     pv_angle_rad: np.ndarray  # voltage angle of each PV bus in the base-case solution
@@ -158,14 +158,16 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
     demand_bus = demand_bus[bus[demand_bus, BUS_TYPE] != ISOLATED_BUS]
     zip_p = _zip_shares(bus[demand_bus, CID_P], bus[demand_bus, CZD_P])
     zip_q = _zip_shares(bus[demand_bus, CID_Q], bus[demand_bus, CZD_Q])
-    load_ids = ids(3 * len(demand_bus)).reshape(3, -1).T
-    loads = initialize_array(DatasetType.input, ComponentType.sym_load, 3 * len(demand_bus))
+    # constant-current and constant-impedance loads only where some load is of that kind
+    kinds = [k for k in range(3) if k == 0 or zip_p[:, k].any() or zip_q[:, k].any()]
+    zip_p, zip_q = zip_p[:, kinds], zip_q[:, kinds]
+    load_types = np.array([LoadGenType.const_power, LoadGenType.const_current, LoadGenType.const_impedance])
+    load_ids = ids(len(kinds) * len(demand_bus)).reshape(len(kinds), -1).T
+    loads = initialize_array(DatasetType.input, ComponentType.sym_load, len(kinds) * len(demand_bus))
     loads["id"] = load_ids.T.ravel()
-    loads["node"] = np.tile(demand_bus, 3)
+    loads["node"] = np.tile(demand_bus, len(kinds))
     loads["status"] = 1
-    loads["type"] = np.repeat(
-        [LoadGenType.const_power, LoadGenType.const_current, LoadGenType.const_impedance], len(demand_bus)
-    )
+    loads["type"] = np.repeat(load_types[kinds], len(demand_bus))
     loads["p_specified"] = (zip_p * bus[demand_bus, PD][:, None]).T.ravel() * MEGA
     loads["q_specified"] = (zip_q * bus[demand_bus, QD][:, None]).T.ravel() * MEGA
 
