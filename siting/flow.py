@@ -27,6 +27,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import splu
 
 from siting.errors import GridError
+from siting.grid import check_network
 from siting.pgm_model import MEGA, PgmModel, base_power_flow, build_model, element_demand_map
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class Scenarios:
     """A batch of ``n`` power-flow scenarios on one prepared grid.
 
     ``element_values`` maps ``(table, column)`` — ``("load", "p_mw")``, ``("load", "q_mvar")``,
-    ``("sgen", "p_mw")``, ``("sgen", "q_mvar")``, ``("storage", "p_mw")``, ``("gen", "p_mw")`` — to
+    ``("sgen", "p_mw")``, ``("sgen", "q_mvar")``, ``("storage", "p_mw")``, ``("gen", "p_mw")``,
+    ``("ext_grid", "vm_pu")`` — to
     an array (n, rows of that table) of absolute values; NaN keeps the model's value.
     ``site_p_mw``/``site_q_mvar`` (n, sites) are loads added at ``FlowModel.site_buses`` (MW,
     Mvar). ``outages`` holds, per scenario, ``None`` or a ``("line" | "trafo", index)`` taken out
@@ -111,7 +113,7 @@ class DcAnglePredictor:
             (np.concatenate([b, b, -b, -b]), (np.concatenate([f, t, f, t]), np.concatenate([f, t, t, f]))),
             shape=(n, n),
         )
-        slack = pgm.input_data[ComponentType.source]["node"][: len(pgm.source_vm_pu)]
+        slack = pgm.input_data[ComponentType.source]["node"][: pgm.n_slack]
         connected = np.zeros(n, bool)
         connected[f] = connected[t] = True
         connected[slack] = False
@@ -144,6 +146,7 @@ class FlowModel:
     site_buses: np.ndarray
     demand_maps: dict[str, pd.DataFrame]
     gen_pv_row: np.ndarray  # per net.gen row: position in pgm.pv_bus, or -1
+    ext_grid_source: np.ndarray  # per net.ext_grid row: position of its slack source, or -1
     gen_factor: np.ndarray
     pv_sensitivity: np.ndarray | None  # dP_pv / dθ_pv (MW per rad), pv × pv
     angle_predictor: DcAnglePredictor | None
@@ -154,6 +157,7 @@ class FlowModel:
 
 def prepare(net: pandapowerNet, site_buses: np.ndarray | list[int] = (), source: str = "grid") -> FlowModel:
     """Convert ``net`` for batch power flows, with an added (zero) load at each of ``site_buses``."""
+    check_network(net, source)
     _check_model(net, source)
     base_power_flow(net, source)
     site_buses = np.asarray(site_buses, dtype=np.int64)
@@ -176,6 +180,7 @@ def prepare(net: pandapowerNet, site_buses: np.ndarray | list[int] = (), source:
         site_buses=site_buses,
         demand_maps=demand_maps,
         gen_pv_row=gen_pv_row,
+        ext_grid_source=_ext_grid_sources(net, pgm),
         gen_factor=gen_factor,
         pv_sensitivity=None,
         angle_predictor=DcAnglePredictor.of(pgm) if len(pgm.pv_bus) else None,
@@ -252,6 +257,15 @@ def _gen_map(net: pandapowerNet, pgm: PgmModel) -> tuple[np.ndarray, np.ndarray]
     return np.where(found, row, -1), factor
 
 
+def _ext_grid_sources(net: pandapowerNet, pgm: PgmModel) -> np.ndarray:
+    slack_nodes = pgm.input_data[ComponentType.source]["node"][: pgm.n_slack]
+    position = {int(node): i for i, node in enumerate(slack_nodes)}
+    nodes = net._pd2ppc_lookups["bus"][net.ext_grid["bus"].to_numpy()]
+    on = net.ext_grid["in_service"].astype(bool).to_numpy()
+    found = [position.get(int(node), -1) if used else -1 for node, used in zip(nodes, on, strict=True)]
+    return np.array(found, dtype=int)
+
+
 def _default_chunk(model: FlowModel) -> int:
     cells = len(model.pgm.input_data[ComponentType.node]) + len(
         model.pgm.input_data[ComponentType.generic_branch]
@@ -266,6 +280,8 @@ def _injections(model: FlowModel, scenarios: Scenarios) -> tuple[np.ndarray, ...
     demand_q = np.tile(pgm.demand_q_mvar, (n, 1))
     pv_p = np.tile(pgm.pv_p_mw, (n, 1))
     for (table, column), values in scenarios.element_values.items():
+        if table == "ext_grid":
+            continue  # a source set-point, not an injection: see _update
         values = np.asarray(values, dtype=float)
         base = model.net[table][column].to_numpy(float)
         delta = np.where(np.isnan(values), 0.0, values - base)
@@ -317,12 +333,23 @@ def _update(model: FlowModel, scenarios: Scenarios) -> tuple[dict, np.ndarray]:
         np.concatenate([(demand_q[:, None, :] * pgm.zip_q.T[None]).reshape(n, -1), site_q], axis=1) * MEGA
     )
     update = {ComponentType.sym_load: loads}
-    if len(pgm.pv_bus):
-        sources = initialize_array(DatasetType.update, ComponentType.source, (n, len(pgm.pv_bus)))
-        sources["id"] = pgm.pv_source_ids
-        sources["u_ref_angle"] = pgm.pv_angle_rad
-        if model.angle_predictor is not None:
-            sources["u_ref_angle"] += model.angle_predictor.shift(pgm, demand_p, pv_p)
+    slack_vm = scenarios.element_values.get(("ext_grid", "vm_pu"))
+    if len(pgm.pv_bus) or slack_vm is not None:
+        given = pgm.input_data[ComponentType.source]
+        sources = initialize_array(DatasetType.update, ComponentType.source, (n, len(given)))
+        sources["id"] = given["id"]
+        sources["u_ref"] = given["u_ref"]
+        sources["u_ref_angle"] = given["u_ref_angle"]
+        if slack_vm is not None:
+            slack_vm = np.asarray(slack_vm, dtype=float)
+            for row, position in enumerate(model.ext_grid_source):
+                if position >= 0:
+                    column = slack_vm[:, row]
+                    base = given["u_ref"][position]
+                    sources["u_ref"][:, position] = np.where(np.isnan(column), base, column)
+        if len(pgm.pv_bus) and model.angle_predictor is not None:
+            shift = model.angle_predictor.shift(pgm, demand_p, pv_p)
+            sources["u_ref_angle"][:, pgm.n_slack :] += shift
         update[ComponentType.source] = sources
     if scenarios.outages is not None:
         update[ComponentType.generic_branch] = _outage_update(model, scenarios.outages)
@@ -432,7 +459,7 @@ def _solve_chunk(model: FlowModel, scenarios: Scenarios, out: FlowResult, rows: 
 
 
 def _pv_power_mw(model: FlowModel, result: dict) -> np.ndarray:
-    n_slack = len(model.pgm.source_vm_pu)
+    n_slack = model.pgm.n_slack
     return result[ComponentType.source]["p"][:, n_slack:] / MEGA
 
 
@@ -443,7 +470,7 @@ def _deliver_pv_power(
 
     Each round re-solves only the scenarios still off by more than the tolerance.
     """
-    angle = update[ComponentType.source]["u_ref_angle"]
+    angle = update[ComponentType.source]["u_ref_angle"][:, model.pgm.n_slack :]
     step = np.linalg.inv(model.pv_sensitivity)
     mismatch = _pv_mismatch(model, result, pv_p, converged)
     for _ in range(PV_MAX_ROUNDS):
@@ -487,7 +514,7 @@ def _pv_sensitivity(model: FlowModel) -> np.ndarray:
     """dP at each PV source per radian of each PV source's angle, by probing the base case."""
     n_pv = len(model.pgm.pv_bus)
     update, _ = _update(model, Scenarios(n=n_pv + 1))
-    update[ComponentType.source]["u_ref_angle"][1:] += np.eye(n_pv) * PV_PROBE_RAD
+    update[ComponentType.source]["u_ref_angle"][1:, model.pgm.n_slack :] += np.eye(n_pv) * PV_PROBE_RAD
     result, converged = _run_pgm(model, update, {ComponentType.source: ["p"]})
     if not converged.all():
         raise GridError("the base case does not converge on power-grid-model")

@@ -74,7 +74,12 @@ class PgmModel:
     pv_source_ids: np.ndarray
     site_ids: np.ndarray  # sym_load ids of added loads, one per requested site bus
     site_node: np.ndarray
-    source_vm_pu: np.ndarray
+    source_vm_pu: np.ndarray  # set-point of each slack source; PV sources follow them
+
+    @property
+    def n_slack(self) -> int:
+        """Slack sources come first in the source table, PV-bus sources after them."""
+        return len(self.source_vm_pu)
 
 
 def base_power_flow(net: pandapowerNet, source: str) -> None:

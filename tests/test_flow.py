@@ -126,6 +126,15 @@ def test_voltage_dependent_loads_tap_positions_shunts_and_open_switches(oberrhei
         assert_agrees(result, row, reference(net, {k: v[row] for k, v in values.items()}))
 
 
+def test_slack_voltage_set_point_can_change_per_scenario(hv_mixed):
+    net = hv_mixed.net
+    model = prepare(copy.deepcopy(net), [], "hv")
+    vm = np.array([[1.025, 1.025, 1.025], [np.nan, 1.0, np.nan]])
+    result = solve(model, Scenarios(n=2, element_values={("ext_grid", "vm_pu"): vm}))
+    for row in range(2):
+        assert_agrees(result, row, reference(net, {("ext_grid", "vm_pu"): vm[row]}))
+
+
 def test_chunks_give_the_same_numbers_as_one_batch(hv_mixed):
     model = prepare(copy.deepcopy(hv_mixed.net), [], "hv")
     scenarios = profile_scenarios(model.net, hv_mixed.profiles.iloc[:50])
@@ -179,6 +188,13 @@ def test_zero_impedance_branch_is_refused_naming_it(oberrhein):
     line = net.line.index[5]
     net.line.loc[line, ["r_ohm_per_km", "x_ohm_per_km"]] = 0.0
     with pytest.raises(GridError, match="zero impedance"):
+        prepare(net, [], "oberrhein")
+
+
+def test_grid_without_slack_is_refused_before_solving(oberrhein):
+    net = copy.deepcopy(oberrhein.net)
+    net.ext_grid["in_service"] = False
+    with pytest.raises(GridError, match="no in-service external grid"):
         prepare(net, [], "oberrhein")
 
 
