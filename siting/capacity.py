@@ -1,0 +1,529 @@
+"""Substation hosting capacity: N-0, firm N-1, hourly headroom, spare and flexible capacity.
+
+Every capacity is found by AC power flows through ``siting.flow``, in batches: all
+(operating state × substation) pairs of a question advance together. Each pair keeps a
+bracket on a 0.1 MW grid — the largest load known to be feasible and the smallest known to
+be infeasible — and narrows it by interpolating the worst normalised margin between the two
+ends and testing the two grid points around the estimate (bisection every third round, so
+it always ends). A reported capacity was solved and found within limits at its value, and
+solved and found outside them 0.1 MW above (or it is the cap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from siting.errors import UsageError
+from siting.flow import FlowModel, Scenarios, solve
+from siting.limits import ElementLimits, StudyLimits, element_limits
+
+CRITERIA = ("none", "undervoltage", "overvoltage", "line thermal", "transformer thermal", "non-convergence")
+CAP_REACHED = 0
+UNDERVOLTAGE, OVERVOLTAGE, LINE_THERMAL, TRAFO_THERMAL, NON_CONVERGENCE = 1, 2, 3, 4, 5
+VOLTAGE_SCALE_PU = 0.01  # 1 % of voltage weighs as much as 1 point of loading in the margin
+BASE_TOLERANCE = 1e-6  # a base-case value beyond its limit by less than this is not a violation
+# An already violated limit binds when added load makes it worse by more than this: smaller
+# changes are solver noise or reactive side effects no engineer would call a violation.
+WORSENING_PU = 0.001
+WORSENING_PERCENT = 0.1
+MAX_PAIRS_PER_BATCH = 20_000
+
+
+@dataclass(frozen=True)
+class CapacitySettings:
+    """How hosting capacity is defined: the added load, its cap and resolution, the limits."""
+
+    pf: float = 0.95  # power factor of the added load, lagging
+    cap_mw: float = 100.0
+    resolution_mw: float = 0.1
+    limits: StudyLimits = field(default_factory=StudyLimits)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.pf <= 1:
+            raise UsageError(f"--pf {self.pf}: a power factor must be in (0, 1]")
+        if self.cap_mw <= 0:
+            raise UsageError(f"--cap {self.cap_mw}: the cap must be more than 0 MW")
+        if self.resolution_mw <= 0 or self.resolution_mw > self.cap_mw:
+            raise UsageError(f"resolution {self.resolution_mw} MW must be in (0, cap]")
+
+    @property
+    def q_per_mw(self) -> float:
+        """Mvar drawn per MW of added load (lagging)."""
+        return float(np.tan(np.arccos(self.pf)))
+
+    @property
+    def steps(self) -> int:
+        return round(self.cap_mw / self.resolution_mw)
+
+
+@dataclass(frozen=True)
+class States:
+    """Operating states to add load to: element values per state and an optional outage each."""
+
+    values: dict[tuple[str, str], np.ndarray]  # (table, column) → (states, table rows); NaN = model
+    outages: tuple[tuple[str, int] | None, ...] | None
+    n: int
+
+    def scenarios(
+        self,
+        state: np.ndarray,
+        sites: np.ndarray | None = None,
+        p_mw: np.ndarray | None = None,
+        n_sites: int = 0,
+        q_per_mw: float = 0.0,
+    ) -> Scenarios:
+        """One scenario per state, with ``p_mw`` added at site ``sites`` (none if not given)."""
+        site_p = None
+        if sites is not None:
+            site_p = np.zeros((len(state), n_sites))
+            site_p[np.arange(len(state)), sites] = p_mw
+        return Scenarios(
+            n=len(state),
+            element_values={key: value[state] for key, value in self.values.items()},
+            site_p_mw=site_p,
+            site_q_mvar=None if site_p is None else site_p * q_per_mw,
+            outages=None if self.outages is None else tuple(self.outages[i] for i in state),
+        )
+
+
+@dataclass(frozen=True)
+class StateLimits:
+    """Limits per state after the base-case rule: a limit already violated binds only if worse."""
+
+    vmin: np.ndarray  # (states, buses)
+    vmax: np.ndarray
+    line: np.ndarray  # (states, lines)
+    trafo: np.ndarray
+    usable: np.ndarray  # (states,) the base case converged and supplies every load
+    base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
+    violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
+
+
+@dataclass(frozen=True)
+class HostingResult:
+    """Hosting capacity per (state, site) pair, with what binds 0.1 MW above it."""
+
+    hc_mw: np.ndarray  # (states, sites); NaN where the state is not usable
+    criterion: np.ndarray  # codes into CRITERIA
+    element: np.ndarray  # index into the bus/line/trafo table of the criterion, -1 if none
+    flows: int  # power flows run
+
+
+def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> StateLimits:
+    """Solve each state without added load; relax limits it already violates to its own value."""
+    base = solve(model, states.scenarios(np.arange(states.n)))
+    net = model.net
+    vm = base.vm_pu
+    load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
+    supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(states.n, bool)
+    usable = base.converged & supplied
+    vmin = _relaxed(limits.vmin_pu, vm, -WORSENING_PU)
+    vmax = _relaxed(limits.vmax_pu, vm, WORSENING_PU)
+    line = _relaxed(limits.line_percent, base.line_loading_percent, WORSENING_PERCENT)
+    trafo = _relaxed(limits.trafo_percent, base.trafo_loading_percent, WORSENING_PERCENT)
+    violations = _violations(model, base, limits, usable)
+    relaxed = StateLimits(vmin, vmax, line, trafo, usable, np.zeros(states.n), violations)
+    margin, _, _ = _worst_margin(base, relaxed, np.arange(states.n))
+    return StateLimits(vmin, vmax, line, trafo, usable, np.maximum(margin, 0.0), violations)
+
+
+def _relaxed(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:
+    """Per state: the limit, or where the base case is already at or beyond it, the base value
+    plus the allowed worsening (``worsening`` < 0 for lower limits)."""
+    sign = np.sign(worsening)
+    with np.errstate(invalid="ignore"):
+        beyond = sign * (base - limit[None, :]) > -BASE_TOLERANCE
+    return np.where(beyond, base + worsening, limit[None, :])
+
+
+def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarray) -> pd.DataFrame:
+    net = model.net
+    rows = []
+    checks = (
+        ("undervoltage", "bus", base.vm_pu, limits.vmin_pu, -1),
+        ("overvoltage", "bus", base.vm_pu, limits.vmax_pu, 1),
+        ("line thermal", "line", base.line_loading_percent, limits.line_percent, 1),
+        ("transformer thermal", "trafo", base.trafo_loading_percent, limits.trafo_percent, 1),
+    )
+    for criterion, table, values, limit, sign in checks:
+        with np.errstate(invalid="ignore"):
+            beyond = sign * (values - limit[None, :]) > BASE_TOLERANCE
+        beyond &= usable[:, None]
+        for state, column in zip(*np.nonzero(beyond), strict=True):
+            rows.append(
+                {
+                    "state": int(state),
+                    "criterion": criterion,
+                    "element": _name(net[table], column),
+                    "value": float(values[state, column]),
+                    "limit": float(limit[column]),
+                }
+            )
+    return pd.DataFrame(rows, columns=["state", "criterion", "element", "value", "limit"])
+
+
+def _name(table: pd.DataFrame, position: int) -> str:
+    name = table["name"].iloc[position]
+    return str(name) if isinstance(name, str) and name else f"#{table.index[position]}"
+
+
+def hosting_capacity(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: CapacitySettings,
+    sites: np.ndarray | None = None,
+) -> HostingResult:
+    """Largest added load (MW, on the resolution grid, up to the cap) per usable state and site."""
+    n_sites = len(model.site_buses)
+    sites = np.arange(n_sites) if sites is None else np.asarray(sites)
+    hc = np.full((states.n, len(sites)), np.nan)
+    criterion = np.full((states.n, len(sites)), CAP_REACHED, dtype=np.int8)
+    element = np.full((states.n, len(sites)), -1, dtype=np.int64)
+    state_of, site_col = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
+    state_of, site_col = state_of.ravel(), site_col.ravel()
+    flows = 0
+    for start in range(0, len(state_of), MAX_PAIRS_PER_BATCH):
+        chunk = slice(start, start + MAX_PAIRS_PER_BATCH)
+        k, code, where, count = _bracket(
+            model, states, limits, settings, state_of[chunk], sites[site_col[chunk]], n_sites
+        )
+        hc[state_of[chunk], site_col[chunk]] = k * settings.resolution_mw
+        criterion[state_of[chunk], site_col[chunk]] = code
+        element[state_of[chunk], site_col[chunk]] = where
+        flows += count
+    return HostingResult(hc, criterion, element, flows)
+
+
+def _bracket(model, states, limits, settings, state, site, n_sites):
+    """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once."""
+    top = settings.steps
+    n = len(state)
+    lo = np.zeros(n, dtype=np.int64)
+    hi = np.full(n, top + 1, dtype=np.int64)  # top + 1: nothing infeasible known yet
+    g_lo = np.full(n, np.nan)
+    g_hi = np.full(n, np.nan)
+    code = np.zeros(n, dtype=np.int8)
+    where = np.full(n, -1, dtype=np.int64)
+    flows = 0
+
+    def probe(rows: np.ndarray, k: np.ndarray) -> None:
+        nonlocal flows
+        g, crit, elem = _margin(
+            model, states, limits, settings, state[rows], site[rows], k * settings.resolution_mw, n_sites
+        )
+        flows += len(rows)
+        ok = g >= 0
+        up = ok & (k > lo[rows])
+        lo[rows[up]] = k[up]
+        g_lo[rows[up]] = g[up]
+        down = ~ok & (k < hi[rows])
+        hi[rows[down]] = k[down]
+        g_hi[rows[down]] = g[down]
+        code[rows[down]] = crit[down]
+        where[rows[down]] = elem[down]
+
+    everyone = np.arange(n)
+    probe(everyone, np.full(n, top))
+    g_lo[:] = np.where(np.isnan(g_lo), limits.base_margin[state], g_lo)
+    for round_number in range(4 * int(np.ceil(np.log2(top + 1))) + 4):
+        active = np.flatnonzero(hi - lo > 1)
+        if len(active) == 0:
+            break
+        a_lo, a_hi = lo[active], hi[active]
+        if round_number % 3 == 2:
+            guess = (a_lo + a_hi) // 2
+            probe(active, guess)
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            root = a_lo + (a_hi - a_lo) * g_lo[active] / (g_lo[active] - g_hi[active])
+        root = np.where(np.isfinite(root), root, (a_lo + a_hi) / 2)
+        first = np.clip(np.floor(root).astype(np.int64), a_lo + 1, a_hi - 1)
+        second = np.minimum(first + 1, a_hi - 1)
+        both = second > first
+        probe(np.concatenate([active, active[both]]), np.concatenate([first, second[both]]))
+    code[hi > top] = CAP_REACHED
+    where[hi > top] = -1
+    return lo, code, where, flows
+
+
+def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
+    """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
+    result = solve(model, states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw))
+    return _worst_margin(result, limits, state)
+
+
+def _worst_margin(result, limits: StateLimits, state: np.ndarray):
+    with np.errstate(invalid="ignore"):
+        margins = [
+            (result.vm_pu - limits.vmin[state]) / VOLTAGE_SCALE_PU,
+            (limits.vmax[state] - result.vm_pu) / VOLTAGE_SCALE_PU,
+            limits.line[state] - result.line_loading_percent,
+            limits.trafo[state] - result.trafo_loading_percent,
+        ]
+    worst = np.full(len(state), np.inf)
+    criterion = np.zeros(len(state), dtype=np.int8)
+    element = np.full(len(state), -1, dtype=np.int64)
+    for code, margin in enumerate(margins, start=1):
+        if margin.shape[1] == 0:
+            continue
+        filled = np.where(np.isnan(margin), np.inf, margin)
+        column = filled.argmin(axis=1)
+        value = filled[np.arange(len(state)), column]
+        better = value < worst
+        worst[better] = value[better]
+        criterion[better] = code
+        element[better] = column[better]
+    failed = ~result.converged
+    worst[failed] = -np.inf
+    criterion[failed] = NON_CONVERGENCE
+    element[failed] = -1
+    return worst, criterion, element
+
+
+def criterion_element_name(model: FlowModel, criterion: int, element: int) -> str:
+    """The name of the element a criterion code points at ('' for none)."""
+    table = {UNDERVOLTAGE: "bus", OVERVOLTAGE: "bus", LINE_THERMAL: "line", TRAFO_THERMAL: "trafo"}.get(
+        int(criterion)
+    )
+    if table is None or element < 0:
+        return ""
+    return _name(model.net[table], int(element))
+
+
+def normal_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
+    return element_limits(model.net, settings.limits, contingency=False)
+
+
+def contingency_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
+    return element_limits(model.net, settings.limits, contingency=True)
+
+
+@dataclass(frozen=True)
+class CapacityStudy:
+    """Everything `siting capacity` reports for one grid."""
+
+    table: pd.DataFrame  # one row per substation (see CAPACITY_COLUMNS)
+    headroom: pd.DataFrame | None  # time × substation id, MW (N-0 hosting capacity per step)
+    operating_point: str
+    base_violations: pd.DataFrame  # at the operating point, before any load is added
+    skipped_outages: pd.DataFrame  # outages not studied: element, reason
+    unused_share_at_peak: float  # 1 − peak load / load the grid serves at a uniform growth margin
+    load_margin: float  # that uniform growth factor λ (all existing loads × λ stay within limits)
+    flows: int
+    limits_from_model: dict[str, int]
+
+
+CAPACITY_COLUMNS = [
+    "substation",
+    "name",
+    "bus",
+    "bus_name",
+    "vn_kv",
+    "lon",
+    "lat",
+    "load_mw",
+    "hc_n0_mw",
+    "hc_n1_mw",
+    "hc_n0_year_min_mw",
+    "binding_criterion",
+    "binding_element",
+    "binding_outage",
+    "n0_binding_criterion",
+    "n0_binding_element",
+    "spare_peak_mw",
+    "hours_ge_5mw",
+    "hours_ge_10mw",
+    "hours_ge_20mw",
+    "flex_0.25pct_mw",
+    "flex_0.5pct_mw",
+    "flex_1pct_mw",
+    "flex_5pct_mw",
+]
+
+
+def substation_capacity(
+    grid,
+    settings: CapacitySettings | None = None,
+    at: str | None = None,
+    n1: bool = True,
+    year: bool = True,
+    substations: list[int] | None = None,
+) -> CapacityStudy:
+    """N-0 and firm N-1 hosting capacity at the operating point, and the year's headroom."""
+    from siting.flexible import flexible_capacity
+    from siting.flow import prepare
+    from siting.peak import net_peak_step, operating_point
+
+    settings = settings or CapacitySettings()
+    subs = _chosen(grid.substations, substations)
+    point = operating_point(grid, at)
+    model = prepare(_copy(grid.net), subs["bus"].to_numpy(), grid.source)
+    peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
+    peak_limits = state_limits(model, peak, normal_limits(model, settings))
+    if not peak_limits.usable[0]:
+        raise UsageError(
+            f"{grid.source}: the power flow at {point.label} does not converge or leaves load unsupplied"
+        )
+    n0 = hosting_capacity(model, peak, peak_limits, settings)
+    flows = n0.flows + 1
+    table = (
+        subs[["id", "name", "bus", "bus_name", "vn_kv", "lon", "lat", "load_mw"]]
+        .rename(columns={"id": "substation"})
+        .reset_index(drop=True)
+    )
+    table["hc_n0_mw"] = _mw(n0.hc_mw[0])
+    table["n0_binding_criterion"] = [CRITERIA[c] for c in n0.criterion[0]]
+    table["n0_binding_element"] = [
+        criterion_element_name(model, c, e) for c, e in zip(n0.criterion[0], n0.element[0], strict=True)
+    ]
+    skipped = pd.DataFrame(columns=["outage", "reason"])
+    firm = table["hc_n0_mw"].to_numpy()
+    binding = list(
+        zip(table["n0_binding_criterion"], table["n0_binding_element"], [""] * len(table), strict=True)
+    )
+    if n1:
+        firm, binding, skipped, count = _firm_capacity(
+            model, point, settings, table["hc_n0_mw"].to_numpy(), binding
+        )
+        flows += count
+    table["hc_n1_mw"] = firm if n1 else np.nan
+    table["binding_criterion"] = [b[0] for b in binding]
+    table["binding_element"] = [b[1] for b in binding]
+    table["binding_outage"] = [b[2] for b in binding]
+
+    headroom = None
+    if year and grid.profiles is not None:
+        headroom, count = _year_headroom(model, grid, settings, subs)
+        flows += count
+        peak_step = net_peak_step(grid.profiles)
+        table["hc_n0_year_min_mw"] = headroom.min().to_numpy()
+        table["spare_peak_mw"] = headroom.iloc[peak_step].to_numpy()
+        for threshold in (5, 10, 20):
+            table[f"hours_ge_{threshold}mw"] = _hours_per_year(headroom, threshold)
+        for limit, column in (
+            (0.0025, "flex_0.25pct_mw"),
+            (0.005, "flex_0.5pct_mw"),
+            (0.01, "flex_1pct_mw"),
+            (0.05, "flex_5pct_mw"),
+        ):
+            table[column] = [
+                float(flexible_capacity(headroom[c], (limit,))["load_mw"].iloc[0]) for c in headroom.columns
+            ]
+    else:
+        table["spare_peak_mw"] = table["hc_n0_mw"]
+    margin, count = load_margin(model, point, settings)
+    flows += count
+    return CapacityStudy(
+        table=table.reindex(columns=CAPACITY_COLUMNS),
+        headroom=headroom,
+        operating_point=point.label,
+        base_violations=_named_states(peak_limits.violations, [point.label]),
+        skipped_outages=skipped,
+        unused_share_at_peak=1.0 - 1.0 / margin if margin > 0 else 0.0,
+        load_margin=margin,
+        flows=flows,
+        limits_from_model=normal_limits(model, settings).from_model,
+    )
+
+
+def _chosen(substations: pd.DataFrame, chosen: list[int] | None) -> pd.DataFrame:
+    if chosen is None:
+        return substations
+    unknown = sorted(set(chosen) - set(substations["id"]))
+    if unknown:
+        raise UsageError(f"substation id(s) {unknown} do not exist (ids run 0–{len(substations) - 1})")
+    return substations[substations["id"].isin(chosen)]
+
+
+def _copy(net):
+    import copy
+
+    return copy.deepcopy(net)
+
+
+def _mw(values: np.ndarray) -> np.ndarray:
+    return np.round(values, 6)
+
+
+def _firm_capacity(model, point, settings, hc_n0, binding):
+    net = model.net
+    outages = [("line", int(i)) for i in net.line.index[net.line.in_service.astype(bool)]]
+    outages += [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
+    values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
+    states = States(values, tuple(outages), len(outages))
+    limits = state_limits(model, states, contingency_limits(model, settings))
+    result = hosting_capacity(model, states, limits, settings)
+    names = [f"{table} {_name(net[table], net[table].index.get_loc(index))}" for table, index in outages]
+    skipped = pd.DataFrame(
+        {
+            "outage": [names[i] for i in np.flatnonzero(~limits.usable)],
+            "reason": "leaves load unsupplied or does not converge without added load",
+        }
+    )
+    hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
+    worst = hc.argmin(axis=0)
+    firm = hc_n0.copy()
+    binding = list(binding)
+    for site, state in enumerate(worst):
+        value = hc[state, site]
+        if value < firm[site]:
+            firm[site] = value
+            criterion = result.criterion[state, site]
+            binding[site] = (
+                CRITERIA[criterion],
+                criterion_element_name(model, criterion, result.element[state, site]),
+                names[state],
+            )
+    return _mw(firm), binding, skipped, result.flows + len(outages)
+
+
+def _year_headroom(model, grid, settings, subs):
+    from siting.flow import profile_scenarios
+
+    scenarios = profile_scenarios(model.net, grid.profiles)
+    states = States(scenarios.element_values, None, scenarios.n)
+    limits = state_limits(model, states, normal_limits(model, settings))
+    result = hosting_capacity(model, states, limits, settings)
+    headroom = pd.DataFrame(_mw(result.hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
+    headroom.columns.name = "substation"
+    return headroom, result.flows + scenarios.n
+
+
+def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:
+    step_hours = (headroom.index[1] - headroom.index[0]) / pd.Timedelta(hours=1)
+    counts = (headroom >= threshold).groupby(headroom.index.year).sum() * step_hours
+    return counts.mean().to_numpy()
+
+
+def load_margin(model, point, settings, top: float = 4.0, step: float = 0.01) -> tuple[float, int]:
+    """Largest λ (to ``step``) with every existing load × λ within limits at the operating point."""
+    net = model.net
+    factors = np.arange(1.0, top + step / 2, step)
+    values = {}
+    for column in ("p_mw", "q_mvar"):
+        base = point.values.get(("load", column), net.load[column].to_numpy(float))
+        base = np.where(np.isnan(base), net.load[column].to_numpy(float), base)
+        values[("load", column)] = np.outer(factors, base)
+    for key, value in point.values.items():
+        if key[0] != "load":
+            values[key] = np.repeat(value[None, :], len(factors), axis=0)
+    states = States(values, None, len(factors))
+    limits = state_limits(
+        model, States({k: v[:1] for k, v in values.items()}, None, 1), normal_limits(model, settings)
+    )
+    base_state = np.zeros(len(factors), dtype=int)
+    result = solve(model, states.scenarios(np.arange(len(factors))))
+    margin, _, _ = _worst_margin(result, limits, base_state)
+    ok = margin >= 0
+    first_bad = int(np.argmin(ok)) if not ok.all() else len(factors)
+    return (float(factors[first_bad - 1]) if first_bad > 0 else 1.0), len(factors) + 1
+
+
+def _named_states(violations: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    named = violations.copy()
+    named["state"] = [labels[i] for i in named["state"]]
+    return named
