@@ -11,6 +11,7 @@ solved and found outside them 0.1 MW above (or it is the cap).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,8 +26,8 @@ CAP_REACHED = 0
 UNDERVOLTAGE, OVERVOLTAGE, LINE_THERMAL, TRAFO_THERMAL, NON_CONVERGENCE = 1, 2, 3, 4, 5
 VOLTAGE_SCALE_PU = 0.01  # 1 % of voltage weighs as much as 1 point of loading in the margin
 BASE_TOLERANCE = 1e-6  # a base-case value beyond its limit by less than this is not a violation
-# An already violated limit binds when added load makes it worse by more than this: smaller
-# changes are solver noise or reactive side effects no engineer would call a violation.
+# A base-case value at or beyond its limit may move this much before added load is blamed:
+# smaller changes are solver noise or side effects no engineer would call a violation.
 WORSENING_PU = 0.001
 WORSENING_PERCENT = 0.1
 MAX_PAIRS_PER_BATCH = 20_000
@@ -98,6 +99,7 @@ class StateLimits:
     line: np.ndarray  # (states, lines)
     trafo: np.ndarray
     usable: np.ndarray  # (states,) the base case converged and supplies every load
+    converged: np.ndarray  # (states,) the base case converged
     base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
     violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
 
@@ -120,23 +122,24 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
     load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
     supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(states.n, bool)
     usable = base.converged & supplied
-    vmin = _relaxed(limits.vmin_pu, vm, -WORSENING_PU)
-    vmax = _relaxed(limits.vmax_pu, vm, WORSENING_PU)
-    line = _relaxed(limits.line_percent, base.line_loading_percent, WORSENING_PERCENT)
-    trafo = _relaxed(limits.trafo_percent, base.trafo_loading_percent, WORSENING_PERCENT)
+    vmin = relaxed_limit(limits.vmin_pu, vm, -WORSENING_PU)
+    vmax = relaxed_limit(limits.vmax_pu, vm, WORSENING_PU)
+    line = relaxed_limit(limits.line_percent, base.line_loading_percent, WORSENING_PERCENT)
+    trafo = relaxed_limit(limits.trafo_percent, base.trafo_loading_percent, WORSENING_PERCENT)
     violations = _violations(model, base, limits, usable)
-    relaxed = StateLimits(vmin, vmax, line, trafo, usable, np.zeros(states.n), violations)
+    relaxed = StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations)
     margin, _, _ = _worst_margin(base, relaxed, np.arange(states.n))
-    return StateLimits(vmin, vmax, line, trafo, usable, np.maximum(margin, 0.0), violations)
+    return StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.maximum(margin, 0.0), violations)
 
 
-def _relaxed(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:
-    """Per state: the limit, or where the base case is already at or beyond it, the base value
-    plus the allowed worsening (``worsening`` < 0 for lower limits)."""
-    sign = np.sign(worsening)
-    with np.errstate(invalid="ignore"):
-        beyond = sign * (base - limit[None, :]) > -BASE_TOLERANCE
-    return np.where(beyond, base + worsening, limit[None, :])
+def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:
+    """The limit that binds added load, for one or many base states (``worsening`` < 0 for a
+    lower limit): the model's limit, or the base value moved by ``worsening`` if that is
+    beyond it. So a limit the base case violates binds only if added load makes it worse, and
+    one the base case sits at binds only beyond numerical noise; the rule is continuous."""
+    if worsening > 0:
+        return np.fmax(limit, base + worsening)
+    return np.fmin(limit, base + worsening)
 
 
 def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarray) -> pd.DataFrame:
@@ -352,9 +355,12 @@ def substation_capacity(
     n1: bool = True,
     year: bool = True,
     substations: list[int] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CapacityStudy:
     """N-0 and firm N-1 hosting capacity at the operating point, and the year's headroom."""
     from siting.flexible import flexible_capacity
+
+    say = progress or (lambda _message: None)
     from siting.flow import prepare
     from siting.peak import net_peak_step, operating_point
 
@@ -368,6 +374,7 @@ def substation_capacity(
         raise UsageError(
             f"{grid.source}: the power flow at {point.label} does not converge or leaves load unsupplied"
         )
+    say(f"N-0 hosting capacity at {point.label} for {len(subs)} substations")
     n0 = hosting_capacity(model, peak, peak_limits, settings)
     flows = n0.flows + 1
     table = (
@@ -386,6 +393,7 @@ def substation_capacity(
         zip(table["n0_binding_criterion"], table["n0_binding_element"], [""] * len(table), strict=True)
     )
     if n1:
+        say(f"firm (N-1) capacity over {len(net_outages(model.net))} single outages")
         firm, binding, skipped, count = _firm_capacity(
             model, point, settings, table["hc_n0_mw"].to_numpy(), binding
         )
@@ -397,6 +405,7 @@ def substation_capacity(
 
     headroom = None
     if year and grid.profiles is not None:
+        say(f"headroom at every step: {len(grid.profiles)} steps × {len(subs)} substations")
         headroom, count = _year_headroom(model, grid, settings, subs)
         flows += count
         peak_step = net_peak_step(grid.profiles)
@@ -410,9 +419,10 @@ def substation_capacity(
             (0.01, "flex_1pct_mw"),
             (0.05, "flex_5pct_mw"),
         ):
-            table[column] = [
+            loads = [
                 float(flexible_capacity(headroom[c], (limit,))["load_mw"].iloc[0]) for c in headroom.columns
             ]
+            table[column] = np.minimum(loads, settings.cap_mw)  # headroom stops at the cap, so must L
     else:
         table["spare_peak_mw"] = table["hc_n0_mw"]
     margin, count = load_margin(model, point, settings)
@@ -449,21 +459,25 @@ def _mw(values: np.ndarray) -> np.ndarray:
     return np.round(values, 6)
 
 
+def net_outages(net) -> list[tuple[str, int]]:
+    """Every in-service line and transformer, as single outages."""
+    outages = [("line", int(i)) for i in net.line.index[net.line.in_service.astype(bool)]]
+    return outages + [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
+
+
 def _firm_capacity(model, point, settings, hc_n0, binding):
     net = model.net
-    outages = [("line", int(i)) for i in net.line.index[net.line.in_service.astype(bool)]]
-    outages += [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
+    outages = net_outages(net)
     values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
     states = States(values, tuple(outages), len(outages))
     limits = state_limits(model, states, contingency_limits(model, settings))
     result = hosting_capacity(model, states, limits, settings)
     names = [f"{table} {_name(net[table], net[table].index.get_loc(index))}" for table, index in outages]
-    skipped = pd.DataFrame(
-        {
-            "outage": [names[i] for i in np.flatnonzero(~limits.usable)],
-            "reason": "leaves load unsupplied or does not converge without added load",
-        }
-    )
+    not_usable = np.flatnonzero(~limits.usable)
+    reasons = [
+        "islands load" if limits.converged[i] else "no convergence without added load" for i in not_usable
+    ]
+    skipped = pd.DataFrame({"outage": [names[i] for i in not_usable], "reason": reasons})
     hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
     worst = hc.argmin(axis=0)
     firm = hc_n0.copy()
@@ -520,7 +534,7 @@ def load_margin(model, point, settings, top: float = 4.0, step: float = 0.01) ->
     margin, _, _ = _worst_margin(result, limits, base_state)
     ok = margin >= 0
     first_bad = int(np.argmin(ok)) if not ok.all() else len(factors)
-    return (float(factors[first_bad - 1]) if first_bad > 0 else 1.0), len(factors) + 1
+    return (round(float(factors[first_bad - 1]), 4) if first_bad > 0 else 1.0), len(factors) + 1
 
 
 def _named_states(violations: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +11,7 @@ import pandas as pd
 
 from siting.catalog import read_catalog
 from siting.errors import SitingError, UsageError
+from siting.outputs import json_ready
 
 SUBSTATION_ROWS = 25
 
@@ -50,6 +50,47 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--all", action="store_true", help="list every substation, not the first 25")
     inspect.set_defaults(run=_inspect)
 
+    capacity = commands.add_parser("capacity", help="hosting capacity of every substation (N-0, N-1, year)")
+    capacity.add_argument("grid", help="a grid source, as for inspect")
+    capacity.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced whole)")
+    capacity.add_argument("--pf", type=float, default=0.95, help="power factor of the added load, lagging")
+    capacity.add_argument("--cap", type=float, default=100.0, help="largest load searched for (MW)")
+    capacity.add_argument(
+        "--at", metavar="POINT", help="case:<name>, netpeak or a time (default: case:hL, else netpeak)"
+    )
+    capacity.add_argument(
+        "--n-1",
+        dest="n1",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="firm capacity over single outages (default: on)",
+    )
+    capacity.add_argument(
+        "--year",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="headroom at every profile step (default: on)",
+    )
+    capacity.add_argument(
+        "--substations", metavar="IDS", help="comma-separated substation ids (default: all)"
+    )
+    capacity.add_argument(
+        "--vmin", type=float, default=0.95, help="undervoltage limit where the model has none"
+    )
+    capacity.add_argument(
+        "--vmax", type=float, default=1.05, help="overvoltage limit where the model has none"
+    )
+    capacity.add_argument(
+        "--emergency", type=float, default=120.0, help="thermal limit after an outage, %% of the normal limit"
+    )
+    capacity.add_argument(
+        "--contingency-vmin", type=float, default=0.90, help="undervoltage limit after an outage"
+    )
+    capacity.add_argument(
+        "--contingency-vmax", type=float, default=1.10, help="overvoltage limit after an outage"
+    )
+    capacity.set_defaults(run=_capacity)
+
     bench = commands.add_parser("bench", help="benchmarks against pandapower, measured in the same run")
     bench.add_argument("what", choices=["engine"], help="engine: a year of time steps on three grids")
     bench.add_argument("--quick", action="store_true", help="fewer steps timed; under two minutes")
@@ -84,7 +125,7 @@ def _inspect(args: argparse.Namespace) -> int:
         print("Running the base-case power flow …", file=sys.stderr)
     result = summary(grid)
     if args.json:
-        print(json.dumps(_json_ready(result), indent=2))
+        print(json.dumps(json_ready(result), indent=2))
     else:
         print(_inspect_text(result, show_all=args.all))
     return 0
@@ -123,17 +164,131 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_ready(value: object) -> object:
-    """NaN becomes null, so the output is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
+def _capacity(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from siting.capacity import CapacitySettings, substation_capacity
+    from siting.grid import load_grid
+    from siting.limits import StudyLimits
+    from siting.outputs import atomic_folder, manifest, write_json
+
+    started = datetime.now(UTC)
+    settings = CapacitySettings(
+        pf=args.pf,
+        cap_mw=args.cap,
+        limits=StudyLimits(
+            vmin_pu=args.vmin,
+            vmax_pu=args.vmax,
+            contingency_vmin_pu=args.contingency_vmin,
+            contingency_vmax_pu=args.contingency_vmax,
+            emergency_factor=args.emergency / 100,
+        ),
+    )
+    chosen = _ids(args.substations)
+    print(f"Loading {args.grid} …", file=sys.stderr)
+    grid = load_grid(args.grid)
+    study = substation_capacity(
+        grid,
+        settings,
+        at=args.at,
+        n1=args.n1,
+        year=args.year,
+        substations=chosen,
+        progress=lambda message: print(f"  {message} …", file=sys.stderr),
+    )
+    with atomic_folder(Path(args.out)) as folder:
+        study.table.to_csv(folder / "capacity.csv", index=False)
+        if study.headroom is not None:
+            study.headroom.rename(columns=str).to_parquet(folder / "headroom.parquet")
+        study.base_violations.to_csv(folder / "base_violations.csv", index=False)
+        study.skipped_outages.to_csv(folder / "skipped_outages.csv", index=False)
+        write_json(
+            folder / "manifest.json",
+            manifest(
+                inputs={"grid": grid.source, **{f"file {p.name}": p for p in grid.files}},
+                settings={
+                    "operating_point": study.operating_point,
+                    "pf": settings.pf,
+                    "cap_mw": settings.cap_mw,
+                    "resolution_mw": settings.resolution_mw,
+                    "n1": args.n1,
+                    "year": args.year,
+                    "substations": chosen or "all",
+                    "study_limits": vars(settings.limits),
+                    "limits_from_model": study.limits_from_model,
+                },
+                results={
+                    "substations": len(study.table),
+                    "power_flows": study.flows,
+                    "load_margin": study.load_margin,
+                    "unused_share_at_peak": study.unused_share_at_peak,
+                    "base_violations": len(study.base_violations),
+                    "skipped_outages": len(study.skipped_outages),
+                },
+                started=started,
+            ),
+        )
+    print(_capacity_text(grid.name, study))
+    print(
+        f"\nWritten to {args.out}/ (capacity.csv, "
+        + ("headroom.parquet, " if study.headroom is not None else "")
+        + "base_violations.csv, skipped_outages.csv, manifest.json)"
+    )
+    return 0
+
+
+def _ids(text: str | None) -> list[int] | None:
+    if text is None:
         return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if hasattr(value, "item"):
-        return _json_ready(value.item())
-    return value
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise UsageError(f"--substations {text}: give substation ids as numbers, e.g. 0,3,7") from err
+
+
+def _capacity_text(name: str, study) -> str:
+    table = study.table
+    shown = table[
+        [
+            "substation",
+            "name",
+            "hc_n0_mw",
+            "hc_n1_mw",
+            "hc_n0_year_min_mw",
+            "binding_criterion",
+            "binding_element",
+            "binding_outage",
+        ]
+    ].rename(
+        columns={
+            "hc_n0_mw": "N-0 MW",
+            "hc_n1_mw": "N-1 MW",
+            "hc_n0_year_min_mw": "year min MW",
+            "binding_criterion": "binds",
+            "binding_element": "element",
+            "binding_outage": "outage",
+        }
+    )
+    lines = [
+        f"{name}: hosting capacity at {study.operating_point} ({study.flows:,} AC power flows)",
+        shown.to_string(index=False, na_rep="–", float_format=lambda v: f"{v:.1f}"),
+        "",
+        f"Unused at peak: {study.unused_share_at_peak:.0%} of the grid's capacity (every existing load "
+        f"can grow ×{study.load_margin:.2f} before a limit binds)",
+    ]
+    if len(study.base_violations):
+        worst = study.base_violations.head(5)
+        lines.append(f"Base case already violates {len(study.base_violations)} limit(s), e.g.:")
+        lines += [
+            f"  {r.criterion} at {r.element}: {r.value:.4f} (limit {r.limit:.4f})" for r in worst.itertuples()
+        ]
+    if len(study.skipped_outages):
+        lines.append(
+            f"{len(study.skipped_outages)} outage(s) skipped (islanding or no convergence): "
+            "see skipped_outages.csv"
+        )
+    return "\n".join(lines)
 
 
 def _inspect_text(result: dict, show_all: bool) -> str:

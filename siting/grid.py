@@ -37,6 +37,7 @@ class Grid:
     net: pandapowerNet
     substations: gpd.GeoDataFrame
     profiles: pd.DataFrame | None = None
+    files: tuple[Path, ...] = ()  # model files read (for manifests); none for package data
 
 
 def load_grid(source: str | Path) -> Grid:
@@ -51,15 +52,21 @@ def load_grid(source: str | Path) -> Grid:
             name, description, net, profiles = _model_file(Path(text))
         else:
             return _catalog_grid(text)
-    return _finish(name, text, description, net, profiles)
+    files = (Path(text),) if Path(text).suffix.lower() in MODEL_SUFFIXES else ()
+    return _finish(name, text, description, net, profiles, files)
 
 
 def _finish(
-    name: str, source: str, description: str, net: pandapowerNet, profiles: pd.DataFrame | None
+    name: str,
+    source: str,
+    description: str,
+    net: pandapowerNet,
+    profiles: pd.DataFrame | None,
+    files: tuple[Path, ...] = (),
 ) -> Grid:
     check_network(net, source)
     substations = find_substations(net, source)
-    return Grid(name, source, description, net, substations, profiles)
+    return Grid(name, source, description, net, substations, profiles, files)
 
 
 def check_network(net: pandapowerNet, source: str) -> None:
@@ -87,12 +94,15 @@ def _catalog_grid(name: str) -> Grid:
         if not source.startswith(("simbench:", "pandapower:")):
             source = str(GRIDS_DIR / source)
         grid = load_grid(source)
-        return Grid(name, grid.source, entry.description, grid.net, grid.substations, grid.profiles)
+        return Grid(
+            name, grid.source, entry.description, grid.net, grid.substations, grid.profiles, grid.files
+        )
     from siting.activsg import load_activsg
 
     with _quiet():
         net, profiles = load_activsg(entry)
-    return _finish(name, name, entry.description, net, profiles)
+    files = tuple(path for path in (entry.case, entry.bus_coords, entry.area_loads) if path is not None)
+    return _finish(name, name, entry.description, net, profiles, files)
 
 
 def _simbench(code: str) -> tuple[str, str, pandapowerNet, pd.DataFrame]:

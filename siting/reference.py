@@ -1,0 +1,85 @@
+"""Brute-force hosting capacity: pandapower ``runpp`` one flow at a time, plain bisection.
+
+Slow on purpose and kept simple: it is the yardstick the batched capacity search in
+``siting.capacity`` is tested and benchmarked against, applying the same limits and the same
+rule for limits the base case already violates.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pandapower as pp
+from pandapower.auxiliary import pandapowerNet
+
+from siting.capacity import WORSENING_PERCENT, WORSENING_PU, CapacitySettings, relaxed_limit
+from siting.limits import element_limits
+
+
+def reference_hosting_capacity(
+    net: pandapowerNet,
+    bus: int,
+    settings: CapacitySettings,
+    values: dict[tuple[str, str], np.ndarray] | None = None,
+    outage: tuple[str, int] | None = None,
+) -> float:
+    """Largest load (MW, on the resolution grid, up to the cap) at ``bus`` within limits."""
+    state = copy.deepcopy(net)
+    for (table, column), row in (values or {}).items():
+        keep = ~np.isnan(row)
+        state[table].loc[state[table].index[keep], column] = row[keep]
+    if outage is not None:
+        state[outage[0]].at[outage[1], "in_service"] = False
+    limits = element_limits(state, settings.limits, contingency=outage is not None)
+    base = _run(state)
+    if base is None:
+        raise ValueError("the base case does not converge")
+    bounds = {
+        "vmin": relaxed_limit(limits.vmin_pu, base[0], -WORSENING_PU),
+        "vmax": relaxed_limit(limits.vmax_pu, base[0], WORSENING_PU),
+        "line": relaxed_limit(limits.line_percent, base[1], WORSENING_PERCENT),
+        "trafo": relaxed_limit(limits.trafo_percent, base[2], WORSENING_PERCENT),
+    }
+    load = pp.create_load(state, bus, 0.0, 0.0)
+
+    def feasible(k: int) -> bool:
+        p_mw = k * settings.resolution_mw
+        state.load.loc[load, ["p_mw", "q_mvar"]] = [p_mw, p_mw * settings.q_per_mw]
+        result = _run(state)
+        if result is None:
+            return False
+        vm, line, trafo = result
+        with np.errstate(invalid="ignore"):
+            return not (
+                (vm < bounds["vmin"]).any()
+                or (vm > bounds["vmax"]).any()
+                or (line > bounds["line"]).any()
+                or (trafo > bounds["trafo"]).any()
+            )
+
+    lo, hi = 0, settings.steps
+    if feasible(hi):
+        return hi * settings.resolution_mw
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if feasible(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo * settings.resolution_mw
+
+
+def _run(net: pandapowerNet) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            pp.runpp(net)
+        except pp.LoadflowNotConverged:
+            return None
+    return (
+        net.res_bus.vm_pu.to_numpy(),
+        net.res_line.loading_percent.to_numpy(),
+        net.res_trafo.loading_percent.to_numpy(),
+    )
