@@ -71,13 +71,16 @@ def _checked(headroom: pd.Series) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def _largest_load(values: np.ndarray, years: np.ndarray, limit: float) -> float:
-    """Bisection on L: the rate grows with L, from 0 (L ≤ min h) to 1 (h ≡ 0)."""
-    lo, hi = float(values.min()), float(values.max()) + RESOLUTION_MW
-    if curtailment_rate(values, years, hi) <= limit:
-        return hi
+    """Bisection on L: the rate grows with L, from 0 (L ≤ min h) towards 1.
+
+    Above max h every step curtails at least (L − max h) / L, so the answer is below
+    max h / (1 − limit).
+    """
+    allowed = limit * (1 + 1e-9)  # a rate equal to the limit meets it, rounding aside
+    lo, hi = float(values.min()), float(values.max()) / (1 - limit) + RESOLUTION_MW
     while hi - lo > RESOLUTION_MW / 2:
         mid = (lo + hi) / 2
-        if curtailment_rate(values, years, mid) <= limit:
+        if curtailment_rate(values, years, mid) <= allowed:
             lo = mid
         else:
             hi = mid

@@ -21,11 +21,14 @@ class OperatingPoint:
 
 
 def net_load(profiles: pd.DataFrame) -> pd.Series:
-    """Load minus generation at each time step (MW)."""
+    """Load minus static generation (wind, PV, other in-feed) at each time step (MW).
+
+    Voltage-controlled generators are left out: they are dispatched to follow the load, so
+    subtracting them would leave only losses.
+    """
     total = profiles[("load", "p_mw")].sum(axis=1)
-    for element in ("sgen", "gen"):
-        if (element, "p_mw") in profiles.columns.droplevel("index"):
-            total = total - profiles[(element, "p_mw")].sum(axis=1)
+    if ("sgen", "p_mw") in profiles.columns.droplevel("index"):
+        total = total - profiles[("sgen", "p_mw")].sum(axis=1)
     return total
 
 

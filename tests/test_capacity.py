@@ -1,0 +1,215 @@
+"""Hosting capacity: the batched search agrees with plain bisection on pandapower runpp."""
+
+import copy
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from siting import GridError, UsageError, load_grid
+from siting.capacity import (
+    CRITERIA,
+    CapacitySettings,
+    States,
+    contingency_limits,
+    hosting_capacity,
+    normal_limits,
+    state_limits,
+    substation_capacity,
+)
+from siting.cli import main
+from siting.flow import prepare, solve
+from siting.peak import operating_point, profile_values
+from siting.reference import reference_hosting_capacity
+
+SETTINGS = CapacitySettings()
+
+
+def fast(grid, substation_ids, values, outage=None, settings=SETTINGS):
+    """Batched hosting capacity of some substations in one state."""
+    buses = grid.substations.set_index("id").loc[substation_ids, "bus"].to_numpy()
+    model = prepare(copy.deepcopy(grid.net), buses, grid.source)
+    states = States({k: v[None, :] for k, v in values.items()}, None if outage is None else (outage,), 1)
+    limits = (contingency_limits if outage else normal_limits)(model, settings)
+    result = hosting_capacity(model, states, state_limits(model, states, limits), settings)
+    return result.hc_mw[0]
+
+
+def assert_close(ours, reference):
+    assert abs(ours - reference) <= max(0.1, 0.01 * reference) + 1e-9, (ours, reference)
+
+
+@pytest.mark.parametrize(
+    ("source", "ids"),
+    [("hv-mixed", [5, 9, 11, 12, 17]), ("oberrhein", [0, 1]), ("pandapower:case33bw", [5, 17, 31])],
+)
+def test_n0_at_peak_matches_brute_force(source, ids):
+    grid = load_grid(source)
+    values = operating_point(grid).values
+    ours = fast(grid, ids, values)
+    for position, substation in enumerate(ids):
+        bus = int(grid.substations.set_index("id").at[substation, "bus"])
+        assert_close(ours[position], reference_hosting_capacity(grid.net, bus, SETTINGS, values))
+
+
+def test_n1_matches_brute_force_for_the_binding_and_another_outage(hv_mixed):
+    values = operating_point(hv_mixed).values
+    line = hv_mixed.net.line
+    for name in ("HV1 Line 58", "HV1 Line 75"):
+        outage = ("line", int(line.index[line.name == name][0]))
+        ours = fast(hv_mixed, [16, 11], values, outage)
+        for position, substation in enumerate([16, 11]):
+            bus = int(hv_mixed.substations.at[substation, "bus"])
+            assert_close(
+                ours[position], reference_hosting_capacity(hv_mixed.net, bus, SETTINGS, values, outage)
+            )
+
+
+def test_hourly_headroom_matches_brute_force_on_sampled_hours(illinois):
+    steps = [100, 4500, 5000]  # winter night, summer afternoon peak season
+    ids = [0, 5]
+    for step in steps:
+        values = profile_values(illinois, step)
+        ours = fast(illinois, ids, values)
+        for position, substation in enumerate(ids):
+            bus = int(illinois.substations.at[substation, "bus"])
+            assert_close(ours[position], reference_hosting_capacity(illinois.net, bus, SETTINGS, values))
+
+
+def test_every_capacity_is_feasible_at_its_value_and_infeasible_just_above(hv_mixed):
+    values = operating_point(hv_mixed).values
+    ids = [5, 9, 13, 14, 17]
+    ours = fast(hv_mixed, ids, values)
+    buses = hv_mixed.substations.loc[ids, "bus"].to_numpy()
+    model = prepare(copy.deepcopy(hv_mixed.net), buses, "hv")
+    states = States(
+        {k: np.repeat(v[None, :], 2 * len(ids), axis=0) for k, v in values.items()}, None, 2 * len(ids)
+    )
+    limits = state_limits(model, states, normal_limits(model, SETTINGS))
+    sites = np.tile(np.arange(len(ids)), 2)
+    p = np.concatenate([ours, ours + 0.1])
+    result = solve(model, states.scenarios(np.arange(2 * len(ids)), sites, p, len(ids), SETTINGS.q_per_mw))
+    line_ok = (result.line_loading_percent <= limits.line[0]).all(axis=1)
+    volt_ok = ((result.vm_pu >= limits.vmin[0]) & (result.vm_pu <= limits.vmax[0])).all(axis=1)
+    feasible = line_ok & volt_ok & result.converged
+    assert feasible[: len(ids)].all()
+    assert not feasible[len(ids) :].any()
+    assert (ours < 100).all()
+
+
+def test_already_violated_limit_binds_only_when_made_worse():
+    plain = load_grid("pandapower:case33bw")
+    net = copy.deepcopy(plain.net)
+    net.bus["min_vm_pu"] = 0.95  # the feeder ends sit near 0.91 pu: violated before any load is added
+    strict = dataclasses.replace(plain, net=net)
+    before = substation_capacity(plain, n1=False, year=False, substations=[17]).table.iloc[0]
+    study = substation_capacity(strict, n1=False, year=False, substations=[17])
+    after = study.table.iloc[0]
+    violated = set(study.base_violations.loc[study.base_violations.criterion == "undervoltage", "element"])
+    assert len(violated) > 10
+    # the load may still come, as long as it lowers no violated voltage by more than 0.001 pu
+    assert 0 < after["hc_n0_mw"] < before["hc_n0_mw"]
+    assert after["n0_binding_criterion"] == "undervoltage" and after["n0_binding_element"] in violated
+
+
+def test_capacity_study_on_hv_grid_reports_binding_elements_and_outages(hv_mixed):
+    study = substation_capacity(hv_mixed, n1=True, year=False, substations=[9, 10, 16])
+    table = study.table.set_index("substation")
+    assert study.operating_point == "case:hL"
+    assert table.at[9, "hc_n0_mw"] == pytest.approx(50.6)
+    assert (
+        table.at[9, "binding_criterion"] == "line thermal" and table.at[9, "binding_element"] == "HV1 Line 21"
+    )
+    assert table.at[16, "hc_n1_mw"] == pytest.approx(13.1)
+    assert table.at[16, "binding_outage"] == "line HV1 Line 58"
+    assert (table["hc_n1_mw"] <= table["hc_n0_mw"]).all()
+    assert len(study.skipped_outages) == 26 and set(study.skipped_outages["reason"]) == {"islands load"}
+    assert 1.0 < study.load_margin < 3.0
+    assert set(CRITERIA) >= set(table["binding_criterion"])
+
+
+def test_year_headroom_gives_hours_and_flexible_capacity(illinois):
+    study = substation_capacity(illinois, n1=False, year=True, substations=[0, 5])
+    headroom = study.headroom
+    assert headroom.shape == (8760, 2)
+    row = study.table.iloc[0]
+    assert row["hc_n0_year_min_mw"] == pytest.approx(headroom[0].min())
+    assert row["hours_ge_5mw"] == pytest.approx((headroom[0] >= 5).sum())
+    assert row["flex_0.25pct_mw"] <= row["flex_1pct_mw"] <= row["flex_5pct_mw"]
+    assert row["flex_0.25pct_mw"] >= row["hc_n0_year_min_mw"] - 0.01
+
+
+def test_capacity_cli_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "cap"
+    code = main(["capacity", "oberrhein", "--out", str(out), "--no-year"])
+    assert code == 0
+    table = pd.read_csv(out / "capacity.csv")
+    assert {
+        "substation",
+        "hc_n0_mw",
+        "hc_n1_mw",
+        "binding_criterion",
+        "binding_element",
+        "binding_outage",
+        "flex_0.25pct_mw",
+        "hours_ge_5mw",
+        "lon",
+        "lat",
+    } <= set(table.columns)
+    assert table["binding_criterion"].tolist() == ["transformer thermal"] * 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["pf"] == 0.95 and manifest["settings"]["operating_point"] == "model values"
+    assert manifest["versions"]["power-grid-model"]
+    assert "Unused at peak" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pf", "1.2"], "power factor"),
+        (["--pf", "0"], "power factor"),
+        (["--cap", "0"], "cap"),
+        (["--substations", "0,99"], "do not exist"),
+        (["--at", "2016-13-45T99:00"], "--at"),
+        (["--at", "2015-06-01T12:00"], "not a time step"),
+        (["--at", "case:nope"], "no study case"),
+    ],
+)
+def test_bad_capacity_inputs_fail_clearly_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "cap"
+    code = main(["capacity", "hv-mixed", "--out", str(out), "--no-year", "--no-n-1", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert message in err[-1] and err[-1].startswith("siting: error:")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_base_case_that_does_not_converge_is_refused(tmp_path, oberrhein):
+    import pandapower as pp
+
+    net = copy.deepcopy(oberrhein.net)
+    net.load["p_mw"] *= 40
+    path = tmp_path / "heavy.json"
+    pp.to_json(net, str(path))
+    out = tmp_path / "cap"
+    with pytest.raises(GridError, match="does not converge"):
+        substation_capacity(load_grid(path), n1=False, year=False)
+    assert main(["capacity", str(path), "--out", str(out)]) == 1
+    assert not out.exists()
+
+
+def test_previous_output_survives_a_failed_run(tmp_path):
+    out = tmp_path / "cap"
+    assert main(["capacity", "oberrhein", "--out", str(out), "--no-year", "--no-n-1"]) == 0
+    before = (out / "capacity.csv").read_text()
+    assert main(["capacity", "oberrhein", "--out", str(out), "--substations", "7"]) == 2
+    assert (out / "capacity.csv").read_text() == before
+
+
+def test_settings_refuse_bad_values():
+    with pytest.raises(UsageError):
+        CapacitySettings(pf=-0.5)
+    with pytest.raises(UsageError):
+        CapacitySettings(cap_mw=-1)
