@@ -124,3 +124,85 @@ def _pandapower_run(grid: Grid, steps: int, recycle: bool) -> float:
 def write_csv(table: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
+
+
+def run_capacity_benchmark(quick: bool = False, source: str = "simbench:1-HV-mixed--0-sw") -> pd.DataFrame:
+    """Batched capacity vs the brute-force reference (runpp + bisection) on a sample of pairs.
+
+    Times the whole-grid N-0 + N-1 at the operating point and the full-year headroom of every
+    substation; the reference runs a sample of the same (state, substation) pairs and is
+    extrapolated to all of them. ``max_diff_mw`` compares the two on that sample.
+    """
+    from siting.capacity import net_outages, substation_capacity
+    from siting.peak import operating_point, profile_values
+    from siting.reference import reference_hosting_capacity
+
+    grid = load_grid(source)
+    settings_point = operating_point(grid)
+    rng = np.random.default_rng(0)
+    subs = grid.substations
+    sample = 3 if quick else 8
+
+    start = time.perf_counter()
+    peak = substation_capacity(grid, n1=True, year=False)
+    peak_s = time.perf_counter() - start
+    start = time.perf_counter()
+    year = substation_capacity(grid, n1=False, year=True)
+    year_s = time.perf_counter() - start
+
+    outages = net_outages(grid.net)
+    skipped = set(peak.skipped_outages["outage"])
+    names = {o: f"{o[0]} {grid.net[o[0]].at[o[1], 'name']}" for o in outages}
+    studied = [o for o in outages if names[o] not in skipped]
+    from siting.capacity import CapacitySettings
+
+    settings = CapacitySettings()
+    rows = []
+    for task, pairs, fast_s, cases in (
+        (
+            "N-0 + N-1 at " + peak.operating_point,
+            len(subs) * (1 + len(studied)),
+            peak_s,
+            [
+                (s, settings_point.values, None, peak.table.at[s, "hc_n0_mw"])
+                for s in rng.choice(len(subs), sample, False)
+            ]
+            + [
+                (s, settings_point.values, studied[o], None)
+                for s, o in zip(rng.choice(len(subs), sample), rng.choice(len(studied), sample), strict=True)
+            ],
+        ),
+        (
+            "year headroom",
+            len(subs) * len(grid.profiles),
+            year_s,
+            [
+                (s, profile_values(grid, t), None, year.headroom.iat[t, s])
+                for s, t in zip(
+                    rng.choice(len(subs), sample), rng.choice(len(grid.profiles), sample), strict=True
+                )
+            ],
+        ),
+    ):
+        start = time.perf_counter()
+        diffs = []
+        for substation, values, outage, ours in cases:
+            bus = int(subs.at[substation, "bus"])
+            reference = reference_hosting_capacity(grid.net, bus, settings, values, outage)
+            if ours is not None:
+                diffs.append(abs(reference - ours))
+        reference_s = (time.perf_counter() - start) / len(cases) * pairs
+        rows.append(
+            {
+                "grid": source,
+                "task": task,
+                "pairs": pairs,
+                "fast_s": round(fast_s, 2),
+                "reference_s": round(reference_s, 1),
+                "reference_extrapolated": True,
+                "reference_pairs_timed": len(cases),
+                "speedup": round(reference_s / fast_s, 1),
+                "max_diff_mw": round(max(diffs), 3) if diffs else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -92,7 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     capacity.set_defaults(run=_capacity)
 
     bench = commands.add_parser("bench", help="benchmarks against pandapower, measured in the same run")
-    bench.add_argument("what", choices=["engine"], help="engine: a year of time steps on three grids")
+    bench.add_argument(
+        "what",
+        choices=["engine", "capacity"],
+        help="engine: a year of time steps on three grids; capacity: hosting capacity on the HV grid",
+    )
     bench.add_argument("--quick", action="store_true", help="fewer steps timed; under two minutes")
     bench.add_argument("--repeats", type=int, default=1, help="report the median of this many runs")
     bench.add_argument("--csv", metavar="FILE", help="also write the table to this CSV file")
@@ -131,33 +135,37 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+ENGINE_COLUMNS = [
+    "grid",
+    "buses",
+    "steps",
+    "engine_s",
+    "pandapower_s",
+    "pandapower_recycle_s",
+    "engine_steps_per_s",
+    "speedup_vs_pandapower",
+    "speedup_vs_recycle",
+]
+
+
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from siting.bench import run_engine_benchmark, write_csv
+    from siting.bench import run_capacity_benchmark, run_engine_benchmark, write_csv
 
     if args.repeats < 1:
         raise UsageError("--repeats must be at least 1")
-    print("Timing the engine and pandapower's run_timeseries on the same steps …", file=sys.stderr)
-    table = run_engine_benchmark(quick=args.quick, repeats=args.repeats)
-    shown = table[
-        [
-            "grid",
-            "buses",
-            "steps",
-            "engine_s",
-            "pandapower_s",
-            "pandapower_recycle_s",
-            "engine_steps_per_s",
-            "speedup_vs_pandapower",
-            "speedup_vs_recycle",
-        ]
-    ]
-    print(shown.to_string(index=False))
-    print(
-        "Times are for all steps; pandapower's are extrapolated from the steps it timed"
-        + (", and the engine's too (--quick)." if table["engine_extrapolated"].any() else ".")
-    )
+    if args.what == "capacity":
+        print("Timing batched hosting capacity and the runpp + bisection reference …", file=sys.stderr)
+        table = run_capacity_benchmark(quick=args.quick)
+        print(table.drop(columns=["reference_extrapolated"]).to_string(index=False))
+        print("The reference's times are extrapolated from the pairs it timed to all pairs.")
+    else:
+        print("Timing the engine and pandapower's run_timeseries on the same steps …", file=sys.stderr)
+        table = run_engine_benchmark(quick=args.quick, repeats=args.repeats)
+        print(table[ENGINE_COLUMNS].to_string(index=False))
+        extrapolated = ", and the engine's too (--quick)." if table["engine_extrapolated"].any() else "."
+        print("Times are for all steps; pandapower's are extrapolated from the steps it timed" + extrapolated)
     if args.csv:
         write_csv(table, Path(args.csv))
         print(f"Written to {args.csv}")
