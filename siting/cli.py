@@ -157,7 +157,7 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("--repeats must be at least 1")
     if args.what == "capacity":
         print("Timing batched hosting capacity and the runpp + bisection reference …", file=sys.stderr)
-        table = run_capacity_benchmark(quick=args.quick)
+        table = run_capacity_benchmark(quick=args.quick, repeats=args.repeats)
         print(table.drop(columns=["reference_extrapolated"]).to_string(index=False))
         print("The reference's times are extrapolated from the pairs it timed to all pairs.")
     else:
