@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from siting.errors import UsageError
+from siting.errors import GridError, UsageError
 from siting.flow import FlowModel, Scenarios, solve
 from siting.limits import ElementLimits, StudyLimits, element_limits
 
@@ -371,7 +371,7 @@ def substation_capacity(
     peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
     peak_limits = state_limits(model, peak, normal_limits(model, settings))
     if not peak_limits.usable[0]:
-        raise UsageError(
+        raise GridError(
             f"{grid.source}: the power flow at {point.label} does not converge or leaves load unsupplied"
         )
     say(f"N-0 hosting capacity at {point.label} for {len(subs)} substations")
