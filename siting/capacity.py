@@ -19,6 +19,7 @@ import pandas as pd
 
 from siting.errors import GridError, UsageError
 from siting.flow import FlowModel, Scenarios, solve
+from siting.grid import Grid
 from siting.limits import ElementLimits, StudyLimits, element_limits
 
 CRITERIA = ("none", "undervoltage", "overvoltage", "line thermal", "transformer thermal", "non-convergence")
@@ -349,7 +350,7 @@ CAPACITY_COLUMNS = [
 
 
 def substation_capacity(
-    grid,
+    grid: Grid,
     settings: CapacitySettings | None = None,
     at: str | None = None,
     n1: bool = True,

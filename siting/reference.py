@@ -26,12 +26,7 @@ def reference_hosting_capacity(
     outage: tuple[str, int] | None = None,
 ) -> float:
     """Largest load (MW, on the resolution grid, up to the cap) at ``bus`` within limits."""
-    state = copy.deepcopy(net)
-    for (table, column), row in (values or {}).items():
-        keep = ~np.isnan(row)
-        state[table].loc[state[table].index[keep], column] = row[keep]
-    if outage is not None:
-        state[outage[0]].at[outage[1], "in_service"] = False
+    state = scenario_net(net, values, outage)
     limits = element_limits(state, settings.limits, contingency=outage is not None)
     base = _run(state)
     if base is None:
@@ -69,6 +64,21 @@ def reference_hosting_capacity(
         else:
             hi = mid
     return lo * settings.resolution_mw
+
+
+def scenario_net(
+    net: pandapowerNet,
+    values: dict[tuple[str, str], np.ndarray] | None = None,
+    outage: tuple[str, int] | None = None,
+) -> pandapowerNet:
+    """A copy of ``net`` changed the way a ``siting.flow.Scenarios`` row changes it."""
+    state = copy.deepcopy(net)
+    for (table, column), row in (values or {}).items():
+        keep = ~np.isnan(row)
+        state[table].loc[state[table].index[keep], column] = row[keep]
+    if outage is not None:
+        state[outage[0]].at[outage[1], "in_service"] = False
+    return state
 
 
 def _run(net: pandapowerNet) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

@@ -10,6 +10,7 @@ import pytest
 
 from siting import GridError, load_grid
 from siting.flow import Scenarios, prepare, profile_scenarios, solve
+from siting.reference import scenario_net
 
 V_TOL = 1e-4
 LOADING_TOL = 0.1
@@ -20,12 +21,7 @@ SLOW_GRIDS = ["hv-urban", "hvmv-mixed", "texas2000"]
 
 def reference(net, values: dict | None = None, outage=None, sites=None):
     """pandapower runpp on a copy of ``net`` changed the way a scenario changes it."""
-    net = copy.deepcopy(net)
-    for (table, column), row in (values or {}).items():
-        keep = ~np.isnan(row)
-        net[table].loc[net[table].index[keep], column] = row[keep]
-    if outage is not None:
-        net[outage[0]].at[outage[1], "in_service"] = False
+    net = scenario_net(net, values, outage)
     for bus, p_mw, q_mvar in sites or []:
         pp.create_load(net, bus, p_mw, q_mvar)
     pp.runpp(net)
