@@ -68,6 +68,7 @@ class States:
     values: dict[tuple[str, str], np.ndarray]  # (table, column) → (states, table rows); NaN = model
     outages: tuple[tuple[str, int] | None, ...] | None
     n: int
+    fixed_site_mw: np.ndarray | None = None  # load already placed at each site, in every state
 
     def scenarios(
         self,
@@ -77,11 +78,14 @@ class States:
         n_sites: int = 0,
         q_per_mw: float = 0.0,
     ) -> Scenarios:
-        """One scenario per state, with ``p_mw`` added at site ``sites`` (none if not given)."""
+        """One scenario per state, with ``p_mw`` added at site ``sites`` (none if not given) on
+        top of the fixed site loads."""
         site_p = None
+        if self.fixed_site_mw is not None:
+            site_p = np.tile(np.asarray(self.fixed_site_mw, dtype=float), (len(state), 1))
         if sites is not None:
-            site_p = np.zeros((len(state), n_sites))
-            site_p[np.arange(len(state)), sites] = p_mw
+            site_p = np.zeros((len(state), n_sites)) if site_p is None else site_p
+            site_p[np.arange(len(state)), sites] += p_mw
         return Scenarios(
             n=len(state),
             element_values={key: value[state] for key, value in self.values.items()},
@@ -180,15 +184,26 @@ def hosting_capacity(
     limits: StateLimits,
     settings: CapacitySettings,
     sites: np.ndarray | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> HostingResult:
-    """Largest added load (MW, on the resolution grid, up to the cap) per usable state and site."""
+    """Largest added load (MW, on the resolution grid, up to the cap) per usable state and site.
+
+    ``sites`` are positions in ``model.site_buses`` (default all); results have one column
+    each. ``pairs`` (state positions, column positions) limits the search to those pairs
+    (others stay NaN); by default every usable state is paired with every site.
+    """
     n_sites = len(model.site_buses)
     sites = np.arange(n_sites) if sites is None else np.asarray(sites)
     hc = np.full((states.n, len(sites)), np.nan)
     criterion = np.full((states.n, len(sites)), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, len(sites)), -1, dtype=np.int64)
-    state_of, site_col = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
-    state_of, site_col = state_of.ravel(), site_col.ravel()
+    if pairs is None:
+        state_of, site_col = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
+        state_of, site_col = state_of.ravel(), site_col.ravel()
+    else:
+        state_of, site_col = (np.asarray(p, dtype=np.int64) for p in pairs)
+        keep = limits.usable[state_of]
+        state_of, site_col = state_of[keep], site_col[keep]
     flows = 0
     for start in range(0, len(state_of), MAX_PAIRS_PER_BATCH):
         chunk = slice(start, start + MAX_PAIRS_PER_BATCH)
@@ -357,8 +372,13 @@ def substation_capacity(
     year: bool = True,
     substations: list[int] | None = None,
     progress: Callable[[str], None] | None = None,
+    n1_hops: int | None = None,
 ) -> CapacityStudy:
-    """N-0 and firm N-1 hosting capacity at the operating point, and the year's headroom."""
+    """N-0 and firm N-1 hosting capacity at the operating point, and the year's headroom.
+
+    ``n1_hops`` screens contingencies: each substation is checked only against outages of
+    branches within that many branch hops of its connection bus (default: every outage).
+    """
     from siting.flexible import flexible_capacity
 
     say = progress or (lambda _message: None)
@@ -396,7 +416,7 @@ def substation_capacity(
     if n1:
         say(f"firm (N-1) capacity over {len(net_outages(model.net))} single outages")
         firm, binding, skipped, count = _firm_capacity(
-            model, point, settings, table["hc_n0_mw"].to_numpy(), binding
+            model, point, settings, table["hc_n0_mw"].to_numpy(), binding, n1_hops
         )
         flows += count
     table["hc_n1_mw"] = firm if n1 else np.nan
@@ -466,13 +486,18 @@ def net_outages(net) -> list[tuple[str, int]]:
     return outages + [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
 
 
-def _firm_capacity(model, point, settings, hc_n0, binding):
+def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None):
     net = model.net
     outages = net_outages(net)
     values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
     states = States(values, tuple(outages), len(outages))
     limits = state_limits(model, states, contingency_limits(model, settings))
-    result = hosting_capacity(model, states, limits, settings)
+    pairs = None
+    if n1_hops is not None:
+        from siting.topology import outages_near
+
+        pairs = np.nonzero(outages_near(net, outages, model.site_buses, n1_hops))
+    result = hosting_capacity(model, states, limits, settings, pairs=pairs)
     names = [f"{table} {_name(net[table], net[table].index.get_loc(index))}" for table, index in outages]
     not_usable = np.flatnonzero(~limits.usable)
     reasons = [

@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         "--substations", metavar="IDS", help="comma-separated substation ids (default: all)"
     )
     capacity.add_argument(
+        "--n1-hops",
+        type=int,
+        metavar="N",
+        help="check each substation only against outages within N branch hops (default: every outage)",
+    )
+    capacity.add_argument(
         "--vmin", type=float, default=0.95, help="undervoltage limit where the model has none"
     )
     capacity.add_argument(
@@ -203,6 +209,7 @@ def _capacity(args: argparse.Namespace) -> int:
         n1=args.n1,
         year=args.year,
         substations=chosen,
+        n1_hops=args.n1_hops,
         progress=lambda message: print(f"  {message} …", file=sys.stderr),
     )
     with atomic_folder(Path(args.out)) as folder:
@@ -223,6 +230,7 @@ def _capacity(args: argparse.Namespace) -> int:
                     "n1": args.n1,
                     "year": args.year,
                     "substations": chosen or "all",
+                    "n1_hops": args.n1_hops if args.n1_hops is not None else "all outages",
                     "study_limits": vars(settings.limits),
                     "limits_from_model": study.limits_from_model,
                 },
