@@ -97,6 +97,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     capacity.set_defaults(run=_capacity)
 
+    select = commands.add_parser("select", help="pick sites and sizes that are feasible together")
+    select.add_argument("grid", help="a grid source, as for inspect")
+    select.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced whole)")
+    select.add_argument("--criterion", default="firm", help="firm (N-1 at peak, default) or peak (N-0)")
+    select.add_argument("--sites", type=int, default=10, help="how many sites at most (K)")
+    select.add_argument("--min-mw", type=float, default=5.0, help="smallest site (MW)")
+    select.add_argument("--max-mw", type=float, default=20.0, help="largest site (MW)")
+    select.add_argument("--step-mw", type=float, default=1.0, help="size step (MW)")
+    select.add_argument("--regions", type=int, help="cluster substations into N geographic regions")
+    select.add_argument("--per-region", type=int, help="sites per region (default: K / regions, rounded up)")
+    select.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="KIND=FILE",
+        help="GIS layers: exclusion=, fiber=, parcels=, demand=, regions= (any file geopandas reads)",
+    )
+    select.add_argument(
+        "--exclusion-buffer-m", type=float, default=0.0, help="keep sites this far from exclusion zones"
+    )
+    select.add_argument("--fiber-max-m", type=float, help="drop candidates farther than this from fiber")
+    select.add_argument("--parcel-min-m2", type=float, default=20_000.0, help="smallest usable land parcel")
+    select.add_argument("--parcel-max-m", type=float, default=2_000.0, help="farthest a parcel may be")
+    select.add_argument("--capacity", metavar="DIR", help="reuse a siting capacity output folder")
+    select.add_argument("--at", metavar="POINT", help="operating point, as for capacity")
+    select.add_argument("--pf", type=float, default=0.95, help="power factor of the sites, lagging")
+    select.add_argument(
+        "--n1-hops",
+        type=int,
+        metavar="N",
+        help="screen outages to N branch hops while picking (the final check runs every outage)",
+    )
+    select.set_defaults(run=_select)
+
     bench = commands.add_parser("bench", help="benchmarks against pandapower, measured in the same run")
     bench.add_argument(
         "what",
@@ -252,6 +285,115 @@ def _capacity(args: argparse.Namespace) -> int:
         + "base_violations.csv, skipped_outages.csv, manifest.json)"
     )
     return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    import pandas as pd
+
+    from siting.capacity import CapacitySettings, substation_capacity
+    from siting.geography import GeoRules, parse_layer_args, read_layers
+    from siting.grid import load_grid
+    from siting.outputs import atomic_folder, manifest, write_json
+    from siting.selection import SelectionSettings, select_sites
+
+    started = datetime.now(UTC)
+    settings = SelectionSettings(
+        criterion=args.criterion,
+        sites=args.sites,
+        min_mw=args.min_mw,
+        max_mw=args.max_mw,
+        step_mw=args.step_mw,
+        regions=args.regions,
+        per_region=args.per_region,
+        n1_hops=args.n1_hops,
+        pf=args.pf,
+        geo=GeoRules(
+            exclusion_buffer_m=args.exclusion_buffer_m,
+            fiber_max_m=args.fiber_max_m,
+            parcel_min_m2=args.parcel_min_m2,
+            parcel_max_m=args.parcel_max_m,
+        ),
+    )
+    layer_paths = parse_layer_args(args.layers)
+    layers = read_layers(layer_paths)
+    capacity_file = Path(args.capacity) / "capacity.csv" if args.capacity else None
+    if capacity_file is not None and not capacity_file.exists():
+        raise UsageError(f"--capacity {args.capacity}: no capacity.csv there; run siting capacity first")
+    print(f"Loading {args.grid} …", file=sys.stderr)
+    grid = load_grid(args.grid)
+    if capacity_file is not None:
+        capacity = pd.read_csv(capacity_file)
+    else:
+        print("  hosting capacity of every substation …", file=sys.stderr)
+        capacity = substation_capacity(
+            grid,
+            CapacitySettings(pf=args.pf),
+            at=args.at,
+            n1=settings.criterion == "firm",
+            year=False,
+            n1_hops=args.n1_hops,
+        ).table
+    print(
+        f"  picking up to {settings.sites} sites, checking each pick with AC power flows …", file=sys.stderr
+    )
+    selection = select_sites(grid, capacity, settings, layers, at=args.at)
+    with atomic_folder(Path(args.out)) as folder:
+        selection.sites.drop(columns="geometry").to_csv(folder / "sites.csv", index=False)
+        selection.sites.to_file(folder / "sites.gpkg", layer="sites", driver="GPKG")
+        selection.candidates.to_file(folder / "sites.gpkg", layer="candidates", driver="GPKG")
+        if selection.regions is not None:
+            selection.regions.to_file(folder / "sites.gpkg", layer="regions", driver="GPKG")
+        selection.joint.to_csv(folder / "joint_check.csv", index=False)
+        selection.violations.to_csv(folder / "violations.csv", index=False)
+        selection.naive.to_csv(folder / "naive.csv", index=False)
+        write_json(
+            folder / "manifest.json",
+            manifest(
+                inputs={
+                    "grid": grid.source,
+                    **{f"file {p.name}": p for p in grid.files},
+                    "capacity": capacity_file or "computed",
+                    **{f"layer {k}": p for k, p in layer_paths.items()},
+                },
+                settings={
+                    **{k: v for k, v in vars(settings).items() if k != "geo"},
+                    "geo": vars(settings.geo),
+                    "operating_point": selection.operating_point,
+                    "repaired_geometries": layers.repaired,
+                },
+                results={
+                    "sites": len(selection.sites),
+                    "total_mw": float(selection.sites["size_mw"].sum()),
+                    "power_flows": selection.flows,
+                    "notes": selection.notes,
+                },
+                started=started,
+            ),
+        )
+    print(_select_text(selection))
+    print(
+        f"\nWritten to {args.out}/ (sites.csv, sites.gpkg, joint_check.csv, violations.csv, naive.csv, "
+        "manifest.json)"
+    )
+    return 0
+
+
+def _select_text(selection) -> str:
+    shown = selection.sites[["substation", "name", "size_mw", "region", "score", "reason"]]
+    lines = [
+        f"{len(selection.sites)} sites, {selection.sites['size_mw'].sum():g} MW, "
+        f"at {selection.operating_point} ({selection.flows:,} AC power flows)",
+        shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"),
+        "",
+        "Joint AC check (every state of the criterion, all sites at their sizes):",
+        selection.joint[
+            ["set", "sites", "total_mw", "min_vm_pu", "max_loading_percent", "violations", "passes"]
+        ].to_string(index=False),
+    ]
+    return "\n".join(lines + [f"Note: {n}" for n in selection.notes])
 
 
 def _ids(text: str | None) -> list[int] | None:

@@ -160,12 +160,6 @@ def weighted_distance_km(sites: gpd.GeoSeries, demand: gpd.GeoDataFrame) -> np.n
     return distance @ weight / weight.sum() / 1e3
 
 
-def grid_demand(buses: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Default demand centres: every bus that serves load, weighted by its load (MW)."""
-    served = buses[buses["weight"] > 0]
-    return served[["weight", "geometry"]]
-
-
 def demand_points(layers: Layers, default: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The demand layer (with a ``weight`` column, 1 where it has none), else the default."""
     if "demand" not in layers.frames:

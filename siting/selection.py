@@ -1,0 +1,463 @@
+"""Pick substations and sizes for 5–20 MW sites that are feasible together, and say why.
+
+Capacity is computed one substation at a time; two sites behind one transformer share its
+headroom. Selection is greedy with AC re-evaluation: each round computes, for every eligible
+candidate, the largest size (on the ``step_mw`` grid, within [min, max]) that keeps every
+state of the criterion within limits *with the sites already picked at their sizes*, and
+picks the largest, the better-scored on a tie. The final set then goes through a full AC
+batch over every state of the criterion — with contingency screening, also every outage
+the screening left out; an outage that binds there is added to the states and the greedy
+runs again, so the reported set always passes the unscreened check.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from siting.capacity import (
+    CRITERIA,
+    CapacitySettings,
+    StateLimits,
+    States,
+    contingency_limits,
+    criterion_element_name,
+    hosting_capacity,
+    net_outages,
+    normal_limits,
+    state_limits,
+)
+from siting.errors import UsageError
+from siting.flow import FlowModel, prepare, solve
+from siting.geo import WGS84, bus_lonlat
+from siting.geography import (
+    GeoRules,
+    Layers,
+    apply_layers,
+    cluster_regions,
+    demand_points,
+    regions_from_layer,
+)
+from siting.grid import Grid
+from siting.peak import OperatingPoint, operating_point
+from siting.topology import outages_near
+
+CRITERION_COLUMN = {"firm": "hc_n1_mw", "peak": "hc_n0_mw"}
+
+
+@dataclass(frozen=True)
+class SelectionSettings:
+    """What to pick: how many sites, their size range and step, under which criterion."""
+
+    criterion: str = "firm"  # firm (N-1 at peak), peak (N-0 at peak)
+    sites: int = 10
+    min_mw: float = 5.0
+    max_mw: float = 20.0
+    step_mw: float = 1.0
+    regions: int | None = None  # cluster substations into this many regions
+    per_region: int | None = None  # quota per region (default: K / regions, rounded up)
+    n1_hops: int | None = None  # contingency screening while picking (the final check is full)
+    pf: float = 0.95
+    geo: GeoRules = field(default_factory=GeoRules)
+
+    def __post_init__(self) -> None:
+        if self.criterion not in CRITERION_COLUMN:
+            raise UsageError(f"--criterion {self.criterion}: use firm or peak")
+        if self.sites < 1:
+            raise UsageError(f"--sites {self.sites}: pick at least one site")
+        if not 0 < self.min_mw <= self.max_mw:
+            raise UsageError(f"--min-mw {self.min_mw} / --max-mw {self.max_mw}: need 0 < min ≤ max")
+        if self.step_mw <= 0 or self.step_mw > self.max_mw:
+            raise UsageError(f"--step-mw {self.step_mw}: must be in (0, max]")
+        if self.per_region is not None and self.per_region < 1:
+            raise UsageError(f"--per-region {self.per_region}: at least one site per region")
+
+    @property
+    def quota(self) -> int | None:
+        if self.regions is None:
+            return None
+        return self.per_region or math.ceil(self.sites / self.regions)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The picked sites, every candidate's fate, the regions, and the joint AC check."""
+
+    sites: gpd.GeoDataFrame
+    candidates: gpd.GeoDataFrame
+    regions: gpd.GeoDataFrame | None
+    naive: pd.DataFrame
+    joint: pd.DataFrame  # one row per set (selected, naive): worst values and violation count
+    violations: pd.DataFrame  # set, state, criterion, element, value, limit
+    operating_point: str
+    flows: int
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class _Criterion:
+    """The states a criterion checks and their limits (normal at peak, contingency after outages)."""
+
+    groups: list[tuple[States, StateLimits, list[str]]]  # states, limits, a label per state
+
+
+def select_sites(
+    grid: Grid,
+    capacity: pd.DataFrame,
+    settings: SelectionSettings | None = None,
+    layers: Layers | None = None,
+    at: str | None = None,
+) -> Selection:
+    """Choose up to ``settings.sites`` sites from ``capacity`` (a `siting capacity` table)."""
+    settings = settings or SelectionSettings()
+    layers = layers or Layers()
+    column = CRITERION_COLUMN[settings.criterion]
+    if column not in capacity or capacity[column].isna().all():
+        raise UsageError(
+            f"the capacity table has no {column}: run siting capacity with N-1 for --criterion firm"
+        )
+    notes: list[str] = []
+    table = _candidates(grid, capacity, settings, layers, column)
+    regions = None
+    if "regions" in layers.frames:
+        regions = layers.frames["regions"].to_crs(WGS84).reset_index(drop=True)
+        regions["region"] = np.arange(len(regions))
+        table["region"] = regions_from_layer(table, regions)
+    elif settings.regions:
+        table["region"], regions = cluster_regions(table, settings.regions)
+    else:
+        table["region"] = 0
+
+    eligible = table["status"] == "candidate"
+    if not eligible.any():
+        raise UsageError(_none_left(table))
+    pool = table[eligible]
+    point = operating_point(grid, at)
+    model = prepare(copy.deepcopy(grid.net), pool["bus"].to_numpy(), grid.source)
+    cap_settings = CapacitySettings(pf=settings.pf, cap_mw=settings.max_mw, resolution_mw=settings.step_mw)
+    criterion = _criterion_states(model, point, settings, cap_settings, screened=True)
+    sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings)
+    full = _criterion_states(model, point, settings, cap_settings, screened=False)
+    joint = _joint_check(model, full, sizes, cap_settings)
+    flows += joint[2]
+    if len(joint[1]) and settings.n1_hops is not None:
+        notes.append(
+            f"{len(joint[1])} violation(s) under outages the {settings.n1_hops}-hop screening left out: "
+            "picked again against every outage"
+        )
+        criterion = full
+        sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings)
+        joint = _joint_check(model, full, sizes, cap_settings)
+        flows += count + joint[2]
+    if len(joint[1]):
+        raise RuntimeError("the selected set fails its own joint check")  # greedy guarantees it cannot
+
+    picked = sizes > 0
+    table.loc[pool.index[picked], "status"] = "selected"
+    table.loc[pool.index[picked], "size_mw"] = sizes[picked]
+    for position, reason in why.items():
+        table.loc[pool.index[position], "reason"] = reason
+    if picked.sum() < settings.sites:
+        notes.append(_fewer_note(table, settings, int(picked.sum())))
+
+    naive_sizes, naive = _naive(table, pool, settings, column)
+    naive_check = _joint_check(model, full, naive_sizes, cap_settings)
+    flows += naive_check[2]
+    summary = pd.DataFrame(
+        [_joint_row("selected", sizes, joint), _joint_row("naive top-K", naive_sizes, naive_check)]
+    )
+    parts = [naive_check[1].assign(set="naive top-K"), joint[1].assign(set="selected")]
+    violations = pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
+    sites = table[table["status"] == "selected"].sort_values("size_mw", ascending=False, kind="stable")
+    return Selection(
+        sites=sites[[*_SITE_COLUMNS, "geometry"]],
+        candidates=table,
+        regions=regions,
+        naive=naive,
+        joint=summary,
+        violations=violations,
+        operating_point=point.label,
+        flows=flows,
+        notes=notes,
+    )
+
+
+_SITE_COLUMNS = [
+    "substation",
+    "name",
+    "bus",
+    "lon",
+    "lat",
+    "size_mw",
+    "region",
+    "score",
+    "capacity_mw",
+    "reason",
+]
+
+
+def _candidates(grid, capacity, settings, layers, column) -> gpd.GeoDataFrame:
+    subs = grid.substations.set_index("id")
+    missing = sorted(set(capacity["substation"]) - set(subs.index))
+    if missing:
+        raise UsageError(f"the capacity table names substations {missing[:5]} that {grid.name} does not have")
+    table = gpd.GeoDataFrame(
+        capacity[["substation", column]]
+        .rename(columns={column: "capacity_mw"})
+        .merge(subs[["name", "bus", "lon", "lat", "geometry"]], left_on="substation", right_index=True),
+        geometry="geometry",
+        crs=WGS84,
+    ).reset_index(drop=True)
+    geo = apply_layers(table, layers, settings.geo, demand_points(layers, grid_demand(grid)))
+    table = table.join(geo)
+    table["status"] = "candidate"
+    table["size_mw"] = 0.0
+    table["reason"] = ""
+    small = table["capacity_mw"] < settings.min_mw
+    table.loc[small, "status"] = "dropped"
+    table.loc[small, "reason"] = [
+        f"{settings.criterion} capacity {c:.1f} MW is below the {settings.min_mw:g} MW minimum"
+        for c in table.loc[small, "capacity_mw"]
+    ]
+    excluded = (table["geo_reason"] != "") & ~small
+    table.loc[excluded, "status"] = "dropped"
+    table.loc[excluded, "reason"] = table.loc[excluded, "geo_reason"]
+    return table.drop(columns="geo_reason")
+
+
+def grid_demand(grid: Grid) -> gpd.GeoDataFrame:
+    """Default demand centres: every bus serving load, weighted by that load (MW)."""
+    net = grid.net
+    loads = net.load[net.load["in_service"].astype(bool)]
+    weight = loads.groupby("bus")["p_mw"].sum()
+    weight = weight[weight > 0]
+    coords = bus_lonlat(net).loc[weight.index].dropna()
+    return gpd.GeoDataFrame(
+        {"weight": weight.loc[coords.index].to_numpy()},
+        geometry=gpd.points_from_xy(coords["lon"], coords["lat"]),
+        crs=WGS84,
+    )
+
+
+def _criterion_states(model: FlowModel, point: OperatingPoint, settings, cap_settings, screened: bool):
+    peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
+    groups = [(peak, state_limits(model, peak, normal_limits(model, cap_settings)), ["peak"])]
+    if settings.criterion == "firm":
+        outages = net_outages(model.net)
+        if screened and settings.n1_hops is not None:
+            near = outages_near(model.net, outages, model.site_buses, settings.n1_hops).any(axis=1)
+            outages = [o for o, keep in zip(outages, near, strict=True) if keep]
+        values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
+        states = States(values, tuple(outages), len(outages))
+        limits = state_limits(model, states, contingency_limits(model, cap_settings))
+        labels = [f"{t} {_element_name(model, t, i)} out" for t, i in outages]
+        groups.append((states, limits, labels))
+    return _Criterion(groups)
+
+
+def _element_name(model: FlowModel, table: str, index: int) -> str:
+    name = model.net[table].at[index, "name"]
+    return str(name) if isinstance(name, str) and name else f"#{index}"
+
+
+def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap_settings):
+    n = len(pool)
+    sizes = np.zeros(n)
+    why: dict[int, str] = {}
+    flows = 0
+    regions = pool["region"].to_numpy()
+    score = pool["score"].to_numpy()
+    capacity = pool["capacity_mw"].to_numpy()
+    quota = settings.quota
+    for rank in range(1, settings.sites + 1):
+        open_ = sizes == 0
+        if quota is not None:
+            full = [r for r in np.unique(regions) if ((sizes > 0) & (regions == r)).sum() >= quota]
+            open_ &= ~np.isin(regions, full)
+        eligible = np.flatnonzero(open_)
+        if len(eligible) == 0:
+            break
+        fit, binding, count = _fit(model, criterion, sizes, eligible, cap_settings)
+        flows += count
+        fit = np.floor(np.minimum(fit, settings.max_mw) / settings.step_mw + 1e-9) * settings.step_mw
+        usable = fit >= settings.min_mw - 1e-9
+        if not usable.any():
+            for position, size, bind in zip(eligible, fit, binding, strict=True):
+                why.setdefault(
+                    position, f"not picked: fits only {size:g} MW next to the chosen sites ({bind})"
+                )
+            break
+        # largest size first; on a tie the candidate with more capacity of its own (it leaves
+        # more room for later picks), then the better score
+        order = np.lexsort((-score[eligible], -capacity[eligible], -fit))
+        best = order[0]
+        chosen = eligible[best]
+        sizes[chosen] = fit[best]
+        why[chosen] = _pick_reason(
+            pool.iloc[chosen], rank, fit[best], binding[best], settings, sizes, regions
+        )
+    flows += _grow(model, criterion, sizes, why, settings, cap_settings)
+    for position in np.flatnonzero(sizes == 0):
+        why.setdefault(position, _not_picked(position, sizes, regions, settings))
+    return sizes, why, flows
+
+
+def _grow(model, criterion, sizes, why, settings, cap_settings) -> int:
+    """Give each site below the maximum whatever room the final set leaves it, one at a time."""
+    flows = 0
+    for position in np.flatnonzero((sizes > 0) & (sizes < settings.max_mw)):
+        others = sizes.copy()
+        others[position] = 0.0
+        fit, _binding, count = _fit(model, criterion, others, np.array([position]), cap_settings)
+        flows += count
+        size = np.floor(min(fit[0], settings.max_mw) / settings.step_mw + 1e-9) * settings.step_mw
+        if size > sizes[position]:
+            why[position] += f"; grown from {sizes[position]:g} to {size:g} MW once every site was placed"
+            sizes[position] = size
+    return flows
+
+
+def _fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
+    """Largest size per eligible candidate with the current sites fixed, over every state."""
+    best = np.full(len(eligible), np.inf)
+    binding = ["no limit reached below the maximum size"] * len(eligible)
+    flows = 0
+    for states, limits, labels in criterion.groups:
+        fixed = dataclasses.replace(states, fixed_site_mw=sizes)
+        result = hosting_capacity(model, fixed, limits, cap_settings, sites=eligible)
+        flows += result.flows
+        hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
+        worst_state = hc.argmin(axis=0)
+        for column, state in enumerate(worst_state):
+            value = hc[state, column]
+            if value < best[column]:
+                best[column] = value
+                code = result.criterion[state, column]
+                element = criterion_element_name(model, code, result.element[state, column])
+                binding[column] = f"{CRITERIA[code]} at {element}" + (
+                    f" with {labels[state]}" if labels[state] != "peak" else " at peak"
+                )
+    best[np.isinf(best)] = cap_settings.cap_mw
+    return best, binding, flows
+
+
+def _pick_reason(row, rank, size, binding, settings, sizes, regions) -> str:
+    others = int((sizes > 0).sum()) - 1
+    parts = [
+        f"pick {rank}: {size:g} MW"
+        + (" (the maximum size)" if size >= settings.max_mw else f", limited by {binding}"),
+        f"{settings.criterion} capacity alone {row['capacity_mw']:.1f} MW"
+        + (f", jointly feasible with the {others} site(s) picked before" if others else ""),
+    ]
+    if settings.quota is not None:
+        in_region = int(((sizes > 0) & (regions == row["region"])).sum())
+        parts.append(f"region {row['region']} ({in_region}/{settings.quota})")
+    if "fiber_km" in row and pd.notna(row.get("fiber_km")):
+        parts.append(f"{row['fiber_km']:.1f} km from fiber")
+    parts.append(f"demand-weighted distance {row['demand_km']:.0f} km; score {row['score']:.2f}")
+    return "; ".join(parts)
+
+
+def _not_picked(position, sizes, regions, settings) -> str:
+    if (sizes > 0).sum() >= settings.sites:
+        return f"not picked: the {settings.sites} sites were chosen before it"
+    if settings.quota is not None and ((sizes > 0) & (regions == regions[position])).sum() >= settings.quota:
+        return f"not picked: region {regions[position]} already has its {settings.quota} sites"
+    return "not picked"
+
+
+def _naive(table, pool, settings, column):
+    """Top K candidates by individual capacity, each at that capacity clipped to the size range."""
+    ranked = pool.sort_values("capacity_mw", ascending=False, kind="stable").head(settings.sites)
+    size = (
+        np.floor(np.minimum(ranked["capacity_mw"], settings.max_mw) / settings.step_mw + 1e-9)
+        * settings.step_mw
+    )
+    sizes = np.zeros(len(pool))
+    sizes[pool.index.get_indexer(ranked.index)] = size
+    naive = ranked[["substation", "name", "bus", "capacity_mw"]].assign(size_mw=size.to_numpy())
+    return sizes, naive.reset_index(drop=True)
+
+
+def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
+    """All sites at their sizes through every state: worst values and every violation."""
+    rows, worst_low, worst_high, worst_loading, flows = [], np.inf, -np.inf, -np.inf, 0
+    for states, limits, labels in criterion.groups:
+        fixed = dataclasses.replace(states, fixed_site_mw=sizes)
+        usable = np.flatnonzero(limits.usable)
+        result = solve(model, fixed.scenarios(usable, q_per_mw=cap_settings.q_per_mw))
+        flows += len(usable)
+        vm = result.vm_pu
+        worst_low = min(worst_low, np.nanmin(vm))
+        worst_high = max(worst_high, np.nanmax(vm))
+        loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
+        worst_loading = max(worst_loading, np.nanmax(loading))
+        checks = (
+            ("undervoltage", "bus", vm, limits.vmin[usable], -1),
+            ("overvoltage", "bus", vm, limits.vmax[usable], 1),
+            ("line thermal", "line", result.line_loading_percent, limits.line[usable], 1),
+            ("transformer thermal", "trafo", result.trafo_loading_percent, limits.trafo[usable], 1),
+        )
+        for name, table, values, limit, sign in checks:
+            with np.errstate(invalid="ignore"):
+                beyond = sign * (values - limit) > 1e-9
+            for row, column in zip(*np.nonzero(beyond), strict=True):
+                rows.append(
+                    {
+                        "state": labels[usable[row]],
+                        "criterion": name,
+                        "element": _element_name(model, table, model.net[table].index[column]),
+                        "value": float(values[row, column]),
+                        "limit": float(limit[row, column]),
+                    }
+                )
+        for row in np.flatnonzero(~result.converged):
+            rows.append(
+                {
+                    "state": labels[usable[row]],
+                    "criterion": "non-convergence",
+                    "element": "",
+                    "value": np.nan,
+                    "limit": np.nan,
+                }
+            )
+    violations = pd.DataFrame(rows, columns=["state", "criterion", "element", "value", "limit"])
+    return (worst_low, worst_high, worst_loading), violations, flows
+
+
+def _joint_row(name, sizes, check) -> dict:
+    (low, high, loading), violations, _ = check
+    return {
+        "set": name,
+        "sites": int((sizes > 0).sum()),
+        "total_mw": float(sizes.sum()),
+        "min_vm_pu": round(float(low), 4),
+        "max_vm_pu": round(float(high), 4),
+        "max_loading_percent": round(float(loading), 1),
+        "violations": len(violations),
+        "violated_elements": "; ".join(sorted(set(violations["element"]) - {""}))[:500],
+        "passes": len(violations) == 0,
+    }
+
+
+def _none_left(table: pd.DataFrame) -> str:
+    small = table["reason"].str.contains("below the").sum()
+    return (
+        f"no candidate substation is left: {small} have too little capacity for the minimum size and "
+        f"{len(table) - small} are ruled out by the GIS layers; lower --min-mw or relax the layers"
+    )
+
+
+def _fewer_note(table: pd.DataFrame, settings: SelectionSettings, picked: int) -> str:
+    dropped = (table["status"] == "dropped").sum()
+    return (
+        f"picked {picked} of the {settings.sites} sites asked for: {dropped} substations were dropped "
+        "(capacity or geography) and the rest could not take a site of at least "
+        f"{settings.min_mw:g} MW next to the ones chosen; see the candidates' reasons"
+    )
