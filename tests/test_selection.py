@@ -1,0 +1,189 @@
+"""Site selection: jointly feasible under AC power flow, explained, and aware of geography."""
+
+import copy
+
+import geopandas as gpd
+import numpy as np
+import pandapower as pp
+import pandas as pd
+import pytest
+from shapely.geometry import LineString, Point, Polygon
+
+from siting import UsageError
+from siting.capacity import substation_capacity
+from siting.cli import main
+from siting.geography import GeoRules, Layers, read_layers
+from siting.peak import operating_point
+from siting.reference import scenario_net
+from siting.selection import SelectionSettings, select_sites
+
+
+@pytest.fixture(scope="module")
+def hv_capacity(hv_mixed):
+    return substation_capacity(hv_mixed, year=False).table
+
+
+@pytest.fixture(scope="module")
+def twelve(hv_mixed, hv_capacity):
+    return select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=12))
+
+
+def test_selected_set_passes_the_joint_check_where_the_naive_top_k_fails(twelve):
+    joint = twelve.joint.set_index("set")
+    assert joint.at["selected", "passes"] and joint.at["selected", "violations"] == 0
+    assert not joint.at["naive top-K", "passes"] and joint.at["naive top-K", "violations"] > 0
+    # the naive set fails under an outage, by undervoltage at buses it pushes below 0.90 pu
+    naive = twelve.violations[twelve.violations["set"] == "naive top-K"]
+    assert set(naive["criterion"]) == {"undervoltage"}
+    assert naive["state"].str.endswith(" out").all()
+    assert naive["value"].min() < 0.90
+
+
+def test_sizes_are_in_range_on_the_step_grid_and_each_pick_says_why(twelve):
+    sites = twelve.sites
+    assert 1 <= len(sites) <= 12
+    assert sites["size_mw"].between(5, 20).all()
+    assert np.allclose(sites["size_mw"] % 1.0, 0.0)
+    assert sites["reason"].str.startswith("pick ").all()
+    assert sites["reason"].str.contains("firm capacity alone").all()
+    limited = sites[sites["size_mw"] < 20]
+    assert limited["reason"].str.contains("limited by").all()
+
+
+def test_pandapower_confirms_the_selected_set_under_its_binding_outage(hv_mixed, twelve):
+    point = operating_point(hv_mixed)
+    line = hv_mixed.net.line
+    outage = ("line", int(line.index[line.name == "HV1 Line 58"][0]))
+    net = scenario_net(hv_mixed.net, point.values, outage)
+    for row in twelve.sites.itertuples():
+        pp.create_load(net, row.bus, row.size_mw, row.size_mw * np.tan(np.arccos(0.95)))
+    pp.runpp(net)
+    assert net.res_bus.vm_pu.min() >= 0.90 - 1e-6  # the contingency band
+    assert net.res_line.loading_percent.max() <= 120.0 + 1e-6  # the emergency limit
+
+
+def test_exclusion_fiber_and_parcel_layers_drop_candidates_with_reasons(hv_mixed, hv_capacity, tmp_path):
+    subs = hv_mixed.substations
+    keep_out = subs.iloc[3].geometry.buffer(0.01)
+    gpd.GeoDataFrame({"name": ["reserve"]}, geometry=[keep_out], crs="EPSG:4326").to_file(tmp_path / "x.gpkg")
+    near = subs.iloc[[5, 9, 14]].geometry
+    fiber = gpd.GeoDataFrame(geometry=[LineString([(p.x, p.y) for p in near])], crs="EPSG:4326")
+    fiber.to_crs("EPSG:3857").to_file(tmp_path / "fiber.geojson")  # another CRS on purpose
+    utm = subs.estimate_utm_crs()
+    metric = subs.to_crs(utm).geometry
+    parcels = [
+        metric.iloc[5].buffer(150, cap_style=3),
+        metric.iloc[9].buffer(150, cap_style=3),
+        metric.iloc[14].buffer(40, cap_style=3),
+    ]  # 300 m squares are big enough; 80 m is not
+    gpd.GeoDataFrame(geometry=parcels, crs=utm).to_file(tmp_path / "parcels.gpkg")
+    layers = read_layers(
+        {
+            "exclusion": tmp_path / "x.gpkg",
+            "fiber": tmp_path / "fiber.geojson",
+            "parcels": tmp_path / "parcels.gpkg",
+        }
+    )
+    settings = SelectionSettings(sites=3, geo=GeoRules(fiber_max_m=5_000, parcel_max_m=500))
+    result = select_sites(hv_mixed, hv_capacity, settings, layers)
+    table = result.candidates.set_index("substation")
+    assert table.at[3, "status"] == "dropped" and "exclusion zone" in table.at[3, "reason"]
+    assert table.at[5, "fiber_km"] < 0.01
+    far = table[table["fiber_km"] > 5]
+    assert (far["status"] == "dropped").all() and far["reason"].str.contains("from fiber").all()
+    assert table.at[14, "status"] == "dropped" and "no parcel of 20,000 m²" in table.at[14, "reason"]
+    assert set(result.sites["substation"]) == {5, 9}
+
+
+def test_regions_get_their_quota(hv_mixed, hv_capacity):
+    result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=6, regions=3, per_region=2))
+    assert result.regions is not None and len(result.regions) == 3
+    counts = result.sites["region"].value_counts()
+    assert (counts <= 2).all()
+    assert result.sites["reason"].str.contains(r"region \d \(\d/2\)").all()
+
+
+def test_layer_problems_are_reported_plainly(tmp_path, hv_mixed, hv_capacity):
+    square = Polygon([(11, 53), (12, 53), (12, 54), (11, 54)])
+    gpd.GeoDataFrame(geometry=[square]).to_file(tmp_path / "nocrs.shp")  # no .prj: no CRS
+    with pytest.raises(UsageError, match="no coordinate reference system"):
+        read_layers({"exclusion": tmp_path / "nocrs.shp"})
+    gpd.GeoDataFrame(geometry=[Point(11, 53)], crs="EPSG:4326").to_file(tmp_path / "point.gpkg")
+    with pytest.raises(UsageError, match="needs MultiPolygon or Polygon"):
+        read_layers({"exclusion": tmp_path / "point.gpkg"})
+    bowtie = Polygon([(10, 52), (14, 56), (14, 52), (10, 56)])  # self-crossing: invalid
+    everything = Polygon([(9, 51), (15, 51), (15, 57), (9, 57)])
+    gpd.GeoDataFrame(geometry=[bowtie, everything], crs="EPSG:4326").to_file(tmp_path / "everything.gpkg")
+    layers = read_layers({"exclusion": tmp_path / "everything.gpkg"})
+    assert layers.repaired == {"exclusion": 1}
+    with pytest.raises(UsageError, match="no candidate substation is left"):
+        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+
+
+def test_asking_for_more_sites_than_fit_says_so(hv_mixed, hv_capacity):
+    result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=30))
+    assert len(result.sites) < 30
+    assert any("picked" in note and "of the 30" in note for note in result.notes)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (dict(min_mw=25, max_mw=20), "need 0 < min ≤ max"),
+        (dict(sites=0), "at least one site"),
+        (dict(criterion="cheapest"), "use firm or peak"),
+    ],
+)
+def test_bad_settings_are_refused(settings, message):
+    with pytest.raises(UsageError, match=message):
+        SelectionSettings(**settings)
+
+
+def test_sizes_that_fit_nowhere_leave_no_candidate(hv_mixed, hv_capacity):
+    with pytest.raises(UsageError, match="too little capacity"):
+        select_sites(hv_mixed, hv_capacity, SelectionSettings(min_mw=150, max_mw=200))
+
+
+def test_select_cli_writes_sites_geopackage_and_joint_check(tmp_path, capsys):
+    cap = tmp_path / "cap"
+    assert main(["capacity", "hv-mixed", "--out", str(cap), "--no-year"]) == 0
+    out = tmp_path / "sel"
+    assert (
+        main(
+            [
+                "select",
+                "hv-mixed",
+                "--out",
+                str(out),
+                "--capacity",
+                str(cap),
+                "--sites",
+                "4",
+                "--regions",
+                "2",
+            ]
+        )
+        == 0
+    )
+    sites = pd.read_csv(out / "sites.csv")
+    assert {"substation", "name", "bus", "lon", "lat", "size_mw", "region", "score", "reason"} <= set(
+        sites.columns
+    )
+    layers = set(gpd.list_layers(out / "sites.gpkg")["name"])
+    assert layers == {"sites", "candidates", "regions"}
+    joint = pd.read_csv(out / "joint_check.csv")
+    assert joint.loc[joint["set"] == "selected", "passes"].item()
+    assert "Joint AC check" in capsys.readouterr().out
+
+
+def test_select_refuses_a_missing_capacity_folder(tmp_path, capsys):
+    code = main(["select", "hv-mixed", "--out", str(tmp_path / "o"), "--capacity", str(tmp_path / "none")])
+    assert code == 2 and "no capacity.csv" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_layers_means_the_default_demand_centres(hv_mixed, hv_capacity):
+    result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=2), Layers())
+    assert result.candidates["demand_km"].between(1, 200).all()
+    assert result.candidates["score"].between(0, 1).all()
+    assert copy.deepcopy(result.sites).crs.to_epsg() == 4326
