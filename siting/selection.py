@@ -67,8 +67,10 @@ class SelectionSettings:
     geo: GeoRules = field(default_factory=GeoRules)
 
     def __post_init__(self) -> None:
-        if self.criterion not in CRITERION_COLUMN:
-            raise UsageError(f"--criterion {self.criterion}: use firm or peak")
+        if self.criterion not in CRITERION_COLUMN and self.flex_limit is None:
+            raise UsageError(
+                f"--criterion {self.criterion}: use firm, peak or flex-<percent> (e.g. flex-0.5)"
+            )
         if self.sites < 1:
             raise UsageError(f"--sites {self.sites}: pick at least one site")
         if not 0 < self.min_mw <= self.max_mw:
@@ -77,6 +79,24 @@ class SelectionSettings:
             raise UsageError(f"--step-mw {self.step_mw}: must be in (0, max]")
         if self.per_region is not None and self.per_region < 1:
             raise UsageError(f"--per-region {self.per_region}: at least one site per region")
+
+    @property
+    def flex_limit(self) -> float | None:
+        """Curtailment limit (fraction) of a flex-<percent> criterion; None for firm and peak."""
+        if not self.criterion.startswith("flex-"):
+            return None
+        try:
+            percent = float(self.criterion.removeprefix("flex-"))
+        except ValueError:
+            return None
+        return percent / 100 if 0 < percent < 100 else None
+
+    @property
+    def capacity_column(self) -> str:
+        """The column of a `siting capacity` table that holds each candidate's own capacity."""
+        if self.flex_limit is None:
+            return CRITERION_COLUMN[self.criterion]
+        return f"flex_{self.flex_limit * 100:g}pct_mw"
 
     @property
     def quota(self) -> int | None:
@@ -105,6 +125,8 @@ class _Criterion:
     """The states a criterion checks and their limits (normal at peak, contingency after outages)."""
 
     groups: list[tuple[States, StateLimits, list[str]]]  # states, limits, a label per state
+    flex_limit: float | None = None  # flex: a site may be curtailed this share of its energy
+    times: pd.DatetimeIndex | None = None  # flex: the time of each state
 
 
 def select_sites(
@@ -117,11 +139,14 @@ def select_sites(
     """Choose up to ``settings.sites`` sites from ``capacity`` (a `siting capacity` table)."""
     settings = settings or SelectionSettings()
     layers = layers or Layers()
-    column = CRITERION_COLUMN[settings.criterion]
+    column = settings.capacity_column
     if column not in capacity or capacity[column].isna().all():
-        raise UsageError(
-            f"the capacity table has no {column}: run siting capacity with N-1 for --criterion firm"
+        need = {"hc_n1_mw": "with N-1", "hc_n0_mw": ""}.get(
+            column, "with --year (flexible capacity at 0.25, 0.5, 1 and 5 %)"
         )
+        raise UsageError(f"the capacity table has no {column}: run siting capacity {need} for this criterion")
+    if settings.flex_limit is not None and grid.profiles is None:
+        raise UsageError(f"--criterion {settings.criterion}: {grid.name} has no profiles to curtail against")
     notes: list[str] = []
     table = _candidates(grid, capacity, settings, layers, column)
     regions = None
@@ -141,9 +166,9 @@ def select_sites(
     point = operating_point(grid, at)
     model = prepare(copy.deepcopy(grid.net), pool["bus"].to_numpy(), grid.source)
     cap_settings = CapacitySettings(pf=settings.pf, cap_mw=settings.max_mw, resolution_mw=settings.step_mw)
-    criterion = _criterion_states(model, point, settings, cap_settings, screened=True)
+    criterion = _criterion_states(model, grid, point, settings, cap_settings, screened=True)
     sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings)
-    full = _criterion_states(model, point, settings, cap_settings, screened=False)
+    full = _criterion_states(model, grid, point, settings, cap_settings, screened=False)
     joint = _joint_check(model, full, sizes, cap_settings)
     flows += joint[2]
     if len(joint[1]) and settings.n1_hops is not None:
@@ -245,7 +270,17 @@ def grid_demand(grid: Grid) -> gpd.GeoDataFrame:
     )
 
 
-def _criterion_states(model: FlowModel, point: OperatingPoint, settings, cap_settings, screened: bool):
+def _criterion_states(
+    model: FlowModel, grid: Grid, point: OperatingPoint, settings, cap_settings, screened: bool
+):
+    if settings.flex_limit is not None:
+        from siting.flow import profile_scenarios
+
+        year = profile_scenarios(model.net, grid.profiles)
+        states = States(year.element_values, None, year.n)
+        limits = state_limits(model, states, normal_limits(model, cap_settings))
+        labels = [f"{t:%Y-%m-%d %H:%M}" for t in grid.profiles.index]
+        return _Criterion([(states, limits, labels)], settings.flex_limit, grid.profiles.index)
     peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
     groups = [(peak, state_limits(model, peak, normal_limits(model, cap_settings)), ["peak"])]
     if settings.criterion == "firm":
@@ -325,6 +360,8 @@ def _grow(model, criterion, sizes, why, settings, cap_settings) -> int:
 
 def _fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
     """Largest size per eligible candidate with the current sites fixed, over every state."""
+    if criterion.flex_limit is not None:
+        return _flex_fit(model, criterion, sizes, eligible, cap_settings)
     best = np.full(len(eligible), np.inf)
     binding = ["no limit reached below the maximum size"] * len(eligible)
     flows = 0
@@ -345,6 +382,32 @@ def _fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
                 )
     best[np.isinf(best)] = cap_settings.cap_mw
     return best, binding, flows
+
+
+def _flex_fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
+    """Largest constant size per candidate whose curtailment stays within the limit over the
+    year, with the current sites fixed at their full sizes (curtailing them would only help)."""
+    from siting.flexible import flexible_capacity
+
+    headroom, flows = _year_headroom(model, criterion, sizes, eligible, cap_settings)
+    fit, binding = [], []
+    for column in range(len(eligible)):
+        series = pd.Series(headroom[:, column], index=criterion.times)
+        load = float(flexible_capacity(series, (criterion.flex_limit,))["load_mw"].iloc[0])
+        fit.append(min(load, cap_settings.cap_mw))
+        short = (series < min(load + cap_settings.resolution_mw, cap_settings.cap_mw)).sum()
+        binding.append(
+            f"curtailment beyond {criterion.flex_limit:.2%} of its energy (headroom short in {short} of "
+            f"{len(series)} steps, tightest {series.min():g} MW at {series.idxmin():%Y-%m-%d %H:%M})"
+        )
+    return np.array(fit), binding, flows
+
+
+def _year_headroom(model, criterion: _Criterion, sizes, sites, cap_settings):
+    states, limits, _ = criterion.groups[0]
+    fixed = dataclasses.replace(states, fixed_site_mw=sizes)
+    result = hosting_capacity(model, fixed, limits, cap_settings, sites=sites)
+    return np.nan_to_num(result.hc_mw, nan=0.0), result.flows
 
 
 def _pick_reason(row, rank, size, binding, settings, sizes, regions) -> str:
@@ -387,6 +450,8 @@ def _naive(table, pool, settings, column):
 
 def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
     """All sites at their sizes through every state: worst values and every violation."""
+    if criterion.flex_limit is not None:
+        return _flex_joint_check(model, criterion, sizes, cap_settings)
     rows, worst_low, worst_high, worst_loading, flows = [], np.inf, -np.inf, -np.inf, 0
     for states, limits, labels in criterion.groups:
         fixed = dataclasses.replace(states, fixed_site_mw=sizes)
@@ -429,6 +494,42 @@ def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
             )
     violations = pd.DataFrame(rows, columns=["state", "criterion", "element", "value", "limit"])
     return (worst_low, worst_high, worst_loading), violations, flows
+
+
+def _flex_joint_check(model, criterion: _Criterion, sizes, cap_settings):
+    """Each site's curtailment over the year with every other site at its full size."""
+    from siting.flexible import curtailment_rate
+
+    rows, flows = [], 0
+    years = criterion.times.year.to_numpy()
+    for position in np.flatnonzero(sizes > 0):
+        others = sizes.copy()
+        others[position] = 0.0
+        headroom, count = _year_headroom(model, criterion, others, np.array([position]), cap_settings)
+        flows += count
+        rate = curtailment_rate(headroom[:, 0], years, float(sizes[position]))
+        if rate > criterion.flex_limit * (1 + 1e-9):
+            bus = model.site_buses[position]
+            rows.append(
+                {
+                    "state": "year",
+                    "criterion": "curtailment",
+                    "element": f"site at bus {bus}",
+                    "value": rate,
+                    "limit": criterion.flex_limit,
+                }
+            )
+    states, limits, _ = criterion.groups[0]
+    every = np.flatnonzero(limits.usable)
+    result = solve(
+        model,
+        dataclasses.replace(states, fixed_site_mw=sizes).scenarios(every, q_per_mw=cap_settings.q_per_mw),
+    )
+    flows += len(every)
+    loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
+    worst = (np.nanmin(result.vm_pu), np.nanmax(result.vm_pu), np.nanmax(loading))
+    violations = pd.DataFrame(rows, columns=["state", "criterion", "element", "value", "limit"])
+    return worst, violations, flows
 
 
 def _joint_row(name, sizes, check) -> dict:

@@ -1,6 +1,7 @@
 """Site selection: jointly feasible under AC power flow, explained, and aware of geography."""
 
 import copy
+import dataclasses
 
 import geopandas as gpd
 import numpy as np
@@ -131,7 +132,7 @@ def test_asking_for_more_sites_than_fit_says_so(hv_mixed, hv_capacity):
     [
         (dict(min_mw=25, max_mw=20), "need 0 < min ≤ max"),
         (dict(sites=0), "at least one site"),
-        (dict(criterion="cheapest"), "use firm or peak"),
+        (dict(criterion="cheapest"), "use firm, peak or flex"),
     ],
 )
 def test_bad_settings_are_refused(settings, message):
@@ -187,3 +188,18 @@ def test_no_layers_means_the_default_demand_centres(hv_mixed, hv_capacity):
     assert result.candidates["demand_km"].between(1, 200).all()
     assert result.candidates["score"].between(0, 1).all()
     assert copy.deepcopy(result.sites).crs.to_epsg() == 4326
+
+
+def test_flexible_criterion_keeps_every_site_within_its_curtailment_limit(illinois):
+    two_weeks = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4736])  # July
+    ids = list(range(8))
+    capacity = substation_capacity(two_weeks, n1=False, year=True, substations=ids).table
+    settings = SelectionSettings(sites=3, criterion="flex-1", max_mw=60)
+    result = select_sites(two_weeks, capacity, settings)
+    assert result.joint.set_index("set").at["selected", "passes"]
+    alone = capacity.set_index("substation")["flex_1pct_mw"]
+    for row in result.sites.itertuples():
+        assert row.size_mw <= alone[row.substation] + 1e-9
+        assert "flex-1 capacity alone" in row.reason
+    with pytest.raises(UsageError, match="flex_2pct_mw"):
+        select_sites(two_weeks, capacity, SelectionSettings(criterion="flex-2"))
