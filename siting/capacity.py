@@ -11,6 +11,7 @@ solved and found outside them 0.1 MW above (or it is the cap).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -105,6 +106,7 @@ class StateLimits:
     trafo: np.ndarray
     usable: np.ndarray  # (states,) the base case converged and supplies every load
     converged: np.ndarray  # (states,) the base case converged
+    pv_angle_offset: np.ndarray  # (states, PV buses) warm start for flows near each state
     base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
     violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
 
@@ -132,9 +134,14 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
     line = relaxed_limit(limits.line_percent, base.line_loading_percent, WORSENING_PERCENT)
     trafo = relaxed_limit(limits.trafo_percent, base.trafo_loading_percent, WORSENING_PERCENT)
     violations = _violations(model, base, limits, usable)
-    relaxed = StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations)
+    offset = base.pv_angle_offset
+    relaxed = StateLimits(
+        vmin, vmax, line, trafo, usable, base.converged, offset, np.zeros(states.n), violations
+    )
     margin, _, _ = _worst_margin(base, relaxed, np.arange(states.n))
-    return StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.maximum(margin, 0.0), violations)
+    return StateLimits(
+        vmin, vmax, line, trafo, usable, base.converged, offset, np.maximum(margin, 0.0), violations
+    )
 
 
 def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:
@@ -271,7 +278,9 @@ def _bracket(model, states, limits, settings, state, site, n_sites):
 
 def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
     """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
-    result = solve(model, states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw))
+    scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
+    scenarios = dataclasses.replace(scenarios, pv_angle_offset=limits.pv_angle_offset[state])
+    result = solve(model, scenarios)
     return _worst_margin(result, limits, state)
 
 

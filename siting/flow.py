@@ -60,6 +60,7 @@ class Scenarios:
     site_p_mw: np.ndarray | None = None
     site_q_mvar: np.ndarray | None = None
     outages: tuple[tuple[str, int] | None, ...] | None = None
+    pv_angle_offset: np.ndarray | None = None  # (n, PV buses) warm start: FlowResult.pv_angle_offset
 
     def take(self, rows: slice) -> Scenarios:
         """The scenarios in ``rows`` as a batch of their own."""
@@ -70,6 +71,7 @@ class Scenarios:
             site_p_mw=None if self.site_p_mw is None else self.site_p_mw[index],
             site_q_mvar=None if self.site_q_mvar is None else self.site_q_mvar[index],
             outages=None if self.outages is None else tuple(self.outages[i] for i in index),
+            pv_angle_offset=None if self.pv_angle_offset is None else self.pv_angle_offset[index],
         )
 
 
@@ -88,6 +90,10 @@ class FlowResult:
     bus_index: pd.Index
     line_index: pd.Index
     trafo_index: pd.Index
+    # PV-bus source angles the outer loop settled on, less its DC first guess (rad). Passed
+    # back as Scenarios.pv_angle_offset for similar scenarios (the same state with a little
+    # load added), it starts them next to their answer.
+    pv_angle_offset: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -127,11 +133,12 @@ class DcAnglePredictor:
             return None
         return cls(lu=lu, buses=buses, pv_rows=rows, base_mva=base_mva)
 
-    def shift(self, pgm: PgmModel, demand_p: np.ndarray, pv_p: np.ndarray) -> np.ndarray:
+    def shift(self, pgm: PgmModel, demand_p: np.ndarray, pv_p: np.ndarray, site_p: np.ndarray) -> np.ndarray:
         """Predicted change of each PV bus angle (rad) from the base case, per scenario."""
         injection = np.zeros((len(demand_p), len(pgm.input_data[ComponentType.node])))
         injection[:, pgm.demand_bus] -= demand_p - pgm.demand_p_mw
         injection[:, pgm.pv_bus] += pv_p - pgm.pv_p_mw
+        np.subtract.at(injection, (slice(None), pgm.site_node), site_p)
         theta = self.lu.solve(np.ascontiguousarray(injection[:, self.buses].T))
         return theta[self.pv_rows].T
 
@@ -205,6 +212,7 @@ def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None)
         bus_index=net.bus.index,
         line_index=net.line.index,
         trafo_index=net.trafo.index,
+        pv_angle_offset=np.zeros((n, len(model.pgm.pv_bus))),
     )
     size = chunk_size or _default_chunk(model)
     for start in range(0, n, size):
@@ -348,8 +356,10 @@ def _update(model: FlowModel, scenarios: Scenarios) -> tuple[dict, np.ndarray]:
                     base = given["u_ref"][position]
                     sources["u_ref"][:, position] = np.where(np.isnan(column), base, column)
         if len(pgm.pv_bus) and model.angle_predictor is not None:
-            shift = model.angle_predictor.shift(pgm, demand_p, pv_p)
+            shift = model.angle_predictor.shift(pgm, demand_p, pv_p, site_p)
             sources["u_ref_angle"][:, pgm.n_slack :] += shift
+        if len(pgm.pv_bus) and scenarios.pv_angle_offset is not None:
+            sources["u_ref_angle"][:, pgm.n_slack :] += np.nan_to_num(scenarios.pv_angle_offset)
         update[ComponentType.source] = sources
     if scenarios.outages is not None:
         update[ComponentType.generic_branch] = _outage_update(model, scenarios.outages)
@@ -426,9 +436,13 @@ def _solve_chunk(model: FlowModel, scenarios: Scenarios, out: FlowResult, rows: 
     update, pv_p = _update(model, scenarios)
     if len(pgm.pv_bus):
         outputs[ComponentType.source] = ["p"]
+        guess = update[ComponentType.source]["u_ref_angle"][:, pgm.n_slack :].copy()
+        if scenarios.pv_angle_offset is not None:
+            guess -= np.nan_to_num(scenarios.pv_angle_offset)
     result, converged = _run_pgm(model, update, outputs)
     if len(pgm.pv_bus):
         result, converged = _deliver_pv_power(model, update, pv_p, result, converged, outputs)
+        out.pv_angle_offset[rows] = update[ComponentType.source]["u_ref_angle"][:, pgm.n_slack :] - guess
     node = result[ComponentType.node]
     energized = node["u_pu"] > 0  # PGM reports 0 pu at nodes no source reaches
     energized[~converged] = False
