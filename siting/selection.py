@@ -49,6 +49,7 @@ from siting.peak import OperatingPoint, operating_point
 from siting.topology import outages_near
 
 CRITERION_COLUMN = {"firm": "hc_n1_mw", "peak": "hc_n0_mw"}
+MAX_SCREENING_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class _Criterion:
     """The states a criterion checks and their limits (normal at peak, contingency after outages)."""
 
     groups: list[tuple[States, StateLimits, list[str]]]  # states, limits, a label per state
+    near: np.ndarray | None = None  # screening: (outage states × candidates) outages near each one
     flex_limit: float | None = None  # flex: a site may be curtailed this share of its energy
     times: pd.DatetimeIndex | None = None  # flex: the time of each state
 
@@ -171,12 +173,22 @@ def select_sites(
     full = _criterion_states(model, grid, point, settings, cap_settings, screened=False)
     joint = _joint_check(model, full, sizes, cap_settings)
     flows += joint[2]
-    if len(joint[1]) and settings.n1_hops is not None:
+    binding: frozenset = frozenset()
+    for _ in range(MAX_SCREENING_ROUNDS):
+        if not len(joint[1]) or settings.n1_hops is None:
+            break
+        labels = full.groups[-1][2]
+        outages = full.groups[-1][0].outages
+        missed = {outages[labels.index(label)] for label in set(joint[1]["state"]) if label in labels}
+        binding = binding | missed
+        names = ", ".join(sorted(set(joint[1]["state"])))[:200]
         notes.append(
-            f"{len(joint[1])} violation(s) under outages the {settings.n1_hops}-hop screening left out: "
-            "picked again against every outage"
+            f"{len(missed)} outage(s) the {settings.n1_hops}-hop screening left out bind the picked set "
+            f"({names}): picked again with them checked for every site"
         )
-        criterion = full
+        criterion = _criterion_states(
+            model, grid, point, settings, cap_settings, screened=True, binding=binding
+        )
         sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings)
         joint = _joint_check(model, full, sizes, cap_settings)
         flows += count + joint[2]
@@ -271,8 +283,16 @@ def grid_demand(grid: Grid) -> gpd.GeoDataFrame:
 
 
 def _criterion_states(
-    model: FlowModel, grid: Grid, point: OperatingPoint, settings, cap_settings, screened: bool
+    model: FlowModel,
+    grid: Grid,
+    point: OperatingPoint,
+    settings,
+    cap_settings,
+    screened: bool,
+    binding: frozenset = frozenset(),
 ):
+    """States and limits of the criterion; with screening, outages near the candidates plus
+    ``binding`` outages (found to bind in an earlier joint check), which count for everyone."""
     if settings.flex_limit is not None:
         from siting.flow import profile_scenarios
 
@@ -280,19 +300,26 @@ def _criterion_states(
         states = States(year.element_values, None, year.n)
         limits = state_limits(model, states, normal_limits(model, cap_settings))
         labels = [f"{t:%Y-%m-%d %H:%M}" for t in grid.profiles.index]
-        return _Criterion([(states, limits, labels)], settings.flex_limit, grid.profiles.index)
+        return _Criterion(
+            [(states, limits, labels)], flex_limit=settings.flex_limit, times=grid.profiles.index
+        )
     peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
     groups = [(peak, state_limits(model, peak, normal_limits(model, cap_settings)), ["peak"])]
     if settings.criterion == "firm":
         outages = net_outages(model.net)
+        near = None
         if screened and settings.n1_hops is not None:
-            near = outages_near(model.net, outages, model.site_buses, settings.n1_hops).any(axis=1)
-            outages = [o for o, keep in zip(outages, near, strict=True) if keep]
+            near = outages_near(model.net, outages, model.site_buses, settings.n1_hops)
+            near[[o in binding for o in outages]] = True
+            keep = near.any(axis=1)
+            outages = [o for o, k in zip(outages, keep, strict=True) if k]
+            near = near[keep]
         values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
         states = States(values, tuple(outages), len(outages))
         limits = state_limits(model, states, contingency_limits(model, cap_settings))
         labels = [f"{t} {_element_name(model, t, i)} out" for t, i in outages]
         groups.append((states, limits, labels))
+        return _Criterion(groups, near=near)
     return _Criterion(groups)
 
 
@@ -301,7 +328,13 @@ def _element_name(model: FlowModel, table: str, index: int) -> str:
     return str(name) if isinstance(name, str) and name else f"#{index}"
 
 
+LAZY_BATCH = 8  # candidates re-evaluated together when the leader's fit is stale
+
+
 def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap_settings):
+    """Lazy greedy: a candidate's fit only shrinks as sites are added, so each round re-checks
+    the leaders (by their last known fit, which bounds the true one) until the leader's fit is
+    current, and picks it — the same picks as re-evaluating everyone, at a fraction of the cost."""
     n = len(pool)
     sizes = np.zeros(n)
     why: dict[int, str] = {}
@@ -309,38 +342,53 @@ def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap
     regions = pool["region"].to_numpy()
     score = pool["score"].to_numpy()
     capacity = pool["capacity_mw"].to_numpy()
+    bound = _on_grid(capacity, settings)
+    binding = ["its own capacity"] * n
     quota = settings.quota
     for rank in range(1, settings.sites + 1):
-        open_ = sizes == 0
-        if quota is not None:
-            full = [r for r in np.unique(regions) if ((sizes > 0) & (regions == r)).sum() >= quota]
-            open_ &= ~np.isin(regions, full)
-        eligible = np.flatnonzero(open_)
-        if len(eligible) == 0:
+        current = np.zeros(n, dtype=bool)
+        chosen = None
+        while True:
+            open_ = (sizes == 0) & (bound >= settings.min_mw - 1e-9)
+            if quota is not None:
+                full = [r for r in np.unique(regions) if ((sizes > 0) & (regions == r)).sum() >= quota]
+                open_ &= ~np.isin(regions, full)
+            candidates = np.flatnonzero(open_)
+            if len(candidates) == 0:
+                break
+            # largest size first; on a tie the candidate with more capacity of its own (it leaves
+            # more room for later picks), then the better score
+            order = candidates[np.lexsort((-score[candidates], -capacity[candidates], -bound[candidates]))]
+            if current[order[0]]:
+                chosen = order[0]
+                break
+            batch = np.array([c for c in order if not current[c]][:LAZY_BATCH])
+            fit, reasons, count = _fit(model, criterion, sizes, batch, cap_settings)
+            flows += count
+            bound[batch] = np.minimum(bound[batch], _on_grid(fit, settings))
+            for position, reason in zip(batch, reasons, strict=True):
+                binding[position] = reason
+            current[batch] = True
+        if chosen is None:
             break
-        fit, binding, count = _fit(model, criterion, sizes, eligible, cap_settings)
-        flows += count
-        fit = np.floor(np.minimum(fit, settings.max_mw) / settings.step_mw + 1e-9) * settings.step_mw
-        usable = fit >= settings.min_mw - 1e-9
-        if not usable.any():
-            for position, size, bind in zip(eligible, fit, binding, strict=True):
-                why.setdefault(
-                    position, f"not picked: fits only {size:g} MW next to the chosen sites ({bind})"
-                )
-            break
-        # largest size first; on a tie the candidate with more capacity of its own (it leaves
-        # more room for later picks), then the better score
-        order = np.lexsort((-score[eligible], -capacity[eligible], -fit))
-        best = order[0]
-        chosen = eligible[best]
-        sizes[chosen] = fit[best]
+        sizes[chosen] = bound[chosen]
         why[chosen] = _pick_reason(
-            pool.iloc[chosen], rank, fit[best], binding[best], settings, sizes, regions
+            pool.iloc[chosen], rank, bound[chosen], binding[chosen], settings, sizes, regions
         )
     flows += _grow(model, criterion, sizes, why, settings, cap_settings)
     for position in np.flatnonzero(sizes == 0):
-        why.setdefault(position, _not_picked(position, sizes, regions, settings))
+        if bound[position] < settings.min_mw - 1e-9:
+            why[position] = (
+                f"not picked: fits only {bound[position]:g} MW next to the chosen sites ({binding[position]})"
+            )
+        else:
+            why.setdefault(position, _not_picked(position, sizes, regions, settings))
     return sizes, why, flows
+
+
+def _on_grid(mw: np.ndarray, settings: SelectionSettings) -> np.ndarray:
+    """Sizes on the step grid, at most the maximum."""
+    return np.floor(np.minimum(mw, settings.max_mw) / settings.step_mw + 1e-9) * settings.step_mw
 
 
 def _grow(model, criterion, sizes, why, settings, cap_settings) -> int:
@@ -351,7 +399,7 @@ def _grow(model, criterion, sizes, why, settings, cap_settings) -> int:
         others[position] = 0.0
         fit, _binding, count = _fit(model, criterion, others, np.array([position]), cap_settings)
         flows += count
-        size = np.floor(min(fit[0], settings.max_mw) / settings.step_mw + 1e-9) * settings.step_mw
+        size = float(_on_grid(fit, settings)[0])
         if size > sizes[position]:
             why[position] += f"; grown from {sizes[position]:g} to {size:g} MW once every site was placed"
             sizes[position] = size
@@ -367,7 +415,12 @@ def _fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
     flows = 0
     for states, limits, labels in criterion.groups:
         fixed = dataclasses.replace(states, fixed_site_mw=sizes)
-        result = hosting_capacity(model, fixed, limits, cap_settings, sites=eligible)
+        pairs = None
+        if criterion.near is not None and states.outages is not None:
+            # an outage near the candidate, or near a site already placed, may bind it
+            mask = criterion.near[:, eligible] | criterion.near[:, sizes > 0].any(axis=1)[:, None]
+            pairs = np.nonzero(mask)
+        result = hosting_capacity(model, fixed, limits, cap_settings, sites=eligible, pairs=pairs)
         flows += result.flows
         hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
         worst_state = hc.argmin(axis=0)
