@@ -203,3 +203,10 @@ def test_flexible_criterion_keeps_every_site_within_its_curtailment_limit(illino
         assert "flex-1 capacity alone" in row.reason
     with pytest.raises(UsageError, match="flex_2pct_mw"):
         select_sites(two_weeks, capacity, SelectionSettings(criterion="flex-2"))
+
+
+def test_screened_selection_adds_the_outages_it_missed_and_still_passes(hv_mixed, hv_capacity, twelve):
+    screened = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=12, n1_hops=2))
+    assert screened.joint.set_index("set").at["selected", "passes"]
+    assert any("line HV1 Line 58 out" in note for note in screened.notes)
+    assert screened.sites["size_mw"].sum() == twelve.sites["size_mw"].sum()
