@@ -498,14 +498,17 @@ def net_outages(net) -> list[tuple[str, int]]:
 def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None):
     net = model.net
     outages = net_outages(net)
-    values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
-    states = States(values, tuple(outages), len(outages))
-    limits = state_limits(model, states, contingency_limits(model, settings))
-    pairs = None
+    near = None
     if n1_hops is not None:
         from siting.topology import outages_near
 
-        pairs = np.nonzero(outages_near(net, outages, model.site_buses, n1_hops))
+        near = outages_near(net, outages, model.site_buses, n1_hops)
+        outages = [o for o, keep in zip(outages, near.any(axis=1), strict=True) if keep]
+        near = near[near.any(axis=1)]
+    values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
+    states = States(values, tuple(outages), len(outages))
+    limits = state_limits(model, states, contingency_limits(model, settings))
+    pairs = None if near is None else np.nonzero(near)
     result = hosting_capacity(model, states, limits, settings, pairs=pairs)
     names = [f"{table} {_name(net[table], net[table].index.get_loc(index))}" for table, index in outages]
     not_usable = np.flatnonzero(~limits.usable)
