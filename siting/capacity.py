@@ -423,7 +423,10 @@ def substation_capacity(
         zip(table["n0_binding_criterion"], table["n0_binding_element"], [""] * len(table), strict=True)
     )
     if n1:
-        say(f"firm (N-1) capacity over {len(net_outages(model.net))} single outages")
+        say(
+            f"firm (N-1) capacity over {len(net_outages(model.net))} single outages"
+            + (f", each substation against those within {n1_hops} branch hops" if n1_hops is not None else "")
+        )
         firm, binding, skipped, count = _firm_capacity(
             model, point, settings, table["hc_n0_mw"].to_numpy(), binding, n1_hops
         )
