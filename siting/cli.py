@@ -339,7 +339,9 @@ def _select(args: argparse.Namespace) -> int:
     print(
         f"  picking up to {settings.sites} sites, checking each pick with AC power flows …", file=sys.stderr
     )
-    selection = select_sites(grid, capacity, settings, layers, at=args.at)
+    selection = select_sites(
+        grid, capacity, settings, layers, at=args.at, progress=lambda m: print(f"    {m}", file=sys.stderr)
+    )
     with atomic_folder(Path(args.out)) as folder:
         selection.sites.drop(columns="geometry").to_csv(folder / "sites.csv", index=False)
         selection.sites.to_file(folder / "sites.gpkg", layer="sites", driver="GPKG")

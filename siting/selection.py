@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -137,8 +138,10 @@ def select_sites(
     settings: SelectionSettings | None = None,
     layers: Layers | None = None,
     at: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Selection:
     """Choose up to ``settings.sites`` sites from ``capacity`` (a `siting capacity` table)."""
+    say = progress or (lambda _message: None)
     settings = settings or SelectionSettings()
     layers = layers or Layers()
     column = settings.capacity_column
@@ -169,7 +172,9 @@ def select_sites(
     model = prepare(copy.deepcopy(grid.net), pool["bus"].to_numpy(), grid.source)
     cap_settings = CapacitySettings(pf=settings.pf, cap_mw=settings.max_mw, resolution_mw=settings.step_mw)
     criterion = _criterion_states(model, grid, point, settings, cap_settings, screened=True)
-    sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings)
+    say(f"{len(pool)} candidates; {sum(g[0].n for g in criterion.groups)} states to check each pick against")
+    sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings, say)
+    say("joint AC check of the picked set over every state of the criterion")
     full = _criterion_states(model, grid, point, settings, cap_settings, screened=False)
     joint = _joint_check(model, full, sizes, cap_settings)
     flows += joint[2]
@@ -189,7 +194,7 @@ def select_sites(
         criterion = _criterion_states(
             model, grid, point, settings, cap_settings, screened=True, binding=binding
         )
-        sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings)
+        sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings, say)
         joint = _joint_check(model, full, sizes, cap_settings)
         flows += count + joint[2]
     if len(joint[1]):
@@ -203,6 +208,7 @@ def select_sites(
     if picked.sum() < settings.sites:
         notes.append(_fewer_note(table, settings, int(picked.sum())))
 
+    say("joint AC check of the naive top-K set")
     naive_sizes, naive = _naive(table, pool, settings, column)
     naive_check = _joint_check(model, full, naive_sizes, cap_settings)
     flows += naive_check[2]
@@ -331,7 +337,7 @@ def _element_name(model: FlowModel, table: str, index: int) -> str:
 LAZY_BATCH = 8  # candidates re-evaluated together when the leader's fit is stale
 
 
-def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap_settings):
+def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap_settings, say):
     """Lazy greedy: a candidate's fit only shrinks as sites are added, so each round re-checks
     the leaders (by their last known fit, which bounds the true one) until the leader's fit is
     current, and picks it — the same picks as re-evaluating everyone, at a fraction of the cost."""
@@ -372,6 +378,7 @@ def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap
         if chosen is None:
             break
         sizes[chosen] = bound[chosen]
+        say(f"pick {rank}: {pool.iloc[chosen]['name']}, {bound[chosen]:g} MW")
         why[chosen] = _pick_reason(
             pool.iloc[chosen], rank, bound[chosen], binding[chosen], settings, sizes, regions
         )
@@ -417,9 +424,8 @@ def _fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
         fixed = dataclasses.replace(states, fixed_site_mw=sizes)
         pairs = None
         if criterion.near is not None and states.outages is not None:
-            # an outage near the candidate, or near a site already placed, may bind it
-            mask = criterion.near[:, eligible] | criterion.near[:, sizes > 0].any(axis=1)[:, None]
-            pairs = np.nonzero(mask)
+            # screened: only outages near the candidate (and those a joint check found binding)
+            pairs = np.nonzero(criterion.near[:, eligible])
         result = hosting_capacity(model, fixed, limits, cap_settings, sites=eligible, pairs=pairs)
         flows += result.flows
         hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
