@@ -103,16 +103,14 @@ class DcAnglePredictor:
     lu: object  # scipy SuperLU of the reduced susceptance matrix
     buses: np.ndarray  # ppc buses in the reduced system (not slack, not isolated)
     pv_rows: np.ndarray  # rows of the PV buses in that system
-    base_mva: float
 
     @classmethod
     def of(cls, pgm: PgmModel) -> DcAnglePredictor | None:
         branch = pgm.input_data[ComponentType.generic_branch]
         on = branch["from_status"] == 1
         node = pgm.input_data[ComponentType.node]
-        base_mva = 1.0
         f, t = branch["from_node"][on], branch["to_node"][on]
-        z_base = node["u_rated"][t] ** 2 / MEGA
+        z_base = node["u_rated"][t] ** 2 / MEGA  # ohm on a 1 MVA base: MW injections give radians
         b = 1.0 / (branch["x1"][on] / z_base)
         n = len(node)
         susceptance = csr_matrix(
@@ -131,7 +129,7 @@ class DcAnglePredictor:
         rows = np.searchsorted(buses, pgm.pv_bus)
         if not (buses[np.clip(rows, 0, len(buses) - 1)] == pgm.pv_bus).all():
             return None
-        return cls(lu=lu, buses=buses, pv_rows=rows, base_mva=base_mva)
+        return cls(lu=lu, buses=buses, pv_rows=rows)
 
     def shift(self, pgm: PgmModel, demand_p: np.ndarray, pv_p: np.ndarray, site_p: np.ndarray) -> np.ndarray:
         """Predicted change of each PV bus angle (rad) from the base case, per scenario."""
