@@ -11,6 +11,7 @@ solved and found outside them 0.1 MW above (or it is the cap).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,15 @@ class States:
     n: int
     fixed_site_mw: np.ndarray | None = None  # load already placed at each site, in every state
 
+    def take(self, rows: np.ndarray) -> States:
+        """The states at positions ``rows``."""
+        return dataclasses.replace(
+            self,
+            values={key: value[rows] for key, value in self.values.items()},
+            outages=None if self.outages is None else tuple(self.outages[i] for i in rows),
+            n=len(rows),
+        )
+
     def scenarios(
         self,
         state: np.ndarray,
@@ -109,6 +119,23 @@ class StateLimits:
     pv_angle_offset: np.ndarray  # (states, PV buses) warm start for flows near each state
     base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
     violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
+
+    def take(self, rows: np.ndarray) -> StateLimits:
+        """The limits of the states at positions ``rows`` (violations renumbered to match)."""
+        new_position = {int(old): new for new, old in enumerate(rows)}
+        violations = self.violations[self.violations["state"].isin(new_position)].copy()
+        violations["state"] = violations["state"].map(new_position)
+        return StateLimits(
+            self.vmin[rows],
+            self.vmax[rows],
+            self.line[rows],
+            self.trafo[rows],
+            self.usable[rows],
+            self.converged[rows],
+            self.pv_angle_offset[rows],
+            self.base_margin[rows],
+            violations,
+        )
 
 
 @dataclass(frozen=True)
@@ -397,7 +424,7 @@ def substation_capacity(
     settings = settings or CapacitySettings()
     subs = _chosen(grid.substations, substations)
     point = operating_point(grid, at)
-    model = prepare(_copy(grid.net), subs["bus"].to_numpy(), grid.source)
+    model = prepare(copy.deepcopy(grid.net), subs["bus"].to_numpy(), grid.source)
     peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
     peak_limits = state_limits(model, peak, normal_limits(model, settings))
     if not peak_limits.usable[0]:
@@ -446,19 +473,18 @@ def substation_capacity(
         table["spare_peak_mw"] = headroom.iloc[peak_step].to_numpy()
         for threshold in (5, 10, 20):
             table[f"hours_ge_{threshold}mw"] = _hours_per_year(headroom, threshold)
-        for limit, column in (
-            (0.0025, "flex_0.25pct_mw"),
-            (0.005, "flex_0.5pct_mw"),
-            (0.01, "flex_1pct_mw"),
-            (0.05, "flex_5pct_mw"),
+        limits = (0.0025, 0.005, 0.01, 0.05)
+        loads = np.array(
+            [flexible_capacity(headroom[c], limits)["load_mw"].to_numpy() for c in headroom.columns]
+        )
+        loads = np.minimum(loads, settings.cap_mw)  # headroom stops at the cap, so must L
+        for position, column in enumerate(
+            ("flex_0.25pct_mw", "flex_0.5pct_mw", "flex_1pct_mw", "flex_5pct_mw")
         ):
-            loads = [
-                float(flexible_capacity(headroom[c], (limit,))["load_mw"].iloc[0]) for c in headroom.columns
-            ]
-            table[column] = np.minimum(loads, settings.cap_mw)  # headroom stops at the cap, so must L
+            table[column] = loads[:, position]
     else:
         table["spare_peak_mw"] = table["hc_n0_mw"]
-    margin, count = load_margin(model, point, settings)
+    margin, count = load_margin(model, point, peak_limits)
     flows += count
     return CapacityStudy(
         table=table.reindex(columns=CAPACITY_COLUMNS),
@@ -480,12 +506,6 @@ def _chosen(substations: pd.DataFrame, chosen: list[int] | None) -> pd.DataFrame
     if unknown:
         raise UsageError(f"substation id(s) {unknown} do not exist (ids run 0–{len(substations) - 1})")
     return substations[substations["id"].isin(chosen)]
-
-
-def _copy(net):
-    import copy
-
-    return copy.deepcopy(net)
 
 
 def _mw(values: np.ndarray) -> np.ndarray:
@@ -554,8 +574,11 @@ def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:
     return counts.mean().to_numpy()
 
 
-def load_margin(model, point, settings, top: float = 4.0, step: float = 0.01) -> tuple[float, int]:
-    """Largest λ (to ``step``) with every existing load × λ within limits at the operating point."""
+def load_margin(
+    model: FlowModel, point, limits: StateLimits, top: float = 4.0, step: float = 0.01
+) -> tuple[float, int]:
+    """Largest λ (to ``step``) with every existing load × λ within ``limits`` (those of the
+    operating point itself, from ``state_limits``)."""
     net = model.net
     factors = np.arange(1.0, top + step / 2, step)
     values = {}
@@ -567,15 +590,12 @@ def load_margin(model, point, settings, top: float = 4.0, step: float = 0.01) ->
         if key[0] != "load":
             values[key] = np.repeat(value[None, :], len(factors), axis=0)
     states = States(values, None, len(factors))
-    limits = state_limits(
-        model, States({k: v[:1] for k, v in values.items()}, None, 1), normal_limits(model, settings)
-    )
     base_state = np.zeros(len(factors), dtype=int)
     result = solve(model, states.scenarios(np.arange(len(factors))))
     margin, _, _ = _worst_margin(result, limits, base_state)
     ok = margin >= 0
     first_bad = int(np.argmin(ok)) if not ok.all() else len(factors)
-    return (round(float(factors[first_bad - 1]), 4) if first_bad > 0 else 1.0), len(factors) + 1
+    return (round(float(factors[first_bad - 1]), 4) if first_bad > 0 else 1.0), len(factors)
 
 
 def _named_states(violations: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

@@ -171,11 +171,11 @@ def select_sites(
     point = operating_point(grid, at)
     model = prepare(copy.deepcopy(grid.net), pool["bus"].to_numpy(), grid.source)
     cap_settings = CapacitySettings(pf=settings.pf, cap_mw=settings.max_mw, resolution_mw=settings.step_mw)
-    criterion = _criterion_states(model, grid, point, settings, cap_settings, screened=True)
+    full = _criterion_states(model, grid, point, settings, cap_settings)
+    criterion = _screened(model, full, settings)
     say(f"{len(pool)} candidates; {sum(g[0].n for g in criterion.groups)} states to check each pick against")
     sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings, say)
     say("joint AC check of the picked set over every state of the criterion")
-    full = _criterion_states(model, grid, point, settings, cap_settings, screened=False)
     joint = _joint_check(model, full, sizes, cap_settings)
     flows += joint[2]
     binding: frozenset = frozenset()
@@ -191,9 +191,7 @@ def select_sites(
             f"{len(missed)} outage(s) the {settings.n1_hops}-hop screening left out bind the picked set "
             f"({names}): picked again with them checked for every site"
         )
-        criterion = _criterion_states(
-            model, grid, point, settings, cap_settings, screened=True, binding=binding
-        )
+        criterion = _screened(model, full, settings, binding)
         sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings, say)
         joint = _joint_check(model, full, sizes, cap_settings)
         flows += count + joint[2]
@@ -288,17 +286,9 @@ def grid_demand(grid: Grid) -> gpd.GeoDataFrame:
     )
 
 
-def _criterion_states(
-    model: FlowModel,
-    grid: Grid,
-    point: OperatingPoint,
-    settings,
-    cap_settings,
-    screened: bool,
-    binding: frozenset = frozenset(),
-):
-    """States and limits of the criterion; with screening, outages near the candidates plus
-    ``binding`` outages (found to bind in an earlier joint check), which count for everyone."""
+def _criterion_states(model: FlowModel, grid: Grid, point: OperatingPoint, settings, cap_settings):
+    """Every state of the criterion with its limits: the year for flex, else the operating
+    point (normal limits) and, for firm, each single outage (contingency limits)."""
     if settings.flex_limit is not None:
         from siting.flow import profile_scenarios
 
@@ -313,20 +303,25 @@ def _criterion_states(
     groups = [(peak, state_limits(model, peak, normal_limits(model, cap_settings)), ["peak"])]
     if settings.criterion == "firm":
         outages = net_outages(model.net)
-        near = None
-        if screened and settings.n1_hops is not None:
-            near = outages_near(model.net, outages, model.site_buses, settings.n1_hops)
-            near[[o in binding for o in outages]] = True
-            keep = near.any(axis=1)
-            outages = [o for o, k in zip(outages, keep, strict=True) if k]
-            near = near[keep]
         values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
         states = States(values, tuple(outages), len(outages))
         limits = state_limits(model, states, contingency_limits(model, cap_settings))
         labels = [f"{t} {_element_name(model, t, i)} out" for t, i in outages]
         groups.append((states, limits, labels))
-        return _Criterion(groups, near=near)
     return _Criterion(groups)
+
+
+def _screened(model: FlowModel, full: _Criterion, settings, binding: frozenset = frozenset()) -> _Criterion:
+    """With ``--n1-hops``: only the outages near some candidate, each checked for the candidates
+    it is near, plus ``binding`` outages (found by an earlier joint check), checked for all."""
+    if settings.n1_hops is None or settings.criterion != "firm":
+        return full
+    peak, (states, limits, labels) = full.groups
+    near = outages_near(model.net, list(states.outages), model.site_buses, settings.n1_hops)
+    near[[o in binding for o in states.outages]] = True
+    rows = np.flatnonzero(near.any(axis=1))
+    outage_group = (states.take(rows), limits.take(rows), [labels[i] for i in rows])
+    return _Criterion([peak, outage_group], near=near[rows])
 
 
 def _element_name(model: FlowModel, table: str, index: int) -> str:
