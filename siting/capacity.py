@@ -182,32 +182,64 @@ def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.n
 
 
 def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarray) -> pd.DataFrame:
+    found = violations_of(
+        model,
+        base,
+        limits.vmin_pu,
+        limits.vmax_pu,
+        limits.line_percent,
+        limits.trafo_percent,
+        tolerance=BASE_TOLERANCE,
+    )
+    return found[usable[found["state"].to_numpy(dtype=np.int64)]].reset_index(drop=True)
+
+
+VIOLATION_COLUMNS = ["state", "criterion", "element", "value", "limit"]
+
+
+def violations_of(model: FlowModel, result, vmin, vmax, line, trafo, tolerance: float) -> pd.DataFrame:
+    """Every value of ``result`` beyond its limit by more than ``tolerance``, one row each.
+
+    Limits are per element (1-D) or per scenario and element (2-D); ``state`` is the scenario's
+    position in ``result``; scenarios that did not converge get one ``non-convergence`` row.
+    """
     net = model.net
-    rows = []
+    frames = []
     checks = (
-        ("undervoltage", "bus", base.vm_pu, limits.vmin_pu, -1),
-        ("overvoltage", "bus", base.vm_pu, limits.vmax_pu, 1),
-        ("line thermal", "line", base.line_loading_percent, limits.line_percent, 1),
-        ("transformer thermal", "trafo", base.trafo_loading_percent, limits.trafo_percent, 1),
+        ("undervoltage", "bus", result.vm_pu, vmin, -1),
+        ("overvoltage", "bus", result.vm_pu, vmax, 1),
+        ("line thermal", "line", result.line_loading_percent, line, 1),
+        ("transformer thermal", "trafo", result.trafo_loading_percent, trafo, 1),
     )
     for criterion, table, values, limit, sign in checks:
+        limit = np.broadcast_to(limit, values.shape)
         with np.errstate(invalid="ignore"):
-            beyond = sign * (values - limit[None, :]) > BASE_TOLERANCE
-        beyond &= usable[:, None]
-        for state, column in zip(*np.nonzero(beyond), strict=True):
-            rows.append(
+            state, column = np.nonzero(sign * (values - limit) > tolerance)
+        names = np.array([element_name(net[table], p) for p in range(len(net[table]))], dtype=object)
+        frames.append(
+            pd.DataFrame(
                 {
-                    "state": int(state),
+                    "state": state,
                     "criterion": criterion,
-                    "element": _name(net[table], column),
-                    "value": float(values[state, column]),
-                    "limit": float(limit[column]),
+                    "element": names[column] if len(names) else [],
+                    "value": values[state, column],
+                    "limit": limit[state, column],
                 }
             )
-    return pd.DataFrame(rows, columns=["state", "criterion", "element", "value", "limit"])
+        )
+    failed = np.flatnonzero(~result.converged)
+    frames.append(
+        pd.DataFrame(
+            {"state": failed, "criterion": "non-convergence", "element": "", "value": np.nan, "limit": np.nan}
+        )
+    )
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[VIOLATION_COLUMNS]
 
 
-def _name(table: pd.DataFrame, position: int) -> str:
+def element_name(table: pd.DataFrame, position: int) -> str:
     name = table["name"].iloc[position]
     return str(name) if isinstance(name, str) and name else f"#{table.index[position]}"
 
@@ -346,7 +378,7 @@ def criterion_element_name(model: FlowModel, criterion: int, element: int) -> st
     )
     if table is None or element < 0:
         return ""
-    return _name(model.net[table], int(element))
+    return element_name(model.net[table], int(element))
 
 
 def normal_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
@@ -533,7 +565,9 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None):
     limits = state_limits(model, states, contingency_limits(model, settings))
     pairs = None if near is None else np.nonzero(near)
     result = hosting_capacity(model, states, limits, settings, pairs=pairs)
-    names = [f"{table} {_name(net[table], net[table].index.get_loc(index))}" for table, index in outages]
+    names = [
+        f"{table} {element_name(net[table], net[table].index.get_loc(index))}" for table, index in outages
+    ]
     not_usable = np.flatnonzero(~limits.usable)
     reasons = [
         "islands load" if limits.converged[i] else "no convergence without added load" for i in not_usable

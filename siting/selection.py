@@ -24,15 +24,18 @@ import pandas as pd
 
 from siting.capacity import (
     CRITERIA,
+    VIOLATION_COLUMNS,
     CapacitySettings,
     StateLimits,
     States,
     contingency_limits,
     criterion_element_name,
+    element_name,
     hosting_capacity,
     net_outages,
     normal_limits,
     state_limits,
+    violations_of,
 )
 from siting.errors import UsageError
 from siting.flow import FlowModel, prepare, solve
@@ -306,7 +309,7 @@ def _criterion_states(model: FlowModel, grid: Grid, point: OperatingPoint, setti
         values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
         states = States(values, tuple(outages), len(outages))
         limits = state_limits(model, states, contingency_limits(model, cap_settings))
-        labels = [f"{t} {_element_name(model, t, i)} out" for t, i in outages]
+        labels = [f"{t} {element_name(model.net[t], model.net[t].index.get_loc(i))} out" for t, i in outages]
         groups.append((states, limits, labels))
     return _Criterion(groups)
 
@@ -322,11 +325,6 @@ def _screened(model: FlowModel, full: _Criterion, settings, binding: frozenset =
     rows = np.flatnonzero(near.any(axis=1))
     outage_group = (states.take(rows), limits.take(rows), [labels[i] for i in rows])
     return _Criterion([peak, outage_group], near=near[rows])
-
-
-def _element_name(model: FlowModel, table: str, index: int) -> str:
-    name = model.net[table].at[index, "name"]
-    return str(name) if isinstance(name, str) and name else f"#{index}"
 
 
 LAZY_BATCH = 8  # candidates re-evaluated together when the leader's fit is stale
@@ -506,7 +504,7 @@ def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
     """All sites at their sizes through every state: worst values and every violation."""
     if criterion.flex_limit is not None:
         return _flex_joint_check(model, criterion, sizes, cap_settings)
-    rows, worst_low, worst_high, worst_loading, flows = [], np.inf, -np.inf, -np.inf, 0
+    frames, worst_low, worst_high, worst_loading, flows = [], np.inf, -np.inf, -np.inf, 0
     for states, limits, labels in criterion.groups:
         fixed = dataclasses.replace(states, fixed_site_mw=sizes)
         usable = np.flatnonzero(limits.usable)
@@ -517,36 +515,18 @@ def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
         worst_high = max(worst_high, np.nanmax(vm))
         loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
         worst_loading = max(worst_loading, np.nanmax(loading))
-        checks = (
-            ("undervoltage", "bus", vm, limits.vmin[usable], -1),
-            ("overvoltage", "bus", vm, limits.vmax[usable], 1),
-            ("line thermal", "line", result.line_loading_percent, limits.line[usable], 1),
-            ("transformer thermal", "trafo", result.trafo_loading_percent, limits.trafo[usable], 1),
+        found = violations_of(
+            model,
+            result,
+            limits.vmin[usable],
+            limits.vmax[usable],
+            limits.line[usable],
+            limits.trafo[usable],
+            tolerance=1e-9,
         )
-        for name, table, values, limit, sign in checks:
-            with np.errstate(invalid="ignore"):
-                beyond = sign * (values - limit) > 1e-9
-            for row, column in zip(*np.nonzero(beyond), strict=True):
-                rows.append(
-                    {
-                        "state": labels[usable[row]],
-                        "criterion": name,
-                        "element": _element_name(model, table, model.net[table].index[column]),
-                        "value": float(values[row, column]),
-                        "limit": float(limit[row, column]),
-                    }
-                )
-        for row in np.flatnonzero(~result.converged):
-            rows.append(
-                {
-                    "state": labels[usable[row]],
-                    "criterion": "non-convergence",
-                    "element": "",
-                    "value": np.nan,
-                    "limit": np.nan,
-                }
-            )
-    violations = pd.DataFrame(rows, columns=["state", "criterion", "element", "value", "limit"])
+        found["state"] = [labels[usable[row]] for row in found["state"]]
+        frames.append(found)
+    violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
     return (worst_low, worst_high, worst_loading), violations, flows
 
 
@@ -582,7 +562,7 @@ def _flex_joint_check(model, criterion: _Criterion, sizes, cap_settings):
     flows += len(every)
     loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
     worst = (np.nanmin(result.vm_pu), np.nanmax(result.vm_pu), np.nanmax(loading))
-    violations = pd.DataFrame(rows, columns=["state", "criterion", "element", "value", "limit"])
+    violations = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
     return worst, violations, flows
 
 
