@@ -70,15 +70,18 @@ class States:
     values: dict[tuple[str, str], np.ndarray]  # (table, column) → (states, table rows); NaN = model
     outages: tuple[tuple[str, int] | None, ...] | None
     n: int
-    fixed_site_mw: np.ndarray | None = None  # load already placed at each site, in every state
+    # load already placed at each site (MW): (sites,) the same in every state, or (states, sites)
+    fixed_site_mw: np.ndarray | None = None
 
     def take(self, rows: np.ndarray) -> States:
         """The states at positions ``rows``."""
+        fixed = self.fixed_site_mw
         return dataclasses.replace(
             self,
             values={key: value[rows] for key, value in self.values.items()},
             outages=None if self.outages is None else tuple(self.outages[i] for i in rows),
             n=len(rows),
+            fixed_site_mw=fixed[rows] if fixed is not None and np.ndim(fixed) == 2 else fixed,
         )
 
     def scenarios(
@@ -92,8 +95,10 @@ class States:
         """One scenario per state, with ``p_mw`` added at site ``sites`` (none if not given) on
         top of the fixed site loads."""
         site_p = None
-        if self.fixed_site_mw is not None:
-            site_p = np.tile(np.asarray(self.fixed_site_mw, dtype=float), (len(state), 1))
+        fixed = self.fixed_site_mw
+        if fixed is not None:
+            fixed = np.asarray(fixed, dtype=float)
+            site_p = fixed[state].copy() if fixed.ndim == 2 else np.tile(fixed, (len(state), 1))
         if sites is not None:
             site_p = np.zeros((len(state), n_sites)) if site_p is None else site_p
             site_p[np.arange(len(state)), sites] += p_mw
@@ -165,7 +170,7 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
     relaxed = StateLimits(
         vmin, vmax, line, trafo, usable, base.converged, offset, np.zeros(states.n), violations
     )
-    margin, _, _ = _worst_margin(base, relaxed, np.arange(states.n))
+    margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
     return StateLimits(
         vmin, vmax, line, trafo, usable, base.converged, offset, np.maximum(margin, 0.0), violations
     )
@@ -340,10 +345,12 @@ def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
     scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
     scenarios = dataclasses.replace(scenarios, pv_angle_offset=limits.pv_angle_offset[state])
     result = solve(model, scenarios)
-    return _worst_margin(result, limits, state)
+    return worst_margin(result, limits, state)
 
 
-def _worst_margin(result, limits: StateLimits, state: np.ndarray):
+def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scenario: the worst normalised margin to ``limits`` of its state (≥ 0 within every
+    limit; −inf if it did not converge), that limit's criterion code and element position."""
     with np.errstate(invalid="ignore"):
         margins = [
             (result.vm_pu - limits.vmin[state]) / VOLTAGE_SCALE_PU,
@@ -626,7 +633,7 @@ def load_margin(
     states = States(values, None, len(factors))
     base_state = np.zeros(len(factors), dtype=int)
     result = solve(model, states.scenarios(np.arange(len(factors))))
-    margin, _, _ = _worst_margin(result, limits, base_state)
+    margin, _, _ = worst_margin(result, limits, base_state)
     ok = margin >= 0
     first_bad = int(np.argmin(ok)) if not ok.all() else len(factors)
     return (round(float(factors[first_bad - 1]), 4) if first_bad > 0 else 1.0), len(factors)

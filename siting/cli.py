@@ -130,6 +130,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     select.set_defaults(run=_select)
 
+    simulate = commands.add_parser(
+        "simulate", help="a year of inference dispatched among the sites, checked by AC power flow"
+    )
+    simulate.add_argument("grid", help="a grid source, as for inspect")
+    simulate.add_argument("--sites", required=True, metavar="CSV", help="sites.csv from siting select")
+    simulate.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced whole)")
+    simulate.add_argument(
+        "--policy",
+        default="blind,grid-aware",
+        help="comma-separated dispatch policies: blind, grid-aware (default: both)",
+    )
+    simulate.add_argument("--pue", type=float, default=1.3, help="facility power / IT power")
+    simulate.add_argument(
+        "--aux-fraction", type=float, default=0.02, help="always-on auxiliary load, share of the site rating"
+    )
+    simulate.add_argument(
+        "--step", type=float, metavar="MINUTES", help="simulation step (default: the profiles' own)"
+    )
+    simulate.add_argument(
+        "--load-scale",
+        default="1",
+        metavar="X",
+        help="multiply the grid's load profiles by X, or 'peak-case': the year's peak net load = case hL",
+    )
+    simulate.add_argument("--demand", metavar="CSV", help="fleet demand (tokens/s) instead of the model")
+    simulate.add_argument(
+        "--utilisation", type=float, default=0.9, help="modelled demand at its peak, share of fleet capacity"
+    )
+    simulate.add_argument("--max-delay", type=float, default=15.0, help="longest wait before a drop (min)")
+    simulate.add_argument("--latency-km", type=float, help="demand only to sites this close (default: any)")
+    simulate.add_argument("--pf", type=float, default=0.95, help="power factor of the sites, lagging")
+    simulate.add_argument("--seed", type=int, default=0, help="seed of the workload model")
+    simulate.set_defaults(run=_simulate)
+
     bench = commands.add_parser("bench", help="benchmarks against pandapower, measured in the same run")
     bench.add_argument(
         "what",
@@ -381,6 +415,111 @@ def _select(args: argparse.Namespace) -> int:
         "manifest.json)"
     )
     return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from siting.fleet import FleetSettings, modelled_demand, read_sites, simulate, write_fleet
+    from siting.grid import load_grid
+    from siting.outputs import atomic_folder, manifest, write_json
+    from siting.power import PowerModel, load_gpu_curve
+    from siting.profiles import load_scale_factor, resample_profiles, scale_loads
+    from siting.workload import read_demand_csv
+
+    started = datetime.now(UTC)
+    settings = FleetSettings(
+        policies=tuple(p.strip() for p in args.policy.split(",") if p.strip()),
+        power=PowerModel(load_gpu_curve(), pue=args.pue, aux_fraction=args.aux_fraction),
+        peak_utilisation=args.utilisation,
+        max_delay_minutes=args.max_delay,
+        latency_km=args.latency_km,
+        pf=args.pf,
+        seed=args.seed,
+    )
+    print(f"Loading {args.grid} …", file=sys.stderr)
+    grid = load_grid(args.grid)
+    if grid.profiles is None:
+        raise UsageError(f"{args.grid}: has no time-series profiles; simulate needs a year of them")
+    factor = load_scale_factor(grid, args.load_scale)
+    grid = scale_loads(grid, factor)
+    if args.step is not None:
+        grid = resample_profiles(grid, args.step)
+    sites = read_sites(Path(args.sites), grid)
+    if args.demand:
+        demand = read_demand_csv(Path(args.demand), grid.profiles.index)
+    else:
+        demand = modelled_demand(grid, sites, settings)
+    result = simulate(grid, sites, demand, settings, progress=lambda m: print(f"  {m} …", file=sys.stderr))
+    with atomic_folder(Path(args.out)) as folder:
+        files = write_fleet(result, folder)
+        write_json(
+            folder / "manifest.json",
+            manifest(
+                inputs={
+                    "grid": grid.source,
+                    **{f"file {p.name}": p for p in grid.files},
+                    "sites": Path(args.sites),
+                    "demand": Path(args.demand) if args.demand else "workload model (data/traces)",
+                },
+                settings={
+                    **{k: v for k, v in vars(settings).items() if k not in ("power", "limits")},
+                    "power": {k: v for k, v in vars(settings.power).items() if k != "curve"},
+                    "limits": vars(settings.limits),
+                    "load_scale": args.load_scale,
+                    "load_factor_applied": factor,
+                    "step_minutes": args.step or "profiles' own",
+                },
+                results={"power_flows": result.flows, "files": files, **_headline(result.summary)},
+                started=started,
+            ),
+        )
+    print(_simulate_text(result, factor))
+    print(f"\nWritten to {args.out}/ ({', '.join(files)}, manifest.json)")
+    return 0
+
+
+def _headline(summary: pd.DataFrame) -> dict:
+    return {
+        f"{row.policy}": {
+            "served_share": row.served_share,
+            "violations": row.violations,
+            "violation_steps": row.violation_steps,
+        }
+        for row in summary.itertuples()
+    }
+
+
+def _simulate_text(result, factor: float) -> str:
+    summary = result.summary
+    shown = pd.DataFrame(
+        {
+            "policy": summary["policy"],
+            "served %": 100 * summary["served_share"],
+            "dropped %": 100 * summary["dropped_tokens"] / summary["demand_tokens"],
+            "energy GWh": summary["energy_mwh"] / 1000,
+            "peak MW": summary["peak_mw"],
+            "violations": summary["violations"],
+            "steps": summary["violation_steps"],
+            "worst loading %": summary["worst_loading_percent"],
+            "min V pu": summary["min_vm_pu"],
+        }
+    )
+    lines = [
+        f"Fleet of {result.sites['substation'].nunique()} sites over {len(result.demand):,} steps "
+        f"(loads × {factor:g}; {result.flows:,} AC power flows)",
+        shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+    ]
+    if len(result.violations):
+        lines += ["", "Violations (the fleet makes a limit worse than the grid alone):"]
+        lines.append(result.violations.head(10).to_string(index=False))
+    if len(result.grid_violations):
+        lines.append(
+            f"The grid alone, without the fleet, already breaks {len(result.grid_violations)} limit(s): "
+            "see grid_violations.csv"
+        )
+    return "\n".join(lines)
 
 
 def _select_text(selection) -> str:

@@ -1,0 +1,602 @@
+"""Distributed inference across the selected sites: demand → dispatch → site power → AC check.
+
+Each step, fleet demand (tokens/s, with the step's prefill share) plus what waits in the
+queue is shared among the sites by a policy:
+
+- ``blind``: in proportion to site size (a grid-unaware scheduler), up to each site's GPUs;
+- ``grid-aware``: no site draws more than its substation's headroom at that step given the
+  grid's own profile and every other site's power. Steps where all sites at full power
+  stay within limits are shared like ``blind``; at the others, sites are filled one by one in
+  a fixed order, each up to the power a batched hosting-capacity search finds with the sites
+  before it at their filled power and those after it at their idle floor — so the state
+  checked for the last site is the dispatched state itself.
+
+Demand that cannot be served waits up to ``max_delay_minutes`` (oldest first) and is then
+dropped. A latency limit lets demand from each load bus go only to sites within
+``latency_km``. Site power then goes through the year's AC power flow with the grid's own
+profiles; a limit counts as violated only where the fleet makes it worse than the grid alone
+(the capacity stage's rule), so the grid's own violations are reported apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from siting.capacity import (
+    BASE_TOLERANCE,
+    CapacitySettings,
+    StateLimits,
+    States,
+    hosting_capacity,
+    normal_limits,
+    state_limits,
+    violations_of,
+    worst_margin,
+)
+from siting.errors import UsageError
+from siting.flow import FlowModel, FlowResult, prepare, profile_scenarios, solve
+from siting.geography import local_crs
+from siting.grid import Grid
+from siting.limits import StudyLimits
+from siting.power import (
+    PowerModel,
+    default_model,
+    gpus_for_site,
+    served_for_power,
+    site_capacity_tokens_per_s,
+    site_power_mw,
+)
+from siting.selection import grid_demand
+from siting.workload import DEMAND_COLUMNS
+
+POLICIES = ("blind", "grid-aware")
+RESOLUTION_MW = 0.01  # headroom search step: fine against a 5–20 MW site
+VERIFY_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """How the fleet is sized, dispatched and checked."""
+
+    policies: tuple[str, ...] = POLICIES
+    power: PowerModel = field(default_factory=default_model)
+    peak_utilisation: float = 0.9  # modelled demand at its peak, as a share of the fleet's capacity
+    max_delay_minutes: float = 15.0  # unserved demand waits this long, then is dropped
+    latency_km: float | None = None  # demand goes only to sites this close (None: any site)
+    pf: float = 0.95  # power factor of the sites, lagging
+    seed: int = 0
+    limits: StudyLimits = field(default_factory=StudyLimits)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.policies) - set(POLICIES))
+        if unknown or not self.policies:
+            raise UsageError(f"--policy {','.join(unknown) or '(none)'}: choose from {', '.join(POLICIES)}")
+        if not 0 < self.peak_utilisation <= 1:
+            raise UsageError(f"peak utilisation {self.peak_utilisation}: must be in (0, 1]")
+        if self.max_delay_minutes < 0:
+            raise UsageError(f"--max-delay {self.max_delay_minutes:g}: must be ≥ 0 minutes")
+        if self.latency_km is not None and self.latency_km <= 0:
+            raise UsageError(f"--latency-km {self.latency_km:g}: must be a positive distance")
+        if not 0 < self.pf <= 1:
+            raise UsageError(f"--pf {self.pf}: a power factor is in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One policy's year: per step (rows) and site (columns)."""
+
+    policy: str
+    served: np.ndarray  # tokens/s served at each site
+    power_mw: np.ndarray  # facility power of each site (MW)
+    late: np.ndarray  # (steps,) tokens/s served this step that had waited
+    dropped: np.ndarray  # (steps,) tokens/s dropped this step (waited too long or no site in reach)
+    capped_steps: int  # steps where the grid, not the GPUs, limited what the sites could take
+    idle_floor_steps: int  # steps where even idle sites break a limit (nothing can be done there)
+
+
+@dataclass(frozen=True)
+class FleetResult:
+    summary: pd.DataFrame  # one row per policy
+    sites: pd.DataFrame  # one row per policy and site
+    violations: pd.DataFrame  # one row per policy, element and criterion
+    site_power: pd.DataFrame  # long: time, policy, substation, bus, p_mw, served_tokens_per_s
+    grid_violations: pd.DataFrame  # the grid alone, without the fleet, per element and criterion
+    demand: pd.DataFrame  # fleet demand (DEMAND_COLUMNS) at each step
+    dispatches: tuple[Dispatch, ...]
+    flows: int
+
+
+def read_sites(path: Path, grid: Grid) -> pd.DataFrame:
+    """A sites file (``siting select``'s sites.csv: ``substation``, ``size_mw``), checked against the grid."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--sites {path}: no such file; give the sites.csv that siting select wrote")
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError) as err:
+        raise UsageError(f"--sites {path}: not a readable CSV ({err})") from err
+    missing = [c for c in ("substation", "size_mw") if c not in table]
+    if missing:
+        raise UsageError(f"--sites {path}: missing column(s) {', '.join(missing)}")
+    return fleet_sites(table, grid, source=str(path))
+
+
+def fleet_sites(table: pd.DataFrame, grid: Grid, source: str = "sites") -> pd.DataFrame:
+    """Sites joined to the grid's substations: bus, name, lon/lat, in the file's order."""
+    if not len(table):
+        raise UsageError(f"{source}: lists no sites")
+    ids = pd.to_numeric(table["substation"], errors="coerce")
+    sizes = pd.to_numeric(table["size_mw"], errors="coerce")
+    if ids.isna().any() or (ids != ids.round()).any():
+        raise UsageError(f"{source}: substation must be a substation id number on every row")
+    if sizes.isna().any() or (sizes <= 0).any():
+        raise UsageError(f"{source}: size_mw must be a positive number on every row")
+    known = grid.substations.set_index("id")
+    unknown = sorted(set(ids.astype(int)) - set(known.index))
+    if unknown:
+        raise UsageError(
+            f"{source}: substation id(s) {unknown} are not substations of {grid.name} "
+            f"(ids run 0–{len(known) - 1}; see siting inspect)"
+        )
+    if ids.duplicated().any():
+        raise UsageError(f"{source}: substation {int(ids[ids.duplicated()].iloc[0])} is listed twice")
+    chosen = known.loc[ids.astype(int)]
+    return pd.DataFrame(
+        {
+            "substation": ids.astype(int).to_numpy(),
+            "name": chosen["name"].to_numpy(),
+            "bus": chosen["bus"].to_numpy(),
+            "lon": chosen["lon"].to_numpy(),
+            "lat": chosen["lat"].to_numpy(),
+            "size_mw": sizes.to_numpy(float),
+        }
+    )
+
+
+def fleet_capacity_tokens_per_s(sites: pd.DataFrame, power: PowerModel, prefill_share: float) -> float:
+    """Tokens/s the whole fleet serves with every GPU busy, at a prefill share of tokens."""
+    return float(
+        sum(
+            site_capacity_tokens_per_s(gpus_for_site(size, power), prefill_share, power)
+            for size in sites["size_mw"]
+        )
+    )
+
+
+def simulate(
+    grid: Grid,
+    sites: pd.DataFrame,
+    demand: pd.DataFrame,
+    settings: FleetSettings,
+    progress: Callable[[str], None] | None = None,
+) -> FleetResult:
+    """Dispatch ``demand`` (tokens/s per step, on the grid's profile index) among ``sites``
+    under each policy and check every step with an AC power flow (normal limits)."""
+    say = progress or (lambda _message: None)
+    if grid.profiles is None:
+        raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
+    if not demand.index.equals(grid.profiles.index):
+        raise UsageError("the demand's time steps differ from the grid's profiles; resample it to them")
+    model = prepare(grid.net, sites["bus"].to_numpy(), grid.source)
+    cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
+    year = profile_scenarios(model.net, grid.profiles)
+    states = States(year.element_values, None, year.n)
+    say(f"grid alone: {year.n:,} steps")
+    limits = state_limits(model, states, normal_limits(model, cap_settings))
+    fleet = _Fleet.build(sites, demand, settings.power)
+    groups, allowed = demand_groups(grid, sites, settings.latency_km)
+    new = fleet.total[:, None] * groups[None, :]
+    max_age = int(np.floor(settings.max_delay_minutes / _step_minutes(grid.profiles) + 1e-9))
+    flows = year.n
+    dispatches, results = [], []
+    for policy in settings.policies:
+        say(f"{policy} dispatch and the year's power flow")
+        if policy == "blind":
+            dispatch, result, count = _blind(
+                model, states, fleet, new, allowed, max_age, cap_settings.q_per_mw
+            )
+        else:
+            dispatch, result, count = _grid_aware(
+                model, states, limits, fleet, new, allowed, max_age, cap_settings, say
+            )
+        flows += count
+        dispatches.append(dispatch)
+        results.append(result)
+    return _fleet_result(model, grid, sites, fleet, limits, dispatches, results, flows)
+
+
+def demand_groups(grid: Grid, sites: pd.DataFrame, latency_km: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Where demand comes from: shares of fleet demand (groups,) and the sites each group may
+    use (groups × sites). Load buses with the same reachable sites form one group."""
+    if latency_km is None:
+        return np.ones(1), np.ones((1, len(sites)), dtype=bool)
+    points = grid_demand(grid)
+    site_points = gpd.GeoSeries(gpd.points_from_xy(sites["lon"], sites["lat"]), crs=points.crs)
+    crs = local_crs(points)
+    xy = points.to_crs(crs).geometry
+    site_xy = site_points.to_crs(crs)
+    distance_km = (
+        np.hypot(
+            xy.x.to_numpy()[:, None] - site_xy.x.to_numpy()[None, :],
+            xy.y.to_numpy()[:, None] - site_xy.y.to_numpy()[None, :],
+        )
+        / 1000.0
+    )
+    reach = distance_km <= latency_km
+    patterns, group_of = np.unique(reach, axis=0, return_inverse=True)
+    weights = np.bincount(group_of.ravel(), weights=points["weight"].to_numpy(), minlength=len(patterns))
+    return weights / weights.sum(), patterns
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """Per-site power curves and the demand on the simulation steps."""
+
+    n_gpus: np.ndarray  # (sites,)
+    size_mw: np.ndarray
+    total: np.ndarray  # (steps,) fleet demand, tokens/s
+    share: np.ndarray  # (steps,) prefill share of the tokens
+    capacity: np.ndarray  # (steps, sites) tokens/s with every GPU busy
+    power: PowerModel
+
+    @classmethod
+    def build(cls, sites: pd.DataFrame, demand: pd.DataFrame, power: PowerModel) -> _Fleet:
+        values = demand[DEMAND_COLUMNS].to_numpy(float)
+        total = values.sum(axis=1)
+        share = np.divide(values[:, 0], total, out=np.full(len(total), np.nan), where=total > 0)
+        share = pd.Series(share).ffill().bfill().fillna(0.5).to_numpy()  # any mix serves zero tokens
+        sizes = sites["size_mw"].to_numpy(float)
+        n_gpus = np.array([gpus_for_site(size, power) for size in sizes])
+        capacity = np.column_stack([site_capacity_tokens_per_s(n, share, power) for n in n_gpus])
+        return cls(n_gpus, sizes, total, share, capacity, power)
+
+    def power_mw(self, served: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Facility power (MW) of each site serving ``served`` tokens/s at the steps ``rows``."""
+        share = self.share[rows][:, None]
+        return np.column_stack(
+            [
+                site_power_mw(served[:, k] * share[:, 0], served[:, k] * (1 - share[:, 0]), n, self.power)
+                for k, n in enumerate(self.n_gpus)
+            ]
+        )
+
+    def tokens_for_power(self, power_mw: np.ndarray, site: int, rows: np.ndarray) -> np.ndarray:
+        return served_for_power(power_mw, self.n_gpus[site], self.share[rows], self.power)
+
+
+def _blind(model, states, fleet: _Fleet, new, allowed, max_age, q_per_mw):
+    served, late, dropped = _serve(new, fleet.capacity, allowed, max_age, fleet.size_mw, in_order=None)
+    power = fleet.power_mw(served)
+    result = _year_flow(model, states, power, q_per_mw)
+    return Dispatch("blind", served, power, late, dropped, 0, 0), result, states.n
+
+
+def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, cap_settings, say):
+    """Share like blind where all sites at full power fit the grid; elsewhere fill sites in
+    order up to their verified headroom. Re-check the year and tighten any step that fails."""
+    n, k = new.shape[0], len(fleet.size_mw)
+    full = fleet.power_mw(fleet.capacity)
+    result = _year_flow(model, states, full, cap_settings.q_per_mw)
+    flows = n
+    ok = worst_margin(result, limits, np.arange(n))[0] >= 0
+    capacity = fleet.capacity.copy()
+    in_order = np.zeros(n, dtype=bool)
+    order = np.lexsort((np.arange(k), -fleet.size_mw))
+    idle_floor = np.zeros(n, dtype=bool)
+    tight = np.flatnonzero(~ok)
+    for _ in range(VERIFY_ROUNDS):
+        if len(tight):
+            say(f"  headroom of each site, one after another, at {len(tight):,} steps where the grid binds")
+            capacity[tight], floor, count = _sequential_capacity(
+                model, states, limits, fleet, tight, order, cap_settings
+            )
+            flows += count
+            idle_floor[tight] = floor
+            in_order[tight] = True
+        served, late, dropped = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order)
+        power = fleet.power_mw(served)
+        result = _year_flow(model, states, power, cap_settings.q_per_mw)
+        flows += n
+        margin = worst_margin(result, limits, np.arange(n))[0]
+        tight = np.flatnonzero((margin < 0) & ~in_order & ~idle_floor)
+        if not len(tight):
+            break
+    dispatch = Dispatch(
+        "grid-aware", served, power, late, dropped, int(in_order.sum()), int(idle_floor.sum())
+    )
+    return dispatch, result, flows
+
+
+def _sequential_capacity(
+    model, states: States, limits: StateLimits, fleet: _Fleet, rows, order, cap_settings
+):
+    """Tokens/s each site may serve at steps ``rows``: site by site in ``order``, the most power
+    its substation takes with earlier sites at theirs and later ones idle."""
+    sub_states = states.take(rows)
+    sub_limits = limits.take(rows)
+    idle = fleet.power_mw(np.zeros((len(rows), len(fleet.size_mw))), rows)
+    fixed = idle.copy()
+    at_idle = dataclasses.replace(sub_states, fixed_site_mw=fixed)
+    result = solve(model, at_idle.scenarios(np.arange(len(rows)), q_per_mw=cap_settings.q_per_mw))
+    floor = worst_margin(result, sub_limits, np.arange(len(rows)))[0] < 0
+    flows = len(rows)
+    tokens = np.zeros((len(rows), len(fleet.size_mw)))
+    full = fleet.power_mw(fleet.capacity[rows], rows)
+    usable = np.flatnonzero(~floor)
+    for site in order if len(usable) else ():
+        room = full[usable, site] - idle[usable, site]
+        cap = dataclasses.replace(cap_settings, cap_mw=float(room.max()), resolution_mw=RESOLUTION_MW)
+        search = hosting_capacity(
+            model,
+            dataclasses.replace(sub_states, fixed_site_mw=fixed).take(usable),
+            sub_limits.take(usable),
+            cap,
+            sites=np.array([site]),
+        )
+        flows += search.flows
+        head = np.minimum(np.nan_to_num(search.hc_mw[:, 0], nan=0.0), room)
+        tokens[usable, site] = np.minimum(
+            fleet.tokens_for_power(idle[usable, site] + head, site, rows[usable]),
+            fleet.capacity[rows[usable], site],
+        )
+        # the power the site really draws at that many tokens: the state the next site is checked in
+        served = np.zeros((len(usable), len(fleet.size_mw)))
+        served[:, site] = tokens[usable, site]
+        fixed[usable, site] = fleet.power_mw(served, rows[usable])[:, site]
+    return tokens, floor, flows
+
+
+def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None):
+    """Step through the year: new demand per group plus the queue, shared among the sites.
+
+    ``in_order`` (steps,) marks steps filled site by site in ``order`` (None: never); other
+    steps share in proportion to site size, each site up to ``capacity`` (tokens/s).
+    Returns served (steps × sites), late and dropped (steps,), all tokens/s.
+    """
+    n, n_groups = new.shape
+    n_sites = capacity.shape[1]
+    served = np.zeros((n, n_sites))
+    late = np.zeros(n)
+    dropped = np.zeros(n)
+    queue = np.zeros((n_groups, max_age + 1))  # column a: demand that has waited a steps
+    reachable = allowed.any(axis=1)
+    weight = allowed * sizes[None, :]
+    weight = weight / np.where(weight.sum(axis=1, keepdims=True) > 0, weight.sum(axis=1, keepdims=True), 1)
+    group_order = np.argsort(allowed.sum(axis=1), kind="stable")  # fewest choices first
+    for t in range(n):
+        queue[:, 0] = np.where(reachable, new[t], 0.0)
+        dropped[t] = new[t][~reachable].sum()
+        pending = queue.sum(axis=1)
+        if in_order is not None and in_order[t]:
+            taken = _fill_in_order(pending, capacity[t], allowed, order, group_order)
+        else:
+            taken = _fill_in_proportion(pending, capacity[t], weight)
+        served[t] = taken.sum(axis=0)
+        got = taken.sum(axis=1)
+        # the oldest waiting demand is served first
+        for age in range(max_age, -1, -1):
+            used = np.minimum(queue[:, age], got)
+            queue[:, age] -= used
+            got -= used
+            if age > 0:
+                late[t] += used.sum()
+        dropped[t] += queue[:, max_age].sum()
+        queue[:, 1:] = queue[:, :-1]
+        queue[:, 0] = 0.0
+    return served, late, dropped
+
+
+def _fill_in_proportion(pending, capacity, weight):
+    """Each group's demand split by site size; a site over its capacity is scaled back."""
+    taken = pending[:, None] * weight
+    load = taken.sum(axis=0)
+    scale = np.divide(capacity, load, out=np.ones_like(load), where=load > capacity)
+    return taken * np.minimum(scale, 1.0)[None, :]
+
+
+def _fill_in_order(pending, capacity, allowed, order, group_order):
+    """Sites filled one after another; each takes what the groups that reach it still need."""
+    taken = np.zeros(allowed.shape)
+    left = pending.copy()
+    for site in order:
+        room = capacity[site]
+        for group in group_order:
+            if room <= 0:
+                break
+            if allowed[group, site] and left[group] > 0:
+                amount = min(left[group], room)
+                taken[group, site] = amount
+                left[group] -= amount
+                room -= amount
+    return taken
+
+
+def _year_flow(model: FlowModel, states: States, power_mw: np.ndarray, q_per_mw: float) -> FlowResult:
+    fleet_states = dataclasses.replace(states, fixed_site_mw=power_mw)
+    return solve(model, fleet_states.scenarios(np.arange(states.n), q_per_mw=q_per_mw))
+
+
+def _step_minutes(profiles: pd.DataFrame) -> float:
+    from siting.profiles import profile_step_minutes
+
+    return profile_step_minutes(profiles)
+
+
+VIOLATION_COLUMNS = [
+    "policy",
+    "element_type",
+    "element",
+    "criterion",
+    "steps",
+    "hours",
+    "worst_value",
+    "limit",
+    "first_time",
+]
+ELEMENT_TYPE = {
+    "undervoltage": "bus",
+    "overvoltage": "bus",
+    "line thermal": "line",
+    "transformer thermal": "trafo",
+    "non-convergence": "grid",
+}
+
+
+def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -> pd.DataFrame:
+    """Violations (``violations_of`` rows) per element and criterion: steps, hours, worst value,
+    its limit and the first time it happens."""
+    if not len(found):
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    step_hours = _step_minutes(pd.DataFrame(index=index)) / 60
+    found = found.assign(time=index[found["state"].to_numpy(dtype=np.int64)])
+    found["severity"] = np.where(found["criterion"] == "undervoltage", -found["value"], found["value"])
+    rows = []
+    for (criterion, element), group in found.groupby(["criterion", "element"], sort=False):
+        worst = group.loc[group["severity"].idxmax()] if group["severity"].notna().any() else group.iloc[0]
+        rows.append(
+            {
+                "policy": policy,
+                "element_type": ELEMENT_TYPE[criterion],
+                "element": element,
+                "criterion": criterion,
+                "steps": len(group),
+                "hours": len(group) * step_hours,
+                "worst_value": worst["value"],
+                "limit": worst["limit"],
+                "first_time": group["time"].min(),
+            }
+        )
+    table = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
+    return table.sort_values("steps", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results, flows) -> FleetResult:
+    index = grid.profiles.index
+    step_hours = _step_minutes(grid.profiles) / 60
+    summaries, per_site, violations, long = [], [], [], []
+    grid_alone = violation_table(limits.violations, index, "grid alone")
+    for dispatch, result in zip(dispatches, results, strict=True):
+        found = violations_of(
+            model, result, limits.vmin, limits.vmax, limits.line, limits.trafo, tolerance=BASE_TOLERANCE
+        )
+        table = violation_table(found, index, dispatch.policy)
+        violations.append(table)
+        summaries.append(_policy_summary(dispatch, result, found, table, fleet, step_hours))
+        per_site.append(_site_summary(dispatch, sites, fleet, step_hours))
+        long.append(
+            pd.DataFrame(
+                {
+                    "time": np.repeat(index.to_numpy(), len(sites)),
+                    "policy": dispatch.policy,
+                    "substation": np.tile(sites["substation"].to_numpy(), len(index)),
+                    "bus": np.tile(sites["bus"].to_numpy(), len(index)),
+                    "p_mw": dispatch.power_mw.ravel(),
+                    "served_tokens_per_s": dispatch.served.ravel(),
+                }
+            )
+        )
+    demand = pd.DataFrame(
+        {DEMAND_COLUMNS[0]: fleet.total * fleet.share, DEMAND_COLUMNS[1]: fleet.total * (1 - fleet.share)},
+        index=index,
+    )
+    return FleetResult(
+        summary=pd.DataFrame(summaries),
+        sites=pd.concat(per_site, ignore_index=True),
+        violations=pd.concat(violations, ignore_index=True)
+        if violations
+        else pd.DataFrame(columns=VIOLATION_COLUMNS),
+        site_power=pd.concat(long, ignore_index=True),
+        grid_violations=grid_alone,
+        demand=demand,
+        dispatches=tuple(dispatches),
+        flows=flows,
+    )
+
+
+def _policy_summary(
+    dispatch: Dispatch, result: FlowResult, found, table, fleet: _Fleet, step_hours: float
+) -> dict:
+    seconds = step_hours * 3600
+    demand = fleet.total.sum() * seconds
+    served = dispatch.served.sum() * seconds
+    fleet_mw = dispatch.power_mw.sum(axis=1)
+    voltage = table["element_type"] == "bus"
+    return {
+        "policy": dispatch.policy,
+        "demand_tokens": demand,
+        "served_tokens": served,
+        "deferred_tokens": dispatch.late.sum() * seconds,
+        "dropped_tokens": dispatch.dropped.sum() * seconds,
+        "served_share": served / demand if demand > 0 else 1.0,
+        "energy_mwh": fleet_mw.sum() * step_hours,
+        "peak_mw": fleet_mw.max(),
+        "load_factor": fleet_mw.mean() / fleet_mw.max() if fleet_mw.max() > 0 else 0.0,
+        "violations": len(table),
+        "violation_steps": found["state"].nunique(),
+        "violation_hours": found["state"].nunique() * step_hours,
+        "thermal_violations": int((~voltage & (table["element_type"] != "grid")).sum()),
+        "voltage_violations": int(voltage.sum()),
+        "worst_loading_percent": float(
+            np.nanmax(
+                np.concatenate([result.line_loading_percent.ravel(), result.trafo_loading_percent.ravel()])
+            )
+        ),
+        "min_vm_pu": float(np.nanmin(result.vm_pu)),
+        "max_vm_pu": float(np.nanmax(result.vm_pu)),
+        "grid_limited_steps": dispatch.capped_steps,
+        "idle_floor_steps": dispatch.idle_floor_steps,
+    }
+
+
+def _site_summary(dispatch: Dispatch, sites: pd.DataFrame, fleet: _Fleet, step_hours: float) -> pd.DataFrame:
+    power = dispatch.power_mw
+    peak = power.max(axis=0)
+    return pd.DataFrame(
+        {
+            "policy": dispatch.policy,
+            "substation": sites["substation"].to_numpy(),
+            "name": sites["name"].to_numpy(),
+            "size_mw": fleet.size_mw,
+            "gpus": fleet.n_gpus,
+            "energy_mwh": power.sum(axis=0) * step_hours,
+            "peak_mw": peak,
+            "load_factor": np.divide(power.mean(axis=0), peak, out=np.zeros(len(peak)), where=peak > 0),
+            "utilisation": power.mean(axis=0) / fleet.size_mw,
+            "served_tokens": dispatch.served.sum(axis=0) * step_hours * 3600,
+        }
+    )
+
+
+def modelled_demand(grid: Grid, sites: pd.DataFrame, settings: FleetSettings) -> pd.DataFrame:
+    """The workload model's fleet demand on the grid's steps, its peak at ``peak_utilisation``
+    of what the fleet serves with every GPU busy (at the traces' token mix)."""
+    from siting.workload import fleet_demand, token_mix
+
+    share = token_mix().prefill_share
+    peak = settings.peak_utilisation * fleet_capacity_tokens_per_s(sites, settings.power, share)
+    return fleet_demand(grid.profiles.index, peak, seed=settings.seed)
+
+
+def write_fleet(result: FleetResult, folder: Path) -> list[str]:
+    """The simulation's tables in ``folder``; returns the file names."""
+    result.summary.to_csv(folder / "fleet_summary.csv", index=False)
+    result.sites.to_csv(folder / "sites_summary.csv", index=False)
+    result.violations.to_csv(folder / "violations.csv", index=False)
+    result.grid_violations.to_csv(folder / "grid_violations.csv", index=False)
+    result.site_power.to_parquet(folder / "site_power.parquet", index=False)
+    result.demand.rename_axis("time").reset_index().to_parquet(folder / "demand.parquet", index=False)
+    return [
+        "fleet_summary.csv",
+        "sites_summary.csv",
+        "violations.csv",
+        "grid_violations.csv",
+        "site_power.parquet",
+        "demand.parquet",
+    ]
