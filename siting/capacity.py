@@ -15,6 +15,7 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -643,3 +644,15 @@ def _named_states(violations: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     named = violations.copy()
     named["state"] = [labels[i] for i in named["state"]]
     return named
+
+
+def write_capacity(study: CapacityStudy, folder: Path) -> list[str]:
+    """The capacity tables in ``folder``; returns the file names."""
+    study.table.to_csv(folder / "capacity.csv", index=False)
+    files = ["capacity.csv"]
+    if study.headroom is not None:
+        study.headroom.rename(columns=str).to_parquet(folder / "headroom.parquet")
+        files.append("headroom.parquet")
+    study.base_violations.to_csv(folder / "base_violations.csv", index=False)
+    study.skipped_outages.to_csv(folder / "skipped_outages.csv", index=False)
+    return [*files, "base_violations.csv", "skipped_outages.csv"]

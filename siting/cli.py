@@ -164,6 +164,15 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0, help="seed of the workload model")
     simulate.set_defaults(run=_simulate)
 
+    study = commands.add_parser(
+        "study", help="capacity → selection → simulation → map report, from one study file"
+    )
+    study.add_argument("file", nargs="?", help="study TOML file (default: data/studies/default.toml)")
+    study.add_argument(
+        "--out", metavar="DIR", help="report folder (default: the file's out, else reports/<name>)"
+    )
+    study.set_defaults(run=_study)
+
     bench = commands.add_parser("bench", help="benchmarks against pandapower, measured in the same run")
     bench.add_argument(
         "what",
@@ -249,7 +258,7 @@ def _capacity(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from siting.capacity import CapacitySettings, substation_capacity
+    from siting.capacity import CapacitySettings, substation_capacity, write_capacity
     from siting.grid import load_grid
     from siting.limits import StudyLimits
     from siting.outputs import atomic_folder, manifest, write_json
@@ -280,11 +289,7 @@ def _capacity(args: argparse.Namespace) -> int:
         progress=lambda message: print(f"  {message} …", file=sys.stderr),
     )
     with atomic_folder(Path(args.out)) as folder:
-        study.table.to_csv(folder / "capacity.csv", index=False)
-        if study.headroom is not None:
-            study.headroom.rename(columns=str).to_parquet(folder / "headroom.parquet")
-        study.base_violations.to_csv(folder / "base_violations.csv", index=False)
-        study.skipped_outages.to_csv(folder / "skipped_outages.csv", index=False)
+        write_capacity(study, folder)
         write_json(
             folder / "manifest.json",
             manifest(
@@ -331,7 +336,7 @@ def _select(args: argparse.Namespace) -> int:
     from siting.geography import GeoRules, parse_layer_args, read_layers
     from siting.grid import load_grid
     from siting.outputs import atomic_folder, manifest, write_json
-    from siting.selection import SelectionSettings, select_sites
+    from siting.selection import SelectionSettings, select_sites, write_selection
 
     started = datetime.now(UTC)
     settings = SelectionSettings(
@@ -377,14 +382,7 @@ def _select(args: argparse.Namespace) -> int:
         grid, capacity, settings, layers, at=args.at, progress=lambda m: print(f"    {m}", file=sys.stderr)
     )
     with atomic_folder(Path(args.out)) as folder:
-        selection.sites.drop(columns="geometry").to_csv(folder / "sites.csv", index=False)
-        selection.sites.to_file(folder / "sites.gpkg", layer="sites", driver="GPKG")
-        selection.candidates.to_file(folder / "sites.gpkg", layer="candidates", driver="GPKG")
-        if selection.regions is not None:
-            selection.regions.to_file(folder / "sites.gpkg", layer="regions", driver="GPKG")
-        selection.joint.to_csv(folder / "joint_check.csv", index=False)
-        selection.violations.to_csv(folder / "violations.csv", index=False)
-        selection.naive.to_csv(folder / "naive.csv", index=False)
+        write_selection(selection, folder)
         write_json(
             folder / "manifest.json",
             manifest(
@@ -478,6 +476,34 @@ def _simulate(args: argparse.Namespace) -> int:
     print(_simulate_text(result, factor))
     print(f"\nWritten to {args.out}/ ({', '.join(files)}, manifest.json)")
     return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from siting.study import read_study, run_study
+
+    study = read_study(Path(args.file) if args.file else None)
+    out = Path(args.out) if args.out else study.out or Path("reports") / study.name
+    started = time.monotonic()
+    print(f"Study {study.name} ({study.source}) → {out}/", file=sys.stderr)
+
+    def progress(message: str) -> None:
+        print(f"  [{time.monotonic() - started:6.0f} s] {message} …", file=sys.stderr)
+
+    headline = run_study(study, out, progress)
+    width = max(len(k) for k in headline)
+    lines = [f"{key:<{width}}  {_shown(value)}" for key, value in headline.items()]
+    print("\n".join([f"{study.name}: done in {time.monotonic() - started:.0f} s", *lines]))
+    print(f"\nReport: {out}/index.html (figures/, results.gpkg, timeseries.parquet, manifest.json)")
+    return 0
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return "–" if value is None else str(value)
 
 
 def _headline(summary: pd.DataFrame) -> dict:

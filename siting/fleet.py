@@ -21,6 +21,7 @@ profiles; a limit counts as violated only where the fleet makes it worse than th
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,7 @@ class FleetResult:
     demand: pd.DataFrame  # fleet demand (DEMAND_COLUMNS) at each step
     dispatches: tuple[Dispatch, ...]
     flows: int
+    line_peak_percent: pd.DataFrame  # highest loading of each line (net.line index) over the year, per policy
 
 
 def read_sites(path: Path, grid: Grid) -> pd.DataFrame:
@@ -480,7 +482,7 @@ def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -
 def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results, flows) -> FleetResult:
     index = grid.profiles.index
     step_hours = _step_minutes(grid.profiles) / 60
-    summaries, per_site, violations, long = [], [], [], []
+    summaries, per_site, violations, long, peaks = [], [], [], [], {}
     grid_alone = violation_table(limits.violations, index, "grid alone")
     for dispatch, result in zip(dispatches, results, strict=True):
         found = violations_of(
@@ -488,6 +490,9 @@ def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results
         )
         table = violation_table(found, index, dispatch.policy)
         violations.append(table)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a line no slack reaches is NaN throughout
+            peaks[dispatch.policy] = np.nanmax(result.line_loading_percent, axis=0)
         summaries.append(_policy_summary(dispatch, result, found, table, fleet, step_hours))
         per_site.append(_site_summary(dispatch, sites, fleet, step_hours))
         long.append(
@@ -509,14 +514,15 @@ def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results
     return FleetResult(
         summary=pd.DataFrame(summaries),
         sites=pd.concat(per_site, ignore_index=True),
-        violations=pd.concat(violations, ignore_index=True)
-        if violations
-        else pd.DataFrame(columns=VIOLATION_COLUMNS),
+        violations=pd.concat(
+            [v for v in violations if len(v)] or [pd.DataFrame(columns=VIOLATION_COLUMNS)], ignore_index=True
+        ),
         site_power=pd.concat(long, ignore_index=True),
         grid_violations=grid_alone,
         demand=demand,
         dispatches=tuple(dispatches),
         flows=flows,
+        line_peak_percent=pd.DataFrame(peaks, index=model.net.line.index),
     )
 
 

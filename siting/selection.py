@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -596,3 +597,16 @@ def _fewer_note(table: pd.DataFrame, settings: SelectionSettings, picked: int) -
         "(capacity or geography) and the rest could not take a site of at least "
         f"{settings.min_mw:g} MW next to the ones chosen; see the candidates' reasons"
     )
+
+
+def write_selection(selection: Selection, folder: Path) -> list[str]:
+    """The selection's tables and layers in ``folder``; returns the file names."""
+    selection.sites.drop(columns="geometry").to_csv(folder / "sites.csv", index=False)
+    selection.sites.to_file(folder / "sites.gpkg", layer="sites", driver="GPKG")
+    selection.candidates.to_file(folder / "sites.gpkg", layer="candidates", driver="GPKG")
+    if selection.regions is not None:
+        selection.regions.to_file(folder / "sites.gpkg", layer="regions", driver="GPKG")
+    selection.joint.to_csv(folder / "joint_check.csv", index=False)
+    selection.violations.to_csv(folder / "violations.csv", index=False)
+    selection.naive.to_csv(folder / "naive.csv", index=False)
+    return ["sites.csv", "sites.gpkg", "joint_check.csv", "violations.csv", "naive.csv"]

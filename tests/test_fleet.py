@@ -1,0 +1,170 @@
+"""Fleet simulation: dispatch policies, the queue, and the year's AC check."""
+
+import dataclasses
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+import pytest
+
+from siting import UsageError
+from siting.cli import main
+from siting.fleet import (
+    FleetSettings,
+    _serve,
+    demand_groups,
+    fleet_capacity_tokens_per_s,
+    fleet_sites,
+    read_sites,
+    simulate,
+)
+from siting.flow import profile_scenarios
+from siting.reference import scenario_net
+from siting.workload import DEMAND_COLUMNS
+
+# ten 20 MW sites that siting select picks on the HV grid (firm capacity at hL)
+SITE_IDS = [0, 1, 2, 3, 4, 5, 7, 8, 13, 17]
+GROWTH = 4.6  # loads × 4.6: HV1 Line 21 reaches its rating at the year's peak (2016-01-27 17:45)
+
+
+@pytest.fixture(scope="module")
+def peak_day(hv_mixed):
+    """The HV grid with its loads grown and its profiles cut to the day of the peak."""
+    from siting.profiles import scale_loads
+
+    grown = scale_loads(hv_mixed, GROWTH)
+    day = grown.profiles.loc["2016-01-27"]
+    return dataclasses.replace(grown, profiles=day)
+
+
+@pytest.fixture(scope="module")
+def sites(peak_day):
+    return fleet_sites(pd.DataFrame({"substation": SITE_IDS, "size_mw": 20.0}), peak_day)
+
+
+@pytest.fixture(scope="module")
+def busy_day(peak_day, sites):
+    """Demand at 97 % of what the fleet can serve, all day, and both policies run on it."""
+    settings = FleetSettings()
+    share = 0.9
+    total = 0.97 * fleet_capacity_tokens_per_s(sites, settings.power, share)
+    demand = pd.DataFrame(
+        {DEMAND_COLUMNS[0]: total * share, DEMAND_COLUMNS[1]: total * (1 - share)},
+        index=peak_day.profiles.index,
+    )
+    return simulate(peak_day, sites, demand, settings)
+
+
+def _runpp_line_loading(grid, step, sites, power_mw, line_name):
+    values = {
+        key: value[step] for key, value in profile_scenarios(grid.net, grid.profiles).element_values.items()
+    }
+    net = scenario_net(grid.net, values)
+    q_per_mw = np.tan(np.arccos(0.95))
+    for bus, p in zip(sites["bus"], power_mw, strict=True):
+        pp.create_load(net, bus, p_mw=p, q_mvar=p * q_per_mw)
+    pp.runpp(net)
+    return net.res_line.loading_percent[net.line.index[net.line.name == line_name][0]]
+
+
+def test_blind_overloads_a_line_the_grid_aware_policy_keeps_within_its_rating(busy_day):
+    summary = busy_day.summary.set_index("policy")
+    blind = busy_day.violations[busy_day.violations["policy"] == "blind"]
+    assert summary.at["blind", "violations"] > 0
+    assert "HV1 Line 21" in set(blind["element"])
+    assert blind.loc[blind["element"] == "HV1 Line 21", "worst_value"].iloc[0] > 100.0
+    assert summary.at["grid-aware", "violations"] == 0
+    assert summary.at["grid-aware", "grid_limited_steps"] > 0
+    # the grid-aware policy pays for it in deferred (not dropped) demand
+    assert summary.at["grid-aware", "served_tokens"] < summary.at["blind", "served_tokens"]
+    assert summary.at["grid-aware", "served_share"] > 0.99
+
+
+def test_grid_aware_dispatch_never_exceeds_headroom_checked_with_runpp(busy_day, peak_day, sites):
+    """At every step where the grid bound the policy, pandapower finds the dispatched state
+    within the line's rating, and the blind dispatch of the same step beyond it."""
+    blind, aware = busy_day.dispatches
+    limited = np.flatnonzero(np.abs(aware.power_mw - blind.power_mw).sum(axis=1) > 0.01)
+    assert len(limited) > 0
+    for step in limited[:3]:
+        assert _runpp_line_loading(peak_day, step, sites, aware.power_mw[step], "HV1 Line 21") <= 100.0 + 1e-6
+    worst = busy_day.violations.query("policy == 'blind'")["first_time"].min()
+    step = peak_day.profiles.index.get_loc(worst)
+    assert _runpp_line_loading(peak_day, step, sites, blind.power_mw[step], "HV1 Line 21") > 100.0
+
+
+def test_blind_shares_demand_in_proportion_to_site_size():
+    new = np.array([[30.0], [60.0]])
+    capacity = np.full((2, 2), 1e9)
+    served, late, dropped = _serve(new, capacity, np.ones((1, 2), bool), 1, np.array([10.0, 20.0]), None)
+    np.testing.assert_allclose(served, [[10.0, 20.0], [20.0, 40.0]])
+    assert late.sum() == 0 and dropped.sum() == 0
+
+
+def test_unserved_demand_waits_up_to_the_delay_then_is_dropped():
+    new = np.array([[10.0], [10.0], [0.0], [0.0]])
+    capacity = np.array([[4.0], [4.0], [4.0], [4.0]])
+    served, late, dropped = _serve(new, capacity, np.ones((1, 1), bool), 1, np.array([1.0]), None)
+    # step 0 serves 4 and defers 6; step 1 serves 4 of the 6 waiting, drops 2, defers 10 new
+    np.testing.assert_allclose(served[:, 0], [4, 4, 4, 0])
+    np.testing.assert_allclose(late, [0, 4, 4, 0])
+    np.testing.assert_allclose(dropped, [0, 2, 6, 0])
+    # without a delay nothing waits
+    served, late, dropped = _serve(new, capacity, np.ones((1, 1), bool), 0, np.array([1.0]), None)
+    np.testing.assert_allclose(dropped, [6, 6, 0, 0])
+
+
+def test_latency_limit_sends_demand_only_to_sites_in_reach(hv_mixed):
+    sites = fleet_sites(pd.DataFrame({"substation": [3, 17], "size_mw": [10.0, 10.0]}), hv_mixed)
+    shares, allowed = demand_groups(hv_mixed, sites, latency_km=30.0)
+    assert shares.sum() == pytest.approx(1.0)
+    assert allowed.shape[1] == 2
+    # some load buses reach only one of the two sites within 30 km
+    assert (allowed.sum(axis=1) == 1).any()
+    everywhere, reach = demand_groups(hv_mixed, sites, latency_km=None)
+    assert everywhere.tolist() == [1.0] and reach.all()
+
+
+def test_sites_naming_unknown_substations_are_refused(hv_mixed, tmp_path):
+    path = tmp_path / "sites.csv"
+    path.write_text("substation,size_mw\n3,10\n99,10\n")
+    with pytest.raises(UsageError, match=r"substation id\(s\) \[99\]"):
+        read_sites(path, hv_mixed)
+    path.write_text("substation,size_mw\n3,10\n3,5\n")
+    with pytest.raises(UsageError, match="listed twice"):
+        read_sites(path, hv_mixed)
+    path.write_text("substation\n3\n")
+    with pytest.raises(UsageError, match="missing column"):
+        read_sites(path, hv_mixed)
+    with pytest.raises(UsageError, match="no such file"):
+        read_sites(tmp_path / "none.csv", hv_mixed)
+
+
+def test_simulate_command_refuses_bad_input_with_one_line(tmp_path, capsys):
+    sites = tmp_path / "sites.csv"
+    sites.write_text("substation,size_mw\n99,10\n")
+    code = main(["simulate", "hv-mixed", "--sites", str(sites), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("siting: error:") and "99" in err[-1]
+    assert not (tmp_path / "out").exists()
+    sites.write_text("substation,size_mw\n3,10\n")
+    code = main(
+        ["simulate", "hv-mixed", "--sites", str(sites), "--out", str(tmp_path / "o"), "--policy", "x"]
+    )
+    assert code == 2 and "blind, grid-aware" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_simulate_writes_a_year_for_both_policies(tmp_path):
+    select = tmp_path / "sites.csv"
+    select.write_text("substation,size_mw\n3,20\n17,20\n")
+    out = tmp_path / "sim"
+    assert main(["simulate", "hv-mixed", "--sites", str(select), "--out", str(out), "--step", "60"]) == 0
+    summary = pd.read_csv(out / "fleet_summary.csv")
+    assert summary["policy"].tolist() == ["blind", "grid-aware"]
+    power = pd.read_parquet(out / "site_power.parquet")
+    assert list(power.columns) == ["time", "policy", "substation", "bus", "p_mw", "served_tokens_per_s"]
+    assert len(power) == 2 * 2 * 8784
+    # with today's loads the HV grid carries both sites whatever the dispatch
+    assert (summary["violations"] == 0).all()
+    assert summary["served_share"].min() > 0.999
