@@ -212,3 +212,43 @@ def run_capacity_benchmark(
             }
         )
     return pd.DataFrame(rows)
+
+
+FLEET_SITES = (0, 1, 2, 3, 4, 5, 7, 8, 13, 17)  # the ten 20 MW sites siting select picks on hv-mixed
+FLEET_GROWTH = 4.6  # loads × 4.6: the HV grid's busiest line reaches its rating at the year's peak
+
+
+def run_fleet_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
+    """A year of both dispatch policies for ten 20 MW sites on the HV grid, with the modelled
+    workload, against pandapower's run_timeseries (recycle) per power flow, extrapolated to the
+    flows the simulation ran."""
+    from siting.fleet import FleetSettings, fleet_sites, modelled_demand, simulate
+    from siting.profiles import scale_loads
+
+    grid = scale_loads(load_grid("simbench:1-HV-mixed--0-sw"), FLEET_GROWTH)
+    settings = FleetSettings()
+    timings, flows = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sites = fleet_sites(pd.DataFrame({"substation": FLEET_SITES, "size_mw": 20.0}), grid)
+        result = simulate(grid, sites, modelled_demand(grid, sites, settings), settings)
+        timings.append(time.perf_counter() - start)
+        flows = result.flows
+    sample = 30 if quick else 200
+    reference = [_pandapower_run(grid, sample, recycle=True) for _ in range(repeats)]
+    per_flow = float(np.median(reference)) / sample
+    fleet_s = float(np.median(timings))
+    return pd.DataFrame(
+        [
+            {
+                "grid": grid.name,
+                "sites": len(FLEET_SITES),
+                "steps": len(grid.profiles),
+                "policies": ",".join(settings.policies),
+                "power_flows": flows,
+                "fleet_s": round(fleet_s, 2),
+                "pandapower_recycle_s": round(per_flow * flows, 1),
+                "speedup_vs_recycle": round(per_flow * flows / fleet_s, 1),
+            }
+        ]
+    )

@@ -552,6 +552,12 @@ def _mw(values: np.ndarray) -> np.ndarray:
     return np.round(values, 6)
 
 
+def outage_name(net, outage: tuple[str, int]) -> str:
+    """An outage as reports name it, e.g. 'line HV1 Line 58'."""
+    table, index = outage
+    return f"{table} {element_name(net[table], net[table].index.get_loc(index))}"
+
+
 def net_outages(net) -> list[tuple[str, int]]:
     """Every in-service line and transformer, as single outages."""
     outages = [("line", int(i)) for i in net.line.index[net.line.in_service.astype(bool)]]
@@ -573,9 +579,7 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None):
     limits = state_limits(model, states, contingency_limits(model, settings))
     pairs = None if near is None else np.nonzero(near)
     result = hosting_capacity(model, states, limits, settings, pairs=pairs)
-    names = [
-        f"{table} {element_name(net[table], net[table].index.get_loc(index))}" for table, index in outages
-    ]
+    names = [outage_name(net, outage) for outage in outages]
     not_usable = np.flatnonzero(~limits.usable)
     reasons = [
         "islands load" if limits.converged[i] else "no convergence without added load" for i in not_usable

@@ -173,11 +173,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     study.set_defaults(run=_study)
 
+    sweep = commands.add_parser("sweep", help="many studies (grids × scenarios) as Dask tasks, one table")
+    sweep.add_argument("file", help="sweep TOML file (see data/sweeps/README.md)")
+    sweep.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local cluster)",
+    )
+    sweep.add_argument(
+        "--workers", type=int, metavar="N", help="local cluster: worker processes (default: one per core)"
+    )
+    sweep.add_argument(
+        "--out", metavar="DIR", help="output folder (default: the file's out, else reports/<name>)"
+    )
+    sweep.set_defaults(run=_sweep)
+
     bench = commands.add_parser("bench", help="benchmarks against pandapower, measured in the same run")
     bench.add_argument(
         "what",
-        choices=["engine", "capacity"],
-        help="engine: a year of time steps on three grids; capacity: hosting capacity on the HV grid",
+        choices=["engine", "capacity", "fleet"],
+        help="engine: a year of time steps on three grids; capacity: hosting capacity on the HV grid; "
+        "fleet: a year of both dispatch policies for ten sites on the HV grid",
     )
     bench.add_argument("--quick", action="store_true", help="fewer steps timed; under two minutes")
     bench.add_argument("--repeats", type=int, default=1, help="report the median of this many runs")
@@ -233,11 +249,16 @@ ENGINE_COLUMNS = [
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from siting.bench import run_capacity_benchmark, run_engine_benchmark, write_csv
+    from siting.bench import run_capacity_benchmark, run_engine_benchmark, run_fleet_benchmark, write_csv
 
     if args.repeats < 1:
         raise UsageError("--repeats must be at least 1")
-    if args.what == "capacity":
+    if args.what == "fleet":
+        print("Timing a year of fleet dispatch and pandapower's run_timeseries per flow …", file=sys.stderr)
+        table = run_fleet_benchmark(quick=args.quick, repeats=args.repeats)
+        print(table.to_string(index=False))
+        print("pandapower's time: per flow on a sample of steps, times the flows the simulation ran.")
+    elif args.what == "capacity":
         print("Timing batched hosting capacity and the runpp + bisection reference …", file=sys.stderr)
         table = run_capacity_benchmark(quick=args.quick, repeats=args.repeats)
         print(table.drop(columns=["reference_extrapolated"]).to_string(index=False))
@@ -498,6 +519,26 @@ def _study(args: argparse.Namespace) -> int:
     print("\n".join([f"{study.name}: done in {time.monotonic() - started:.0f} s", *lines]))
     print(f"\nReport: {out}/index.html (figures/, results.gpkg, timeseries.parquet, manifest.json)")
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from siting.sweep import read_sweep, run_sweep, sweep_text
+
+    sweep = read_sweep(Path(args.file))
+    out = Path(args.out) if args.out else sweep.out or Path("reports") / sweep.name
+    started = time.monotonic()
+    print(f"Sweep {sweep.name} ({sweep.source}): {len(sweep.cases)} cases → {out}/", file=sys.stderr)
+
+    def progress(message: str) -> None:
+        print(f"  [{time.monotonic() - started:6.0f} s] {message}", file=sys.stderr)
+
+    table = run_sweep(sweep, out, scheduler=args.scheduler, workers=args.workers, progress=progress)
+    print(sweep_text(table))
+    print(f"\nWritten to {out}/ (sweep.csv, cases/<case>/, manifest.json)")
+    return 0 if (table["status"] == "ok").all() else 1
 
 
 def _shown(value: object) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import platform
 import shutil
 import sys
@@ -32,6 +33,7 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         raise UsageError(f"--out {target}: exists and is not a folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it owner-only; a report is for others too
     try:
         yield staging
         if target.exists():
@@ -45,6 +47,12 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def manifest(

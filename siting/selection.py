@@ -509,6 +509,8 @@ def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
     for states, limits, labels in criterion.groups:
         fixed = dataclasses.replace(states, fixed_site_mw=sizes)
         usable = np.flatnonzero(limits.usable)
+        if not len(usable):  # e.g. a radial grid: every outage islands load and is skipped
+            continue
         result = solve(model, fixed.scenarios(usable, q_per_mw=cap_settings.q_per_mw))
         flows += len(usable)
         vm = result.vm_pu
@@ -527,6 +529,7 @@ def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
         )
         found["state"] = [labels[usable[row]] for row in found["state"]]
         frames.append(found)
+    frames = [frame for frame in frames if len(frame)]
     violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
     return (worst_low, worst_high, worst_loading), violations, flows
 
