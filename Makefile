@@ -13,10 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@mkdir -p reports/demo
-	$(BIN)/siting inspect | tee reports/demo/inspect.txt
-	@$(BIN)/siting inspect --json > reports/demo/inspect.json
-	@echo "Output written to reports/demo/ (inspect.txt, inspect.json)"
+	$(BIN)/siting study --out reports/default
 
 lint: $(STAMP)
 	$(BIN)/ruff check siting tests bench
@@ -25,4 +22,4 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) reports/demo .pytest_cache
+	rm -rf $(VENV) reports/default .pytest_cache

@@ -1,0 +1,117 @@
+"""Study files and the study runner: validated settings, one folder written whole."""
+
+import json
+
+import pandas as pd
+import pyogrio
+import pytest
+
+from siting import UsageError
+from siting.cli import main
+from siting.study import DEFAULT_STUDY, STUDIES_DIR, read_study, study_from_dict, write_study
+
+
+def test_shipped_study_files_are_valid():
+    default = read_study()
+    assert default.source == str(DEFAULT_STUDY)
+    assert default.selection.sites == 10 and default.selection.criterion == "firm"
+    texas = read_study(STUDIES_DIR / "texas-pilot.toml")
+    assert texas.grid == "texas2000"
+    assert (texas.selection.sites, texas.selection.regions) == (25, 5)
+    assert (texas.selection.min_mw, texas.selection.max_mw) == (5, 20)
+    growth = read_study(STUDIES_DIR / "hv-growth.toml")
+    assert growth.load_scale == 4.6 and growth.fleet.policies == ("blind", "grid-aware")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"name": "x"}, "needs a grid"),
+        ({"grid": "hv-mixed", "colour": "red"}, "unknown key 'colour'"),
+        ({"grid": "hv-mixed", "selection": {"site": 3}}, "unknown key 'selection.site'"),
+        ({"grid": "hv-mixed", "selection": {"sites": "ten"}}, "'selection.sites' must be a number"),
+        ({"grid": "hv-mixed", "capacity": {"n1": 1}}, "'capacity.n1' must be true/false"),
+        ({"grid": "hv-mixed", "limits": 0.95}, r"\[limits\] must be a table"),
+        ({"grid": "hv-mixed", "limits": {"vmin_pu": 1.2, "vmax_pu": 1.1}}, "need 0 < min < max"),
+        ({"grid": "hv-mixed", "selection": {"criterion": "best"}}, "use firm, peak or flex"),
+        ({"grid": "hv-mixed", "simulation": {"policies": ["smart"]}}, "choose from blind, grid-aware"),
+        ({"grid": "hv-mixed", "power": {"pue": 0.8}}, "PUE"),
+    ],
+)
+def test_bad_study_settings_name_the_key(data, message):
+    with pytest.raises(UsageError, match=message) as err:
+        study_from_dict(data, source="my.toml")
+    assert str(err.value).startswith("my.toml")
+
+
+def test_study_command_refuses_bad_files_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('grid = "hv-mixed"\n[selection]\nsites = \n')
+    assert main(["study", str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["study", str(tmp_path / "none.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"siting: error: {tmp_path / 'none.toml'}: no such study file"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_study_folder_holds_every_stage_and_the_report(hostile_study, tmp_path):
+    out = tmp_path / "report"
+    write_study(hostile_study, out)
+    for name in (
+        "index.html",
+        "results.gpkg",
+        "timeseries.parquet",
+        "headroom.parquet",
+        "manifest.json",
+        "figures/capacity.png",
+        "figures/dispatch.png",
+        "capacity/capacity.csv",
+        "selection/sites.csv",
+        "simulation/fleet_summary.csv",
+        "simulation/site_power.parquet",
+    ):
+        assert (out / name).is_file(), name
+    assert [n for n, _ in pyogrio.list_layers(out / "results.gpkg")] == [
+        "substations",
+        "lines",
+        "sites",
+        "candidates",
+        "regions",
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["load_scale"] == 4.6
+    assert manifest["results"]["sites"] == len(hostile_study.selection.sites)
+    assert manifest["versions"]["power-grid-model"] != "not installed"
+    summary = pd.read_csv(out / "simulation" / "fleet_summary.csv").set_index("policy")
+    assert summary.at["blind", "violations"] > 0 and summary.at["grid-aware", "violations"] == 0
+    assert hostile_study.headline["grid-aware_violations"] == 0
+
+
+def test_a_failed_study_leaves_the_previous_report_intact(hostile_study, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    write_study(hostile_study, out)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    page = (out / "index.html").read_bytes()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("siting.report.write_report", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_study(hostile_study, out)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert (out / "index.html").read_bytes() == page
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left behind
+
+
+def test_no_substation_fits_is_a_clear_error(tmp_path, capsys):
+    study = tmp_path / "tiny.toml"
+    study.write_text(
+        'grid = "simbench:1-HV-mixed--0-sw"\n[capacity]\nyear = false\ncap_mw = 4\n'
+        "[selection]\nmin_mw = 5\n"
+    )
+    assert main(["study", str(study), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("siting: error: no candidate substation is left: 18 have too little capacity")
+    assert not (tmp_path / "out").exists()
