@@ -354,9 +354,51 @@ def report_inputs(results: StudyResults, manifest: dict[str, object]) -> ReportI
         fleet_summary=fleet.summary if fleet is not None else empty,
         violations=fleet.violations if fleet is not None else empty,
         site_power=fleet.site_power if fleet is not None else empty,
-        headline=results.headline,
+        headline=headline_display(results.headline),
         manifest=manifest,
     )
+
+
+HEADLINE_LABELS = {
+    "grid": "grid",
+    "operating_point": "operating point",
+    "substations": "substations studied",
+    "firm_capacity_mw": "firm (N-1) capacity, all substations",
+    "unused_share_at_peak": "grid capacity unused at peak",
+    "sites": "sites selected",
+    "total_mw": "selected capacity",
+    "joint_check_passes": "joint AC check of the selected set",
+    "naive_violations": "violations of the naive top-K set",
+    "load_scale": "load growth in the simulated year",
+}
+
+
+def headline_display(headline: dict[str, object]) -> dict[str, str]:
+    """The headline numbers as a reader sees them: labels, units, percentages."""
+    shown = {}
+    for key, value in headline.items():
+        if key == "study" or value is None:
+            continue
+        policy, _, measure = (
+            key.partition("_") if key.startswith(("blind_", "grid-aware_")) else ("", "", key)
+        )
+        label = HEADLINE_LABELS.get(key) or f"{policy}: {measure.removesuffix('_mwh').replace('_', ' ')}"
+        if key.endswith("_mw") or key == "total_mw":
+            text = f"{value:,.1f} MW"
+        elif key.endswith("share") or key.endswith("share_at_peak"):
+            text = f"{100 * value:.2f} %"
+        elif key.endswith("energy_mwh"):
+            text = f"{value / 1000:,.1f} GWh"
+        elif key == "joint_check_passes":
+            text = "passes" if value else "FAILS"
+        elif key == "load_scale":
+            text = f"× {value:g}"
+        elif isinstance(value, float):
+            text = f"{value:,.4g}"
+        else:
+            text = str(value)
+        shown[label] = text
+    return shown
 
 
 def write_study(results: StudyResults, out: Path) -> None:
