@@ -54,6 +54,7 @@ from siting.power import (
     site_capacity_tokens_per_s,
     site_power_mw,
 )
+from siting.profiles import profile_step_minutes
 from siting.selection import grid_demand
 from siting.workload import DEMAND_COLUMNS
 
@@ -98,7 +99,7 @@ class Dispatch:
     power_mw: np.ndarray  # facility power of each site (MW)
     late: np.ndarray  # (steps,) tokens/s served this step that had waited
     dropped: np.ndarray  # (steps,) tokens/s dropped this step (waited too long or no site in reach)
-    capped_steps: int  # steps where the grid, not the GPUs, limited what the sites could take
+    grid_limited_steps: int  # steps where the grid, not the GPUs, limited what the sites could take
     idle_floor_steps: int  # steps where even idle sites break a limit (nothing can be done there)
 
 
@@ -195,7 +196,7 @@ def simulate(
     fleet = _Fleet.build(sites, demand, settings.power)
     groups, allowed = demand_groups(grid, sites, settings.latency_km)
     new = fleet.total[:, None] * groups[None, :]
-    max_age = int(np.floor(settings.max_delay_minutes / _step_minutes(grid.profiles) + 1e-9))
+    max_age = int(np.floor(settings.max_delay_minutes / profile_step_minutes(grid.profiles) + 1e-9))
     flows = year.n
     dispatches, results = [], []
     for policy in settings.policies:
@@ -425,12 +426,6 @@ def _year_flow(model: FlowModel, states: States, power_mw: np.ndarray, q_per_mw:
     return solve(model, fleet_states.scenarios(np.arange(states.n), q_per_mw=q_per_mw))
 
 
-def _step_minutes(profiles: pd.DataFrame) -> float:
-    from siting.profiles import profile_step_minutes
-
-    return profile_step_minutes(profiles)
-
-
 VIOLATION_COLUMNS = [
     "policy",
     "element_type",
@@ -456,7 +451,7 @@ def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -
     its limit and the first time it happens."""
     if not len(found):
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
-    step_hours = _step_minutes(pd.DataFrame(index=index)) / 60
+    step_hours = profile_step_minutes(pd.DataFrame(index=index)) / 60
     found = found.assign(time=index[found["state"].to_numpy(dtype=np.int64)])
     found["severity"] = np.where(found["criterion"] == "undervoltage", -found["value"], found["value"])
     rows = []
@@ -481,7 +476,7 @@ def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -
 
 def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results, flows) -> FleetResult:
     index = grid.profiles.index
-    step_hours = _step_minutes(grid.profiles) / 60
+    step_hours = profile_step_minutes(grid.profiles) / 60
     summaries, per_site, violations, long, peaks = [], [], [], [], {}
     grid_alone = violation_table(limits.violations, index, "grid alone")
     for dispatch, result in zip(dispatches, results, strict=True):
@@ -556,7 +551,7 @@ def _policy_summary(
         ),
         "min_vm_pu": float(np.nanmin(result.vm_pu)),
         "max_vm_pu": float(np.nanmax(result.vm_pu)),
-        "grid_limited_steps": dispatch.capped_steps,
+        "grid_limited_steps": dispatch.grid_limited_steps,
         "idle_floor_steps": dispatch.idle_floor_steps,
     }
 

@@ -81,13 +81,17 @@ def test_blind_overloads_a_line_the_grid_aware_policy_keeps_within_its_rating(bu
 
 
 def test_grid_aware_dispatch_never_exceeds_headroom_checked_with_runpp(busy_day, peak_day, sites):
-    """At every step where the grid bound the policy, pandapower finds the dispatched state
-    within the line's rating, and the blind dispatch of the same step beyond it."""
+    """At every step of the day pandapower finds the grid-aware dispatch within the binding
+    line's rating; at the step the blind dispatch breaks it, beyond."""
     blind, aware = busy_day.dispatches
-    limited = np.flatnonzero(np.abs(aware.power_mw - blind.power_mw).sum(axis=1) > 0.01)
-    assert len(limited) > 0
-    for step in limited[:3]:
-        assert _runpp_line_loading(peak_day, step, sites, aware.power_mw[step], "HV1 Line 21") <= 100.0 + 1e-6
+    limited = np.abs(aware.power_mw - blind.power_mw).sum(axis=1) > 0.01
+    assert limited.sum() > 0
+    loading = [
+        _runpp_line_loading(peak_day, step, sites, aware.power_mw[step], "HV1 Line 21")
+        for step in range(len(peak_day.profiles))
+    ]
+    assert max(loading) <= 100.0 + 1e-6
+    assert max(loading) > 99.0  # it does go up to the rating where the grid limits it
     worst = busy_day.violations.query("policy == 'blind'")["first_time"].min()
     step = peak_day.profiles.index.get_loc(worst)
     assert _runpp_line_loading(peak_day, step, sites, blind.power_mw[step], "HV1 Line 21") > 100.0
