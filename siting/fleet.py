@@ -383,6 +383,7 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None):
             taken = _fill_in_proportion(pending, capacity[t], weight)
         served[t] = taken.sum(axis=0)
         got = taken.sum(axis=1)
+        got = np.where(pending - got <= 1e-9 * pending, pending, got)  # rounding in the split
         # the oldest waiting demand is served first
         for age in range(max_age, -1, -1):
             used = np.minimum(queue[:, age], got)
@@ -535,7 +536,7 @@ def _policy_summary(
         "served_tokens": served,
         "deferred_tokens": dispatch.late.sum() * seconds,
         "dropped_tokens": dispatch.dropped.sum() * seconds,
-        "served_share": served / demand if demand > 0 else 1.0,
+        "served_share": min(served / demand, 1.0) if demand > 0 else 1.0,
         "energy_mwh": fleet_mw.sum() * step_hours,
         "peak_mw": fleet_mw.max(),
         "load_factor": fleet_mw.mean() / fleet_mw.max() if fleet_mw.max() > 0 else 0.0,

@@ -10,6 +10,7 @@ grid). Every other stage gets its power flows from here.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +27,7 @@ from power_grid_model.errors import PowerGridBatchError, PowerGridError
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import splu
 
-from siting.errors import GridError
+from siting.errors import GridError, UsageError
 from siting.grid import check_network
 from siting.pgm_model import MEGA, PgmModel, base_power_flow, build_model, element_demand_map
 
@@ -404,6 +405,19 @@ def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.nd
     return result, converged
 
 
+def batch_threads() -> int:
+    """Threads per batch calculation: ``SITING_THREADS`` (0, the default, uses every core).
+    A sweep's worker processes set it so that together they fill the machine, not each."""
+    text = os.environ.get("SITING_THREADS", "0")
+    try:
+        threads = int(text)
+    except ValueError:
+        raise UsageError(f"SITING_THREADS={text}: give a whole number of threads (0: every core)") from None
+    if threads < 0:
+        raise UsageError(f"SITING_THREADS={text}: must be 0 (every core) or more")
+    return threads
+
+
 def _run_method(
     model: FlowModel, update: dict, outputs: dict, method: CalculationMethod
 ) -> tuple[dict, np.ndarray]:
@@ -414,7 +428,7 @@ def _run_method(
         calculation_method=method,
         error_tolerance=TOLERANCE_PU,
         max_iterations=MAX_ITERATIONS,
-        threading=0,
+        threading=batch_threads(),
         output_component_types=outputs,
         continue_on_batch_error=True,
     )

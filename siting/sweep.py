@@ -520,8 +520,10 @@ def _connect(scheduler: str | None, workers: int | None) -> Iterator[tuple[Clien
     if workers is not None and workers < 1:
         raise UsageError(f"workers {workers}: a local cluster needs at least one worker")
     n = workers or _cores()
-    # Processes with one thread each: the power flows hold the GIL in places, and a worker
-    # that crashes takes only its own task down. Dask's own INFO chatter is silenced.
+    # Processes with one task each: the power flows hold the GIL in places, and a worker that
+    # crashes takes only its own task down. The batch engine's threads are shared out among
+    # them (SITING_THREADS) so that n workers do not each start a thread per core. Dask's own
+    # INFO chatter is silenced.
     with (
         LocalCluster(
             n_workers=n,
@@ -529,6 +531,7 @@ def _connect(scheduler: str | None, workers: int | None) -> Iterator[tuple[Clien
             processes=True,
             dashboard_address=":0",
             silence_logs=logging.ERROR,
+            env={"SITING_THREADS": str(max(1, _cores() // n))},
         ) as cluster,
         Client(cluster) as client,
     ):

@@ -8,7 +8,7 @@ import pandapower as pp
 import pandas as pd
 import pytest
 
-from siting import GridError, load_grid
+from siting import GridError, UsageError, load_grid
 from siting.flow import Scenarios, prepare, profile_scenarios, solve
 from siting.reference import scenario_net
 
@@ -205,3 +205,15 @@ def test_profile_scenarios_follow_the_grid_profiles(hv_mixed):
     loads = scenarios.element_values[("load", "p_mw")]
     assert loads.shape == (35136, len(hv_mixed.net.load))
     assert isinstance(hv_mixed.profiles.index, pd.DatetimeIndex)
+
+
+def test_batch_threads_come_from_the_environment(monkeypatch):
+    from siting.flow import batch_threads
+
+    monkeypatch.delenv("SITING_THREADS", raising=False)
+    assert batch_threads() == 0  # every core
+    monkeypatch.setenv("SITING_THREADS", "1")
+    assert batch_threads() == 1
+    monkeypatch.setenv("SITING_THREADS", "two")
+    with pytest.raises(UsageError, match="SITING_THREADS=two"):
+        batch_threads()
