@@ -284,9 +284,9 @@ def compute_study(
         say(f"loading {study.grid}")
         grid = load_grid(study.grid)
     if capacity is None:
-        say("hosting capacity of every substation")
+        say("[1/4] hosting capacity of every substation")
         capacity = study_capacity(study, grid, progress=lambda m: say(f"  {m}"))
-    say(f"picking up to {study.selection.sites} sites")
+    say(f"[2/4] picking up to {study.selection.sites} sites")
     selection = select_sites(
         grid, capacity.table, study.selection, layers, at=study.capacity.at, progress=lambda m: say(f"  {m}")
     )
@@ -304,7 +304,7 @@ def compute_study(
             if study.demand
             else modelled_demand(year, sites, study.fleet)
         )
-        say(f"simulating the fleet over {len(year.profiles):,} steps")
+        say(f"[3/4] simulating the fleet over {len(year.profiles):,} steps")
         fleet = simulate(year, sites, demand, study.fleet, progress=lambda m: say(f"  {m}"))
     headline = _headline(study, grid, capacity, selection, fleet, factor)
     return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started)
@@ -446,7 +446,7 @@ def run_study(
 ) -> dict[str, object]:
     """Run every stage and write the report folder ``out``; returns the headline numbers."""
     results = compute_study(study, progress, capacity, grid)
-    (progress or (lambda _message: None))("writing the report")
+    (progress or (lambda _message: None))("[4/4] writing the report")
     write_study(results, out)
     return results.headline
 
