@@ -203,7 +203,7 @@ def simulate(
         say(f"{policy} dispatch and the year's power flow")
         if policy == "blind":
             dispatch, result, count = _blind(
-                model, states, fleet, new, allowed, max_age, cap_settings.q_per_mw
+                model, states, limits, fleet, new, allowed, max_age, cap_settings.q_per_mw
             )
         else:
             dispatch, result, count = _grid_aware(
@@ -274,10 +274,10 @@ class _Fleet:
         return served_for_power(power_mw, self.n_gpus[site], self.share[rows], self.power)
 
 
-def _blind(model, states, fleet: _Fleet, new, allowed, max_age, q_per_mw):
+def _blind(model, states, limits, fleet: _Fleet, new, allowed, max_age, q_per_mw):
     served, late, dropped = _serve(new, fleet.capacity, allowed, max_age, fleet.size_mw, in_order=None)
     power = fleet.power_mw(served)
-    result = _year_flow(model, states, power, q_per_mw)
+    result = _year_flow(model, states, limits, power, q_per_mw)
     return Dispatch("blind", served, power, late, dropped, 0, 0), result, states.n
 
 
@@ -286,7 +286,7 @@ def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, cap
     order up to their verified headroom. Re-check the year and tighten any step that fails."""
     n, k = new.shape[0], len(fleet.size_mw)
     full = fleet.power_mw(fleet.capacity)
-    result = _year_flow(model, states, full, cap_settings.q_per_mw)
+    result = _year_flow(model, states, limits, full, cap_settings.q_per_mw)
     flows = n
     ok = worst_margin(result, limits, np.arange(n))[0] >= 0
     capacity = fleet.capacity.copy()
@@ -305,7 +305,7 @@ def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, cap
             in_order[tight] = True
         served, late, dropped = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order)
         power = fleet.power_mw(served)
-        result = _year_flow(model, states, power, cap_settings.q_per_mw)
+        result = _year_flow(model, states, limits, power, cap_settings.q_per_mw)
         flows += n
         margin = worst_margin(result, limits, np.arange(n))[0]
         tight = np.flatnonzero((margin < 0) & ~in_order & ~idle_floor)
@@ -327,7 +327,8 @@ def _sequential_capacity(
     idle = fleet.power_mw(np.zeros((len(rows), len(fleet.size_mw))), rows)
     fixed = idle.copy()
     at_idle = dataclasses.replace(sub_states, fixed_site_mw=fixed)
-    result = solve(model, at_idle.scenarios(np.arange(len(rows)), q_per_mw=cap_settings.q_per_mw))
+    scenarios = at_idle.scenarios(np.arange(len(rows)), q_per_mw=cap_settings.q_per_mw)
+    result = solve(model, dataclasses.replace(scenarios, pv_angle_offset=sub_limits.pv_angle_offset))
     floor = worst_margin(result, sub_limits, np.arange(len(rows)))[0] < 0
     flows = len(rows)
     tokens = np.zeros((len(rows), len(fleet.size_mw)))
@@ -422,9 +423,13 @@ def _fill_in_order(pending, capacity, allowed, order, group_order):
     return taken
 
 
-def _year_flow(model: FlowModel, states: States, power_mw: np.ndarray, q_per_mw: float) -> FlowResult:
+def _year_flow(
+    model: FlowModel, states: States, limits: StateLimits, power_mw: np.ndarray, q_per_mw: float
+) -> FlowResult:
+    """Every step with the sites at ``power_mw``, warm-started from the grid alone at that step."""
     fleet_states = dataclasses.replace(states, fixed_site_mw=power_mw)
-    return solve(model, fleet_states.scenarios(np.arange(states.n), q_per_mw=q_per_mw))
+    scenarios = fleet_states.scenarios(np.arange(states.n), q_per_mw=q_per_mw)
+    return solve(model, dataclasses.replace(scenarios, pv_angle_offset=limits.pv_angle_offset))
 
 
 VIOLATION_COLUMNS = [

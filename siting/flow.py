@@ -464,7 +464,9 @@ def _solve_chunk(model: FlowModel, scenarios: Scenarios, out: FlowResult, rows: 
     out.vm_pu[rows] = np.nan
     out.va_degree[rows] = np.nan
     out.vm_pu[rows, inside] = np.where(energized, node["u_pu"], np.nan)[:, node_of_bus]
-    out.va_degree[rows, inside] = np.where(energized, np.rad2deg(node["u_angle"]), np.nan)[:, node_of_bus]
+    # a failed scenario's angles are whatever the solver left, possibly huge: convert only the rest
+    angle = np.rad2deg(np.where(energized, node["u_angle"], 0.0))
+    out.va_degree[rows, inside] = np.where(energized, angle, np.nan)[:, node_of_bus]
 
     branch = result[ComponentType.generic_branch]
     i_from_ka = branch["i_from"] / 1e3
