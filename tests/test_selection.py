@@ -210,3 +210,17 @@ def test_screened_selection_adds_the_outages_it_missed_and_still_passes(hv_mixed
     assert screened.joint.set_index("set").at["selected", "passes"]
     assert any("line HV1 Line 58 out" in note for note in screened.notes)
     assert screened.sites["size_mw"].sum() == twelve.sites["size_mw"].sum()
+
+
+def test_firm_selection_on_a_radial_feeder_where_every_outage_islands_load():
+    """Every single outage of a radial feeder cuts load off and is skipped; the firm joint
+    check then rests on the base case alone instead of failing on an empty outage set."""
+    from siting import load_grid
+
+    feeder = load_grid("pandapower:case33bw")
+    capacity = substation_capacity(feeder, year=False).table
+    picked = select_sites(feeder, capacity, SelectionSettings(sites=3))
+    joint = picked.joint.set_index("set")
+    assert len(picked.sites) >= 1
+    assert joint.at["selected", "passes"]
+    assert not joint.at["naive top-K", "passes"]  # three sites at their own capacities sag the feeder
