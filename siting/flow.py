@@ -9,6 +9,7 @@ grid). Every other stage gets its power flows from here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -213,11 +214,54 @@ def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None)
         trafo_index=net.trafo.index,
         pv_angle_offset=np.zeros((n, len(model.pgm.pv_bus))),
     )
+    groups, mixed = _outage_groups(scenarios.outages)
+    for outage, rows in groups:
+        # one outage in many scenarios: a model with that branch out keeps PGM's topology cached
+        part = dataclasses.replace(scenarios.take(rows), outages=None)
+        _scatter(result, rows, solve(_with_outage(model, outage), part, chunk_size))
+    if len(groups):
+        _scatter(result, mixed, solve(model, scenarios.take(mixed), chunk_size))
+        return result
     size = chunk_size or _default_chunk(model)
     for start in range(0, n, size):
         rows = slice(start, min(start + size, n))
         _solve_chunk(model, scenarios.take(rows), result, rows)
     return result
+
+
+MIN_OUTAGE_GROUP = 8  # scenarios sharing one outage that are worth a model of their own
+
+
+def _outage_groups(
+    outages: tuple[tuple[str, int] | None, ...] | None,
+) -> tuple[list[tuple[tuple[str, int], np.ndarray]], np.ndarray]:
+    """Outages shared by at least MIN_OUTAGE_GROUP scenarios, with their positions, and the
+    positions of every other scenario (none when no outage repeats enough)."""
+    if outages is None:
+        return [], np.arange(0)
+    positions: dict[tuple[str, int], list[int]] = {}
+    for row, outage in enumerate(outages):
+        if outage is not None:
+            positions.setdefault(outage, []).append(row)
+    groups = [(o, np.array(rows)) for o, rows in positions.items() if len(rows) >= MIN_OUTAGE_GROUP]
+    if not groups:
+        return [], np.arange(0)
+    grouped = np.zeros(len(outages), dtype=bool)
+    for _, rows in groups:
+        grouped[rows] = True
+    return groups, np.flatnonzero(~grouped)
+
+
+def _with_outage(model: FlowModel, outage: tuple[str, int]) -> FlowModel:
+    solver = model.solver.copy()
+    solver.update(update_data={ComponentType.generic_branch: _outage_update(model, (outage,))["data"]})
+    return dataclasses.replace(model, solver=solver)
+
+
+def _scatter(result: FlowResult, rows: np.ndarray, part: FlowResult) -> None:
+    for name in ("vm_pu", "va_degree", "line_loading_percent", "trafo_loading_percent", "converged"):
+        getattr(result, name)[rows] = getattr(part, name)
+    result.pv_angle_offset[rows] = part.pv_angle_offset
 
 
 def profile_scenarios(net: pandapowerNet, profiles: pd.DataFrame) -> Scenarios:

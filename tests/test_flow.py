@@ -217,3 +217,30 @@ def test_batch_threads_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SITING_THREADS", "two")
     with pytest.raises(UsageError, match="SITING_THREADS=two"):
         batch_threads()
+
+
+@pytest.mark.parametrize("fixture", ["hv_mixed", "illinois"])
+def test_scenarios_sharing_an_outage_solve_on_a_model_with_it_out(fixture, request, monkeypatch):
+    """Many scenarios with one outage each (as a capacity search makes) give the same numbers
+    grouped per outage as mixed in one batch, and pandapower's."""
+    import siting.flow as flow
+
+    grid = request.getfixturevalue(fixture)
+    net = grid.net
+    lines = [("line", int(i)) for i in net.line.index[net.line.in_service][:3]]
+    factors = np.linspace(0.6, 1.2, 10)
+    outages = tuple(o for o in lines for _ in factors)
+    values = {("load", "p_mw"): np.outer(np.tile(factors, len(lines)), net.load.p_mw.to_numpy())}
+    scenarios = Scenarios(n=len(outages), element_values=values, outages=outages)
+    model = prepare(net)
+    grouped = solve(model, scenarios)
+    monkeypatch.setattr(flow, "MIN_OUTAGE_GROUP", 10**9)
+    mixed = solve(model, scenarios)
+    np.testing.assert_allclose(grouped.vm_pu, mixed.vm_pu, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(
+        grouped.line_loading_percent, mixed.line_loading_percent, atol=1e-3, equal_nan=True
+    )
+    assert (grouped.converged == mixed.converged).all()
+    for row in (0, 15, 29):
+        load = {("load", "p_mw"): values[("load", "p_mw")][row]}
+        assert_agrees(grouped, row, reference(net, load, outages[row]))
