@@ -513,8 +513,10 @@ def _solve_chunk(model: FlowModel, scenarios: Scenarios, out: FlowResult, rows: 
     out.va_degree[rows, inside] = np.where(energized, angle, np.nan)[:, node_of_bus]
 
     branch = result[ComponentType.generic_branch]
-    i_from_ka = branch["i_from"] / 1e3
-    i_to_ka = branch["i_to"] / 1e3
+    # a failed scenario's currents may be any bit pattern; they are masked below
+    failed = ~converged[:, None]
+    i_from_ka = np.where(failed, np.nan, branch["i_from"]) / 1e3
+    i_to_ka = np.where(failed, np.nan, branch["i_to"]) / 1e3
     line = np.maximum(i_from_ka[:, pgm.line_branch], i_to_ka[:, pgm.line_branch]) / model.line_rating_ka * 100
     vn_hv = net.trafo["vn_hv_kv"].to_numpy(float)
     vn_lv = net.trafo["vn_lv_kv"].to_numpy(float)
