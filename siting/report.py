@@ -47,6 +47,9 @@ MAX_TILES = 60  # tiles fetched when the basemap is switched on; the zoom level 
 MAP_ASPECT = 2.0  # width / height of the map's plot area on a wide screen, about
 MAX_ZOOM = 16
 MAX_TABLE_ROWS = 200  # violations table: the rest is in the chart and the caller's CSV
+NO_HEADROOM_NOTE = (
+    "Not computed: the study ran hosting capacity at its operating point only (capacity.year = false)."
+)
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 # Hover fields per map layer: (label, column, unit); missing columns are left out
 SUBSTATION_FIELDS = (
@@ -203,6 +206,7 @@ def page(inputs: ReportInputs, found: list[Chart]) -> str:
             _section(chart.title, chart.caption, _plotly_div(chart.plotly, f"chart-{chart.name}"))
             for chart in found
         ),
+        *([_section("Headroom duration curves", NO_HEADROOM_NOTE, "")] if inputs.headroom is None else []),
         _section(
             "Violations",
             f"Up to {MAX_TABLE_ROWS} rows, most steps first.",

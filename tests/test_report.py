@@ -133,7 +133,9 @@ def test_optional_parts_may_be_missing(inputs: ReportInputs, tmp_path: Path) -> 
         "sites",
         "candidates",
     ]
-    assert "no violations" in (tmp_path / "index.html").read_text(encoding="utf-8")
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "no violations" in page
+    assert "Not computed: the study ran hosting capacity at its operating point only" in page
 
 
 def test_lines_frame_places_lines_at_their_buses(hv_mixed: Grid) -> None:
