@@ -414,8 +414,7 @@ def _select(args: argparse.Namespace) -> int:
                     **{f"layer {k}": p for k, p in layer_paths.items()},
                 },
                 settings={
-                    **{k: v for k, v in vars(settings).items() if k != "geo"},
-                    "geo": vars(settings.geo),
+                    **settings.record(),
                     "operating_point": selection.operating_point,
                     "repaired_geometries": layers.repaired,
                 },
@@ -483,9 +482,7 @@ def _simulate(args: argparse.Namespace) -> int:
                     "demand": Path(args.demand) if args.demand else "workload model (data/traces)",
                 },
                 settings={
-                    **{k: v for k, v in vars(settings).items() if k not in ("power", "limits")},
-                    "power": {k: v for k, v in vars(settings.power).items() if k != "curve"},
-                    "limits": vars(settings.limits),
+                    **settings.record(),
                     "load_scale": args.load_scale,
                     "load_factor_applied": factor,
                     "step_minutes": args.step or "profiles' own",

@@ -89,6 +89,14 @@ class FleetSettings:
         if not 0 < self.pf <= 1:
             raise UsageError(f"--pf {self.pf}: a power factor is in (0, 1]")
 
+    def record(self) -> dict[str, object]:
+        """The settings as plain data, for manifests (the GPU curve is named by its data files)."""
+        return {
+            **{k: v for k, v in vars(self).items() if k not in ("power", "limits")},
+            "power": {k: v for k, v in vars(self.power).items() if k != "curve"},
+            "limits": vars(self.limits),
+        }
+
 
 @dataclass(frozen=True)
 class Dispatch:
@@ -257,18 +265,13 @@ class _Fleet:
         share = pd.Series(share).ffill().bfill().fillna(0.5).to_numpy()  # any mix serves zero tokens
         sizes = sites["size_mw"].to_numpy(float)
         n_gpus = np.array([gpus_for_site(size, power) for size in sizes])
-        capacity = np.column_stack([site_capacity_tokens_per_s(n, share, power) for n in n_gpus])
+        capacity = site_capacity_tokens_per_s(n_gpus[None, :], share[:, None], power)
         return cls(n_gpus, sizes, total, share, capacity, power)
 
     def power_mw(self, served: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """Facility power (MW) of each site serving ``served`` tokens/s at the steps ``rows``."""
         share = self.share[rows][:, None]
-        return np.column_stack(
-            [
-                site_power_mw(served[:, k] * share[:, 0], served[:, k] * (1 - share[:, 0]), n, self.power)
-                for k, n in enumerate(self.n_gpus)
-            ]
-        )
+        return site_power_mw(served * share, served * (1 - share), self.n_gpus[None, :], self.power)
 
     def tokens_for_power(self, power_mw: np.ndarray, site: int, rows: np.ndarray) -> np.ndarray:
         return served_for_power(power_mw, self.n_gpus[site], self.share[rows], self.power)

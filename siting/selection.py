@@ -104,6 +104,10 @@ class SelectionSettings:
             return CRITERION_COLUMN[self.criterion]
         return f"flex_{self.flex_limit * 100:g}pct_mw"
 
+    def record(self) -> dict[str, object]:
+        """The settings as plain data, for manifests."""
+        return {**{k: v for k, v in vars(self).items() if k != "geo"}, "geo": vars(self.geo)}
+
     @property
     def quota(self) -> int | None:
         if self.regions is None:

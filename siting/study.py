@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 
 from siting.capacity import CapacityStudy
@@ -142,7 +141,7 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
             ),
         )
         capacity = CapacityOptions(**capacity_data)
-        layers = {kind: _path(base, p) for kind, p in selection_data.pop("layers", {}).items()}
+        layers = {kind: resolve_path(base, p) for kind, p in selection_data.pop("layers", {}).items()}
         geo = GeoRules(**{k: selection_data.pop(k) for k in list(selection_data) if k in _fields(GeoRules)})
         selection = SelectionSettings(**selection_data, geo=geo, pf=capacity.pf, n1_hops=capacity.n1_hops)
         fleet = FleetSettings(
@@ -169,8 +168,8 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         fleet=fleet,
         load_scale=simulation.get("load_scale", 1.0),
         step_minutes=simulation.get("step_minutes"),
-        demand=_path(base, workload["demand"]) if "demand" in workload else None,
-        out=_path(base, data["out"]) if "out" in data else None,
+        demand=resolve_path(base, workload["demand"]) if "demand" in workload else None,
+        out=resolve_path(base, data["out"]) if "out" in data else None,
         description=data.get("description", ""),
     )
 
@@ -217,9 +216,10 @@ def _fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def _path(base: Path, value: str) -> Path:
+def resolve_path(base: Path, value: str) -> Path:
+    """A path from a study or sweep file: as given if absolute, else relative to ``base``."""
     path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
+    return path if path.is_absolute() else (base / path).resolve()
 
 
 def study_summary(study: Study) -> dict[str, object]:
@@ -230,15 +230,9 @@ def study_summary(study: Study) -> dict[str, object]:
         "source": study.source,
         "limits": vars(study.limits),
         "capacity": vars(study.capacity),
-        "selection": {
-            **{k: v for k, v in vars(study.selection).items() if k != "geo"},
-            "geo": vars(study.selection.geo),
-        },
+        "selection": study.selection.record(),
         "layers": {k: str(v) for k, v in study.layers.items()},
-        "fleet": {
-            **{k: v for k, v in vars(study.fleet).items() if k not in ("power", "limits")},
-            "power": {k: v for k, v in vars(study.fleet.power).items() if k != "curve"},
-        },
+        "fleet": study.fleet.record(),
         "load_scale": study.load_scale,
         "step_minutes": study.step_minutes,
         "demand": str(study.demand) if study.demand else "workload model",
@@ -331,15 +325,11 @@ def study_capacity(
 
 def report_inputs(results: StudyResults, manifest: dict[str, object]) -> ReportInputs:
     """What the report shows, from the stages' results."""
-    from siting.report import ReportInputs, lines_frame
+    from siting.report import ReportInputs, lines_frame, peak_line_loading
 
     fleet, grid = results.fleet, results.grid
     # lines by their highest loading over the simulated year (the last policy: grid-aware by default)
-    loading = (
-        fleet.line_peak_percent.iloc[:, -1]
-        if fleet is not None
-        else pd.Series(np.nan, index=grid.net.line.index)
-    )
+    loading = fleet.line_peak_percent.iloc[:, -1] if fleet is not None else peak_line_loading(grid)
     empty = pd.DataFrame()
     return ReportInputs(
         title=results.study.name,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from siting.errors import SitingError, UsageError
+from siting.study import read_toml, resolve_path
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -78,8 +79,6 @@ class Sweep:
 
 def read_sweep(path: Path) -> Sweep:
     """A sweep file; relative paths in it (demand, layers) are relative to the file."""
-    from siting.study import read_toml
-
     path = Path(path)
     data = read_toml(path, "sweep")
     return sweep_from_dict(data, source=str(path), base=path.parent, default_name=path.stem)
@@ -119,7 +118,7 @@ def sweep_from_dict(
         cases=cases,
         chunk_substations=settings.get("chunk_substations", 200),
         retries=settings.get("retries", 2),
-        out=_resolve(folder, settings["out"]) if "out" in settings else None,
+        out=resolve_path(folder, settings["out"]) if "out" in settings else None,
     )
 
 
@@ -280,17 +279,12 @@ def _resolve_paths(study: dict, base: Path) -> None:
     absolute so that workers started in another folder find them."""
     workload = study.get("workload")
     if isinstance(workload, dict) and isinstance(workload.get("demand"), str):
-        workload["demand"] = str(_resolve(base, workload["demand"]))
+        workload["demand"] = str(resolve_path(base, workload["demand"]))
     selection = study.get("selection")
     if isinstance(selection, dict) and isinstance(selection.get("layers"), dict):
         selection["layers"] = {
-            k: str(_resolve(base, v)) if isinstance(v, str) else v for k, v in selection["layers"].items()
+            k: str(resolve_path(base, v)) if isinstance(v, str) else v for k, v in selection["layers"].items()
         }
-
-
-def _resolve(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
 
 
 def _check_names(cases: tuple[Case, ...], source: str) -> None:
