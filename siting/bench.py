@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from siting.flow import prepare, profile_scenarios, solve
-from siting.grid import Grid, load_grid
+from siting.engine.flow import prepare, profile_scenarios, solve
+from siting.sources.grid import Grid, load_grid
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,8 @@ def run_capacity_benchmark(
     extrapolated to all of them. ``max_diff_mw`` compares the two on that sample.
     """
     from siting.capacity import net_outages, substation_capacity
-    from siting.peak import operating_point, profile_values
-    from siting.reference import reference_hosting_capacity
+    from siting.engine.reference import reference_hosting_capacity
+    from siting.sources.peak import operating_point, profile_values
 
     grid = load_grid(source)
     settings_point = operating_point(grid)
@@ -223,7 +223,7 @@ def run_fleet_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
     workload, against pandapower's run_timeseries (recycle) per power flow, extrapolated to the
     flows the simulation ran."""
     from siting.fleet import FleetSettings, fleet_sites, modelled_demand, simulate
-    from siting.profiles import scale_loads
+    from siting.sources.profiles import scale_loads
 
     grid = scale_loads(load_grid("simbench:1-HV-mixed--0-sw"), FLEET_GROWTH)
     settings = FleetSettings()

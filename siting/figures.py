@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from plotly.subplots import make_subplots
 
-from siting.capacity import CRITERIA
+from siting.engine.search import CRITERIA
 
 CRITERION_COLORS = dict(
     zip(CRITERIA, ("#9e9e9e", "#1f77b4", "#9467bd", "#d62728", "#ff7f0e", "#000000"), strict=True)

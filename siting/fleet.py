@@ -30,21 +30,19 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from siting.capacity import (
+from siting.capacity import CapacitySettings, normal_limits
+from siting.engine.flow import FlowModel, FlowResult, prepare, profile_scenarios, solve
+from siting.engine.search import (
     BASE_TOLERANCE,
-    CapacitySettings,
     StateLimits,
     States,
     hosting_capacity,
-    normal_limits,
     state_limits,
     violations_of,
     worst_margin,
 )
 from siting.errors import UsageError
-from siting.flow import FlowModel, FlowResult, prepare, profile_scenarios, solve
 from siting.geography import local_crs
-from siting.grid import Grid
 from siting.limits import StudyLimits
 from siting.power import (
     PowerModel,
@@ -54,8 +52,9 @@ from siting.power import (
     site_capacity_tokens_per_s,
     site_power_mw,
 )
-from siting.profiles import profile_step_minutes
 from siting.selection import grid_demand
+from siting.sources.grid import Grid
+from siting.sources.profiles import profile_step_minutes
 from siting.workload import DEMAND_COLUMNS
 
 POLICIES = ("blind", "grid-aware")

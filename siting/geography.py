@@ -17,7 +17,7 @@ import shapely
 from scipy.cluster.vq import kmeans2
 
 from siting.errors import UsageError
-from siting.geo import WGS84
+from siting.sources.geo import WGS84
 
 LAYER_KINDS = ("exclusion", "fiber", "parcels", "demand", "regions")
 GEOMETRY_KINDS = {

@@ -10,7 +10,7 @@ import pandapower as pp
 import pandas as pd
 
 from siting.errors import SitingError
-from siting.grid import Grid
+from siting.sources.grid import Grid
 
 
 @dataclass(frozen=True)

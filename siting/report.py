@@ -23,11 +23,11 @@ import plotly.graph_objects as go
 import shapely
 from plotly.offline import get_plotlyjs
 
+from siting.engine.flow import Scenarios, prepare, profile_scenarios, solve
 from siting.figures import PALETTE, Chart, charts, esc
-from siting.flow import Scenarios, prepare, profile_scenarios, solve
-from siting.geo import WGS84, bus_lonlat
-from siting.grid import Grid
 from siting.outputs import write_json
+from siting.sources.geo import WGS84, bus_lonlat
+from siting.sources.grid import Grid
 
 GPKG_LAYERS = ("substations", "lines", "sites", "candidates", "regions")
 # Peak line loading bins (%): lower bound, upper bound, legend label, colour

@@ -23,24 +23,21 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from siting.capacity import (
+from siting.capacity import CapacitySettings, contingency_limits, net_outages, normal_limits
+from siting.engine.flow import FlowModel, prepare, solve
+from siting.engine.search import (
     CRITERIA,
     VIOLATION_COLUMNS,
-    CapacitySettings,
     StateLimits,
     States,
-    contingency_limits,
     criterion_element_name,
     element_name,
     hosting_capacity,
-    net_outages,
-    normal_limits,
     state_limits,
     violations_of,
 )
+from siting.engine.topology import outages_near
 from siting.errors import UsageError
-from siting.flow import FlowModel, prepare, solve
-from siting.geo import WGS84, bus_lonlat
 from siting.geography import (
     GeoRules,
     Layers,
@@ -49,9 +46,9 @@ from siting.geography import (
     demand_points,
     regions_from_layer,
 )
-from siting.grid import Grid
-from siting.peak import OperatingPoint, operating_point
-from siting.topology import outages_near
+from siting.sources.geo import WGS84, bus_lonlat
+from siting.sources.grid import Grid
+from siting.sources.peak import OperatingPoint, operating_point
 
 CRITERION_COLUMN = {"firm": "hc_n1_mw", "peak": "hc_n0_mw"}
 MAX_SCREENING_ROUNDS = 5
@@ -298,7 +295,7 @@ def _criterion_states(model: FlowModel, grid: Grid, point: OperatingPoint, setti
     """Every state of the criterion with its limits: the year for flex, else the operating
     point (normal limits) and, for firm, each single outage (contingency limits)."""
     if settings.flex_limit is not None:
-        from siting.flow import profile_scenarios
+        from siting.engine.flow import profile_scenarios
 
         year = profile_scenarios(model.net, grid.profiles)
         states = States(year.element_values, None, year.n)

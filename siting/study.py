@@ -20,13 +20,13 @@ import pandas as pd
 from siting.capacity import CapacityStudy
 from siting.errors import SitingError, UsageError
 from siting.fleet import FleetResult, FleetSettings
-from siting.geo import WGS84
 from siting.geography import GeoRules
-from siting.grid import Grid
 from siting.limits import StudyLimits
 from siting.power import PowerModel, load_gpu_curve
 from siting.report import ReportInputs
 from siting.selection import Selection, SelectionSettings
+from siting.sources.geo import WGS84
+from siting.sources.grid import Grid
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "data" / "studies"
 DEFAULT_STUDY = STUDIES_DIR / "default.toml"
@@ -266,9 +266,9 @@ def compute_study(
     it into chunks), ``grid`` preloaded (a notebook that changed the model)."""
     from siting.fleet import fleet_sites, modelled_demand, simulate
     from siting.geography import read_layers
-    from siting.grid import load_grid
-    from siting.profiles import load_scale_factor, resample_profiles, scale_loads
     from siting.selection import select_sites
+    from siting.sources.grid import load_grid
+    from siting.sources.profiles import load_scale_factor, resample_profiles, scale_loads
     from siting.workload import read_demand_csv
 
     say = progress or (lambda _message: None)

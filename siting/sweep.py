@@ -382,7 +382,7 @@ def _case_task(study: dict, parts: tuple[_Part | _Failure, ...] = ()) -> dict[st
 
 def _substation_ids(source: str) -> list[int] | _Failure:
     """The grid's substation ids in table order, to decide whether its capacity is chunked."""
-    from siting.grid import load_grid
+    from siting.sources.grid import load_grid
 
     try:
         return [int(i) for i in load_grid(source).substations["id"]]
@@ -392,7 +392,7 @@ def _substation_ids(source: str) -> list[int] | _Failure:
 
 def _capacity_task(study_data: dict, ids: list[int]) -> _Part | _Failure:
     """Hosting capacity of substations ``ids`` only, with the study's capacity settings."""
-    from siting.grid import load_grid
+    from siting.sources.grid import load_grid
     from siting.study import study_capacity, study_from_dict
 
     started = time.perf_counter()

@@ -9,20 +9,12 @@ import pandas as pd
 import pytest
 
 from siting import GridError, UsageError, load_grid
-from siting.capacity import (
-    CRITERIA,
-    CapacitySettings,
-    States,
-    contingency_limits,
-    hosting_capacity,
-    normal_limits,
-    state_limits,
-    substation_capacity,
-)
+from siting.capacity import CapacitySettings, contingency_limits, normal_limits, substation_capacity
 from siting.cli import main
-from siting.flow import prepare, solve
-from siting.peak import operating_point, profile_values
-from siting.reference import reference_hosting_capacity
+from siting.engine.flow import prepare, solve
+from siting.engine.reference import reference_hosting_capacity
+from siting.engine.search import CRITERIA, States, hosting_capacity, state_limits
+from siting.sources.peak import operating_point, profile_values
 
 SETTINGS = CapacitySettings()
 

@@ -9,6 +9,8 @@ import pytest
 
 from siting import UsageError
 from siting.cli import main
+from siting.engine.flow import profile_scenarios
+from siting.engine.reference import scenario_net
 from siting.fleet import (
     FleetSettings,
     _serve,
@@ -18,8 +20,6 @@ from siting.fleet import (
     read_sites,
     simulate,
 )
-from siting.flow import profile_scenarios
-from siting.reference import scenario_net
 from siting.workload import DEMAND_COLUMNS
 
 # ten 20 MW sites that siting select picks on the HV grid (firm capacity at hL)
@@ -30,7 +30,7 @@ GROWTH = 4.6  # loads × 4.6: HV1 Line 21 reaches its rating at the year's peak 
 @pytest.fixture(scope="module")
 def peak_day(hv_mixed):
     """The HV grid with its loads grown and its profiles cut to the day of the peak."""
-    from siting.profiles import scale_loads
+    from siting.sources.profiles import scale_loads
 
     grown = scale_loads(hv_mixed, GROWTH)
     day = grown.profiles.loc["2016-01-27"]

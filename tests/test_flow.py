@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from siting import GridError, UsageError, load_grid
-from siting.flow import Scenarios, prepare, profile_scenarios, solve
-from siting.reference import scenario_net
+from siting.engine.flow import Scenarios, prepare, profile_scenarios, solve
+from siting.engine.reference import scenario_net
 
 V_TOL = 1e-4
 LOADING_TOL = 0.1
@@ -208,7 +208,7 @@ def test_profile_scenarios_follow_the_grid_profiles(hv_mixed):
 
 
 def test_batch_threads_come_from_the_environment(monkeypatch):
-    from siting.flow import batch_threads
+    from siting.engine.flow import batch_threads
 
     monkeypatch.delenv("SITING_THREADS", raising=False)
     assert batch_threads() == 0  # every core
@@ -223,7 +223,7 @@ def test_batch_threads_come_from_the_environment(monkeypatch):
 def test_scenarios_sharing_an_outage_solve_on_a_model_with_it_out(fixture, request, monkeypatch):
     """Many scenarios with one outage each (as a capacity search makes) give the same numbers
     grouped per outage as mixed in one batch, and pandapower's."""
-    import siting.flow as flow
+    import siting.engine.flow as flow
 
     grid = request.getfixturevalue(fixture)
     net = grid.net

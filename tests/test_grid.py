@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from siting import GridError, UsageError, load_grid
-from siting.grid import read_matpower
+from siting.sources.grid import read_matpower
 
 
 def test_simbench_grid_has_its_buses_and_a_year_of_15_minute_profiles(hv_mixed):

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from siting import UsageError
-from siting.peak import net_load, net_peak_step, operating_point, study_cases
+from siting.sources.peak import net_load, net_peak_step, operating_point, study_cases
 
 
 def test_simbench_defaults_to_the_high_load_planning_case(hv_mixed):

@@ -23,9 +23,9 @@ from conftest import EVIL, EVIL_IMG
 from plotly.offline import get_plotlyjs
 
 from siting import Grid
-from siting.flow import profile_scenarios
-from siting.geo import bus_lonlat
+from siting.engine.flow import profile_scenarios
 from siting.report import ReportInputs, lines_frame, peak_line_loading, write_report
+from siting.sources.geo import bus_lonlat
 from siting.study import report_inputs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -13,10 +13,10 @@ from shapely.geometry import LineString, Point, Polygon
 from siting import UsageError
 from siting.capacity import substation_capacity
 from siting.cli import main
+from siting.engine.reference import scenario_net
 from siting.geography import GeoRules, Layers, read_layers
-from siting.peak import operating_point
-from siting.reference import scenario_net
 from siting.selection import SelectionSettings, select_sites
+from siting.sources.peak import operating_point
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pandapower as pp
 import pytest
 
 from siting import GridError
-from siting.substations import find_substations, voltage_level
+from siting.sources.substations import find_substations, voltage_level
 
 
 def test_simbench_substations_come_from_the_model_table(hv_mixed):

@@ -18,7 +18,7 @@ import pytest
 
 from siting.capacity import CapacitySettings, substation_capacity
 from siting.errors import UsageError
-from siting.grid import load_grid
+from siting.sources.grid import load_grid
 from siting.study import run_study, study_from_dict
 from siting.sweep import Sweep, chunks, merge_capacity, outage_names, read_sweep, run_sweep
 

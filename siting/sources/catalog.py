@@ -9,7 +9,7 @@ from pathlib import Path
 
 from siting.errors import UsageError
 
-GRIDS_DIR = Path(os.environ.get("SITING_GRIDS", Path(__file__).resolve().parent.parent / "grids"))
+GRIDS_DIR = Path(os.environ.get("SITING_GRIDS", Path(__file__).resolve().parents[2] / "grids"))
 CATALOG_FILE = GRIDS_DIR / "catalog.toml"
 
 

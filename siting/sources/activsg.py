@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from pandapower.auxiliary import pandapowerNet
 
-from siting.catalog import CatalogEntry
 from siting.errors import GridError
-from siting.geo import set_bus_lonlat
-from siting.grid import read_matpower
+from siting.sources.catalog import CatalogEntry
+from siting.sources.geo import set_bus_lonlat
+from siting.sources.grid import read_matpower
 
 
 def load_activsg(entry: CatalogEntry) -> tuple[pandapowerNet, pd.DataFrame]:

@@ -15,9 +15,9 @@ import pandapower as pp
 import pandas as pd
 from pandapower.auxiliary import pandapowerNet
 
-from siting.catalog import GRIDS_DIR, read_catalog
 from siting.errors import GridError, UsageError
-from siting.substations import find_substations
+from siting.sources.catalog import GRIDS_DIR, read_catalog
+from siting.sources.substations import find_substations
 
 MODEL_SUFFIXES = (".json", ".m", ".mat")
 
@@ -97,7 +97,7 @@ def _catalog_grid(name: str) -> Grid:
         return Grid(
             name, grid.source, entry.description, grid.net, grid.substations, grid.profiles, grid.files
         )
-    from siting.activsg import load_activsg
+    from siting.sources.activsg import load_activsg
 
     with _quiet():
         net, profiles = load_activsg(entry)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from siting.errors import UsageError
-from siting.grid import Grid
+from siting.sources.grid import Grid
 
 
 @dataclass(frozen=True)

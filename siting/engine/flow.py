@@ -28,9 +28,9 @@ from power_grid_model.errors import PowerGridBatchError, PowerGridError
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import splu
 
+from siting.engine.pgm_model import MEGA, PgmModel, base_power_flow, build_model, element_demand_map
 from siting.errors import GridError, UsageError
-from siting.grid import check_network
-from siting.pgm_model import MEGA, PgmModel, base_power_flow, build_model, element_demand_map
+from siting.sources.grid import check_network
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ engines solve the same equations: pandapower's branch π-model is exactly PGM's
 transformer on the from side), so agreement does not depend on re-deriving each element.
 
 What PGM (1.12) lacks is voltage-controlled (PV) generators. Each PV bus gets a stiff voltage
-source at its set-point instead, and an outer loop in ``siting.flow`` turns the source angles
+source at its set-point instead, and an outer loop in ``siting.engine.flow`` turns the source angles
 until every source delivers its generators' active power; the source then supplies exactly
 the reactive power that holds the set-point, as pandapower's Newton-Raphson does (without
 reactive limits, like ``runpp``'s default). Sources keep every intermediate solve

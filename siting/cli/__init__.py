@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from siting.catalog import read_catalog
 from siting.errors import SitingError, UsageError
 from siting.outputs import json_ready
+from siting.sources.catalog import read_catalog
 
 SUBSTATION_ROWS = 25
 
@@ -216,8 +216,8 @@ def _grids(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from siting.grid import load_grid
     from siting.inspect_grid import summary
+    from siting.sources.grid import load_grid
 
     source = args.grid or read_catalog().default
     if not args.json:
@@ -280,9 +280,9 @@ def _capacity(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from siting.capacity import CapacitySettings, substation_capacity, write_capacity
-    from siting.grid import load_grid
     from siting.limits import StudyLimits
     from siting.outputs import atomic_folder, manifest, write_json
+    from siting.sources.grid import load_grid
 
     started = datetime.now(UTC)
     settings = CapacitySettings(
@@ -355,9 +355,9 @@ def _select(args: argparse.Namespace) -> int:
 
     from siting.capacity import CapacitySettings, substation_capacity
     from siting.geography import GeoRules, parse_layer_args, read_layers
-    from siting.grid import load_grid
     from siting.outputs import atomic_folder, manifest, write_json
     from siting.selection import SelectionSettings, select_sites, write_selection
+    from siting.sources.grid import load_grid
 
     started = datetime.now(UTC)
     settings = SelectionSettings(
@@ -440,10 +440,10 @@ def _simulate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from siting.fleet import FleetSettings, modelled_demand, read_sites, simulate, write_fleet
-    from siting.grid import load_grid
     from siting.outputs import atomic_folder, manifest, write_json
     from siting.power import PowerModel, load_gpu_curve
-    from siting.profiles import load_scale_factor, resample_profiles, scale_loads
+    from siting.sources.grid import load_grid
+    from siting.sources.profiles import load_scale_factor, resample_profiles, scale_loads
     from siting.workload import read_demand_csv
 
     started = datetime.now(UTC)
@@ -728,5 +728,3 @@ def _base_case_text(case: dict | None) -> list[str]:
     return lines
 
 
-if __name__ == "__main__":
-    sys.exit(main())

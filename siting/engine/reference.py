@@ -14,7 +14,8 @@ import numpy as np
 import pandapower as pp
 from pandapower.auxiliary import pandapowerNet
 
-from siting.capacity import WORSENING_PERCENT, WORSENING_PU, CapacitySettings, relaxed_limit
+from siting.capacity import CapacitySettings
+from siting.engine.search import WORSENING_PERCENT, WORSENING_PU, relaxed_limit
 from siting.limits import element_limits
 
 
@@ -71,7 +72,7 @@ def scenario_net(
     values: dict[tuple[str, str], np.ndarray] | None = None,
     outage: tuple[str, int] | None = None,
 ) -> pandapowerNet:
-    """A copy of ``net`` changed the way a ``siting.flow.Scenarios`` row changes it."""
+    """A copy of ``net`` changed the way a ``siting.engine.flow.Scenarios`` row changes it."""
     state = copy.deepcopy(net)
     for (table, column), row in (values or {}).items():
         keep = ~np.isnan(row)

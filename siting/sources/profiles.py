@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from siting.errors import UsageError
-from siting.grid import Grid
-from siting.peak import net_load, study_cases
+from siting.sources.grid import Grid
+from siting.sources.peak import net_load, study_cases
 
 PEAK_CASE = "peak-case"
 

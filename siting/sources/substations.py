@@ -32,7 +32,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from siting.errors import GridError
-from siting.geo import WGS84, bus_lonlat
+from siting.sources.geo import WGS84, bus_lonlat
 
 MIN_CONNECTION_KV = 1.0
 

@@ -1,0 +1,370 @@
+"""The bracketed hosting-capacity search: operating states, their limits, and the largest load
+each (state, site) pair can take.
+
+All (operating state × site) pairs of a question advance together. Each pair keeps a bracket on
+the resolution grid — the largest load known to be feasible and the smallest known to be
+infeasible — and narrows it by interpolating the worst normalised margin between the two ends
+and testing the two grid points around the estimate (bisection every third round, so it always
+ends). A reported capacity was solved and found within limits at its value, and solved and found
+outside them one resolution step above (or it is the cap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from siting.engine.flow import FlowModel, Scenarios, solve
+from siting.limits import ElementLimits
+
+CRITERIA = ("none", "undervoltage", "overvoltage", "line thermal", "transformer thermal", "non-convergence")
+CAP_REACHED = 0
+UNDERVOLTAGE, OVERVOLTAGE, LINE_THERMAL, TRAFO_THERMAL, NON_CONVERGENCE = 1, 2, 3, 4, 5
+VOLTAGE_SCALE_PU = 0.01  # 1 % of voltage weighs as much as 1 point of loading in the margin
+BASE_TOLERANCE = 1e-6  # a base-case value beyond its limit by less than this is not a violation
+# A base-case value at or beyond its limit may move this much before added load is blamed:
+# smaller changes are solver noise or side effects no engineer would call a violation.
+WORSENING_PU = 0.001
+WORSENING_PERCENT = 0.1
+MAX_PAIRS_PER_BATCH = 20_000
+
+class SearchGrid(Protocol):
+    """The added load a search places: its resolution (MW), number of steps to the cap, Mvar per MW."""
+
+    resolution_mw: float
+
+    @property
+    def steps(self) -> int: ...
+
+    @property
+    def q_per_mw(self) -> float: ...
+
+@dataclass(frozen=True)
+class States:
+    """Operating states to add load to: element values per state and an optional outage each."""
+
+    values: dict[tuple[str, str], np.ndarray]  # (table, column) → (states, table rows); NaN = model
+    outages: tuple[tuple[str, int] | None, ...] | None
+    n: int
+    # load already placed at each site (MW): (sites,) the same in every state, or (states, sites)
+    fixed_site_mw: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> States:
+        """The states at positions ``rows``."""
+        fixed = self.fixed_site_mw
+        return dataclasses.replace(
+            self,
+            values={key: value[rows] for key, value in self.values.items()},
+            outages=None if self.outages is None else tuple(self.outages[i] for i in rows),
+            n=len(rows),
+            fixed_site_mw=fixed[rows] if fixed is not None and np.ndim(fixed) == 2 else fixed,
+        )
+
+    def scenarios(
+        self,
+        state: np.ndarray,
+        sites: np.ndarray | None = None,
+        p_mw: np.ndarray | None = None,
+        n_sites: int = 0,
+        q_per_mw: float = 0.0,
+    ) -> Scenarios:
+        """One scenario per state, with ``p_mw`` added at site ``sites`` (none if not given) on
+        top of the fixed site loads."""
+        site_p = None
+        fixed = self.fixed_site_mw
+        if fixed is not None:
+            fixed = np.asarray(fixed, dtype=float)
+            site_p = fixed[state].copy() if fixed.ndim == 2 else np.tile(fixed, (len(state), 1))
+        if sites is not None:
+            site_p = np.zeros((len(state), n_sites)) if site_p is None else site_p
+            site_p[np.arange(len(state)), sites] += p_mw
+        return Scenarios(
+            n=len(state),
+            element_values={key: value[state] for key, value in self.values.items()},
+            site_p_mw=site_p,
+            site_q_mvar=None if site_p is None else site_p * q_per_mw,
+            outages=None if self.outages is None else tuple(self.outages[i] for i in state),
+        )
+
+
+@dataclass(frozen=True)
+class StateLimits:
+    """Limits per state after the base-case rule: a limit already violated binds only if worse."""
+
+    vmin: np.ndarray  # (states, buses)
+    vmax: np.ndarray
+    line: np.ndarray  # (states, lines)
+    trafo: np.ndarray
+    usable: np.ndarray  # (states,) the base case converged and supplies every load
+    converged: np.ndarray  # (states,) the base case converged
+    pv_angle_offset: np.ndarray  # (states, PV buses) warm start for flows near each state
+    base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
+    violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
+
+    def take(self, rows: np.ndarray) -> StateLimits:
+        """The limits of the states at positions ``rows`` (violations renumbered to match)."""
+        new_position = {int(old): new for new, old in enumerate(rows)}
+        violations = self.violations[self.violations["state"].isin(new_position)].copy()
+        violations["state"] = violations["state"].map(new_position)
+        return StateLimits(
+            self.vmin[rows],
+            self.vmax[rows],
+            self.line[rows],
+            self.trafo[rows],
+            self.usable[rows],
+            self.converged[rows],
+            self.pv_angle_offset[rows],
+            self.base_margin[rows],
+            violations,
+        )
+
+
+@dataclass(frozen=True)
+class HostingResult:
+    """Hosting capacity per (state, site) pair, with what binds 0.1 MW above it."""
+
+    hc_mw: np.ndarray  # (states, sites); NaN where the state is not usable
+    criterion: np.ndarray  # codes into CRITERIA
+    element: np.ndarray  # index into the bus/line/trafo table of the criterion, -1 if none
+    flows: int  # power flows run
+
+
+def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> StateLimits:
+    """Solve each state without added load; relax limits it already violates to its own value."""
+    base = solve(model, states.scenarios(np.arange(states.n)))
+    net = model.net
+    vm = base.vm_pu
+    load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
+    supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(states.n, bool)
+    usable = base.converged & supplied
+    vmin = relaxed_limit(limits.vmin_pu, vm, -WORSENING_PU)
+    vmax = relaxed_limit(limits.vmax_pu, vm, WORSENING_PU)
+    line = relaxed_limit(limits.line_percent, base.line_loading_percent, WORSENING_PERCENT)
+    trafo = relaxed_limit(limits.trafo_percent, base.trafo_loading_percent, WORSENING_PERCENT)
+    violations = _violations(model, base, limits, usable)
+    offset = base.pv_angle_offset
+    relaxed = StateLimits(
+        vmin, vmax, line, trafo, usable, base.converged, offset, np.zeros(states.n), violations
+    )
+    margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
+    return StateLimits(
+        vmin, vmax, line, trafo, usable, base.converged, offset, np.maximum(margin, 0.0), violations
+    )
+
+
+def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:
+    """The limit that binds added load, for one or many base states (``worsening`` < 0 for a
+    lower limit): the model's limit, or the base value moved by ``worsening`` if that is
+    beyond it. So a limit the base case violates binds only if added load makes it worse, and
+    one the base case sits at binds only beyond numerical noise; the rule is continuous."""
+    if worsening > 0:
+        return np.fmax(limit, base + worsening)
+    return np.fmin(limit, base + worsening)
+
+
+def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarray) -> pd.DataFrame:
+    found = violations_of(
+        model,
+        base,
+        limits.vmin_pu,
+        limits.vmax_pu,
+        limits.line_percent,
+        limits.trafo_percent,
+        tolerance=BASE_TOLERANCE,
+    )
+    return found[usable[found["state"].to_numpy(dtype=np.int64)]].reset_index(drop=True)
+
+
+VIOLATION_COLUMNS = ["state", "criterion", "element", "value", "limit"]
+
+
+def violations_of(model: FlowModel, result, vmin, vmax, line, trafo, tolerance: float) -> pd.DataFrame:
+    """Every value of ``result`` beyond its limit by more than ``tolerance``, one row each.
+
+    Limits are per element (1-D) or per scenario and element (2-D); ``state`` is the scenario's
+    position in ``result``; scenarios that did not converge get one ``non-convergence`` row.
+    """
+    net = model.net
+    frames = []
+    checks = (
+        ("undervoltage", "bus", result.vm_pu, vmin, -1),
+        ("overvoltage", "bus", result.vm_pu, vmax, 1),
+        ("line thermal", "line", result.line_loading_percent, line, 1),
+        ("transformer thermal", "trafo", result.trafo_loading_percent, trafo, 1),
+    )
+    for criterion, table, values, limit, sign in checks:
+        limit = np.broadcast_to(limit, values.shape)
+        with np.errstate(invalid="ignore"):
+            state, column = np.nonzero(sign * (values - limit) > tolerance)
+        names = np.array([element_name(net[table], p) for p in range(len(net[table]))], dtype=object)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "state": state,
+                    "criterion": criterion,
+                    "element": names[column] if len(names) else [],
+                    "value": values[state, column],
+                    "limit": limit[state, column],
+                }
+            )
+        )
+    failed = np.flatnonzero(~result.converged)
+    frames.append(
+        pd.DataFrame(
+            {"state": failed, "criterion": "non-convergence", "element": "", "value": np.nan, "limit": np.nan}
+        )
+    )
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[VIOLATION_COLUMNS]
+
+
+def element_name(table: pd.DataFrame, position: int) -> str:
+    name = table["name"].iloc[position]
+    return str(name) if isinstance(name, str) and name else f"#{table.index[position]}"
+
+
+def hosting_capacity(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: SearchGrid,
+    sites: np.ndarray | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> HostingResult:
+    """Largest added load (MW, on the resolution grid, up to the cap) per usable state and site.
+
+    ``sites`` are positions in ``model.site_buses`` (default all); results have one column
+    each. ``pairs`` (state positions, column positions) limits the search to those pairs
+    (others stay NaN); by default every usable state is paired with every site.
+    """
+    n_sites = len(model.site_buses)
+    sites = np.arange(n_sites) if sites is None else np.asarray(sites)
+    hc = np.full((states.n, len(sites)), np.nan)
+    criterion = np.full((states.n, len(sites)), CAP_REACHED, dtype=np.int8)
+    element = np.full((states.n, len(sites)), -1, dtype=np.int64)
+    if pairs is None:
+        state_of, site_col = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
+        state_of, site_col = state_of.ravel(), site_col.ravel()
+    else:
+        state_of, site_col = (np.asarray(p, dtype=np.int64) for p in pairs)
+        keep = limits.usable[state_of]
+        state_of, site_col = state_of[keep], site_col[keep]
+    flows = 0
+    for start in range(0, len(state_of), MAX_PAIRS_PER_BATCH):
+        chunk = slice(start, start + MAX_PAIRS_PER_BATCH)
+        k, code, where, count = _bracket(
+            model, states, limits, settings, state_of[chunk], sites[site_col[chunk]], n_sites
+        )
+        hc[state_of[chunk], site_col[chunk]] = k * settings.resolution_mw
+        criterion[state_of[chunk], site_col[chunk]] = code
+        element[state_of[chunk], site_col[chunk]] = where
+        flows += count
+    return HostingResult(hc, criterion, element, flows)
+
+
+def _bracket(model, states, limits, settings, state, site, n_sites):
+    """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once."""
+    top = settings.steps
+    n = len(state)
+    lo = np.zeros(n, dtype=np.int64)
+    hi = np.full(n, top + 1, dtype=np.int64)  # top + 1: nothing infeasible known yet
+    g_lo = np.full(n, np.nan)
+    g_hi = np.full(n, np.nan)
+    code = np.zeros(n, dtype=np.int8)
+    where = np.full(n, -1, dtype=np.int64)
+    flows = 0
+
+    def probe(rows: np.ndarray, k: np.ndarray) -> None:
+        nonlocal flows
+        g, crit, elem = _margin(
+            model, states, limits, settings, state[rows], site[rows], k * settings.resolution_mw, n_sites
+        )
+        flows += len(rows)
+        ok = g >= 0
+        up = ok & (k > lo[rows])
+        lo[rows[up]] = k[up]
+        g_lo[rows[up]] = g[up]
+        down = ~ok & (k < hi[rows])
+        hi[rows[down]] = k[down]
+        g_hi[rows[down]] = g[down]
+        code[rows[down]] = crit[down]
+        where[rows[down]] = elem[down]
+
+    everyone = np.arange(n)
+    probe(everyone, np.full(n, top))
+    g_lo[:] = np.where(np.isnan(g_lo), limits.base_margin[state], g_lo)
+    for round_number in range(4 * int(np.ceil(np.log2(top + 1))) + 4):
+        active = np.flatnonzero(hi - lo > 1)
+        if len(active) == 0:
+            break
+        a_lo, a_hi = lo[active], hi[active]
+        if round_number % 3 == 2:
+            guess = (a_lo + a_hi) // 2
+            probe(active, guess)
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            root = a_lo + (a_hi - a_lo) * g_lo[active] / (g_lo[active] - g_hi[active])
+        root = np.where(np.isfinite(root), root, (a_lo + a_hi) / 2)
+        first = np.clip(np.floor(root).astype(np.int64), a_lo + 1, a_hi - 1)
+        second = np.minimum(first + 1, a_hi - 1)
+        both = second > first
+        probe(np.concatenate([active, active[both]]), np.concatenate([first, second[both]]))
+    code[hi > top] = CAP_REACHED
+    where[hi > top] = -1
+    return lo, code, where, flows
+
+
+def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
+    """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
+    scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
+    scenarios = dataclasses.replace(scenarios, pv_angle_offset=limits.pv_angle_offset[state])
+    result = solve(model, scenarios)
+    return worst_margin(result, limits, state)
+
+
+def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scenario: the worst normalised margin to ``limits`` of its state (≥ 0 within every
+    limit; −inf if it did not converge), that limit's criterion code and element position."""
+    with np.errstate(invalid="ignore"):
+        margins = [
+            (result.vm_pu - limits.vmin[state]) / VOLTAGE_SCALE_PU,
+            (limits.vmax[state] - result.vm_pu) / VOLTAGE_SCALE_PU,
+            limits.line[state] - result.line_loading_percent,
+            limits.trafo[state] - result.trafo_loading_percent,
+        ]
+    worst = np.full(len(state), np.inf)
+    criterion = np.zeros(len(state), dtype=np.int8)
+    element = np.full(len(state), -1, dtype=np.int64)
+    for code, margin in enumerate(margins, start=1):
+        if margin.shape[1] == 0:
+            continue
+        filled = np.where(np.isnan(margin), np.inf, margin)
+        column = filled.argmin(axis=1)
+        value = filled[np.arange(len(state)), column]
+        better = value < worst
+        worst[better] = value[better]
+        criterion[better] = code
+        element[better] = column[better]
+    failed = ~result.converged
+    worst[failed] = -np.inf
+    criterion[failed] = NON_CONVERGENCE
+    element[failed] = -1
+    return worst, criterion, element
+
+
+def criterion_element_name(model: FlowModel, criterion: int, element: int) -> str:
+    """The name of the element a criterion code points at ('' for none)."""
+    table = {UNDERVOLTAGE: "bus", OVERVOLTAGE: "bus", LINE_THERMAL: "line", TRAFO_THERMAL: "trafo"}.get(
+        int(criterion)
+    )
+    if table is None or element < 0:
+        return ""
+    return element_name(model.net[table], int(element))
+
+
