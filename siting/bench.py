@@ -135,7 +135,7 @@ def run_capacity_benchmark(
     substation; the reference runs a sample of the same (state, substation) pairs and is
     extrapolated to all of them. ``max_diff_mw`` compares the two on that sample.
     """
-    from siting.capacity import net_outages, substation_capacity
+    from siting.capacity import CapacitySettings, net_outages, substation_capacity
     from siting.engine.reference import reference_hosting_capacity
     from siting.sources.peak import operating_point, profile_values
 
@@ -149,7 +149,7 @@ def run_capacity_benchmark(
         times, study = [], None
         for _ in range(repeats):
             start = time.perf_counter()
-            study = substation_capacity(grid, **options)
+            study = substation_capacity(grid, CapacitySettings(**options))
             times.append(time.perf_counter() - start)
         return study, float(np.median(times))
 
@@ -160,7 +160,6 @@ def run_capacity_benchmark(
     skipped = set(peak.skipped_outages["outage"])
     names = {o: f"{o[0]} {grid.net[o[0]].at[o[1], 'name']}" for o in outages}
     studied = [o for o in outages if names[o] not in skipped]
-    from siting.capacity import CapacitySettings
 
     settings = CapacitySettings()
     rows = []

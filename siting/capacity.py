@@ -9,7 +9,6 @@ solved and found outside them one step above (or it is the cap).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,27 +26,58 @@ from siting.engine.search import (
     state_limits,
     worst_margin,
 )
-from siting.errors import GridError, UsageError
+from siting.errors import DataError, GridError, SettingError, UsageError, check_number
+from siting.flexible import DEFAULT_LIMITS, flex_column
 from siting.limits import ElementLimits, StudyLimits, element_limits
+from siting.progress import Progress, silent
 from siting.sources.grid import Grid
 
 
 @dataclass(frozen=True)
 class CapacitySettings:
-    """How hosting capacity is defined: the added load, its cap and resolution, the limits."""
+    """How hosting capacity is defined and what the capacity stage computes.
 
-    pf: float = 0.95  # power factor of the added load, lagging
+    Parameters
+    ----------
+    pf : float
+        Power factor of the added load, lagging, in (0, 1].
+    cap_mw : float
+        Largest added load searched for (MW).
+    resolution_mw : float
+        Step of the search grid (MW); a capacity is a multiple of it.
+    limits : StudyLimits
+        Limits applied where the model has none (voltage bands, thermal, emergency).
+    at : str or None
+        Operating point: ``case:<name>``, ``netpeak`` or a time (default: case hL, else netpeak).
+    n1 : bool
+        Compute firm (N-1) capacity over single outages.
+    year : bool
+        Compute the headroom at every profile step (and the flexible capacities from it).
+    n1_hops : int or None
+        Check each substation only against outages within this many branch hops (None: all).
+    """
+
+    pf: float = 0.95
     cap_mw: float = 100.0
     resolution_mw: float = 0.1
     limits: StudyLimits = field(default_factory=StudyLimits)
+    at: str | None = None
+    n1: bool = True
+    year: bool = True
+    n1_hops: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0 < self.pf <= 1:
-            raise UsageError(f"--pf {self.pf}: a power factor must be in (0, 1]")
-        if self.cap_mw <= 0:
-            raise UsageError(f"--cap {self.cap_mw}: the cap must be more than 0 MW")
-        if self.resolution_mw <= 0 or self.resolution_mw > self.cap_mw:
-            raise UsageError(f"resolution {self.resolution_mw} MW must be in (0, cap]")
+        check_number("pf", self.pf, above=0, at_most=1)
+        check_number("cap_mw", self.cap_mw, above=0)
+        check_number("resolution_mw", self.resolution_mw, above=0, at_most=self.cap_mw)
+        if self.n1_hops is not None:
+            check_number("n1_hops", self.n1_hops, at_least=0, whole=True)
+        if self.at is not None and not isinstance(self.at, str):
+            raise SettingError("at", self.at, "must be case:<name>, netpeak or a time")
+
+    def record(self) -> dict[str, object]:
+        """The settings as plain data, for manifests."""
+        return {**{k: v for k, v in vars(self).items() if k != "limits"}, "limits": self.limits.record()}
 
     @property
     def q_per_mw(self) -> float:
@@ -81,6 +111,19 @@ class CapacityStudy:
     flows: int
     limits_from_model: dict[str, int]
 
+    def record(self) -> dict[str, object]:
+        """The headline results as plain data, for manifests."""
+        return {
+            "operating_point": self.operating_point,
+            "substations": len(self.table),
+            "power_flows": self.flows,
+            "load_margin": self.load_margin,
+            "unused_share_at_peak": self.unused_share_at_peak,
+            "base_violations": len(self.base_violations),
+            "skipped_outages": len(self.skipped_outages),
+            "limits_from_model": self.limits_from_model,
+        }
+
 
 CAPACITY_COLUMNS = [
     "substation",
@@ -103,35 +146,50 @@ CAPACITY_COLUMNS = [
     "hours_ge_5mw",
     "hours_ge_10mw",
     "hours_ge_20mw",
-    "flex_0.25pct_mw",
-    "flex_0.5pct_mw",
-    "flex_1pct_mw",
-    "flex_5pct_mw",
+    *(flex_column(limit) for limit in DEFAULT_LIMITS),
 ]
 
 
 def substation_capacity(
     grid: Grid,
     settings: CapacitySettings | None = None,
-    at: str | None = None,
-    n1: bool = True,
-    year: bool = True,
+    *,
     substations: list[int] | None = None,
-    progress: Callable[[str], None] | None = None,
-    n1_hops: int | None = None,
+    progress: Progress | None = None,
 ) -> CapacityStudy:
     """N-0 and firm N-1 hosting capacity at the operating point, and the year's headroom.
 
-    ``n1_hops`` screens contingencies: each substation is checked only against outages of
-    branches within that many branch hops of its connection bus (default: every outage).
-    """
-    from siting.flexible import flexible_capacity
+    Parameters
+    ----------
+    grid : Grid
+        The network model, its substations and (optionally) profiles; not modified.
+    settings : CapacitySettings, optional
+        What to compute and against which limits (default: ``CapacitySettings()``).
+    substations : list of int, optional
+        Substation ids to study (default: all).
+    progress : callable, optional
+        Called with a line of text as each part starts.
 
-    say = progress or (lambda _message: None)
+    Returns
+    -------
+    CapacityStudy
+        One row per substation (MW, with the binding criterion, element and outage), the
+        headroom per step (MW) when ``settings.year``, and the base-case violations.
+
+    Raises
+    ------
+    UsageError
+        An unknown substation id or operating point.
+    GridError
+        The power flow at the operating point does not converge or leaves load unsupplied.
+    """
     from siting.engine.flow import prepare
+    from siting.flexible import flexible_capacity
     from siting.sources.peak import net_peak_step, operating_point
 
+    say = progress or silent
     settings = settings or CapacitySettings()
+    at, n1, year, n1_hops = settings.at, settings.n1, settings.year, settings.n1_hops
     subs = _chosen(grid.substations, substations)
     point = operating_point(grid, at)
     model = prepare(copy.deepcopy(grid.net), subs["bus"].to_numpy(), grid.source)
@@ -183,15 +241,12 @@ def substation_capacity(
         table["spare_peak_mw"] = headroom.iloc[peak_step].to_numpy()
         for threshold in (5, 10, 20):
             table[f"hours_ge_{threshold}mw"] = _hours_per_year(headroom, threshold)
-        limits = (0.0025, 0.005, 0.01, 0.05)
         loads = np.array(
-            [flexible_capacity(headroom[c], limits)["load_mw"].to_numpy() for c in headroom.columns]
+            [flexible_capacity(headroom[c], DEFAULT_LIMITS)["load_mw"].to_numpy() for c in headroom.columns]
         )
         loads = np.minimum(loads, settings.cap_mw)  # headroom stops at the cap, so must L
-        for position, column in enumerate(
-            ("flex_0.25pct_mw", "flex_0.5pct_mw", "flex_1pct_mw", "flex_5pct_mw")
-        ):
-            table[column] = loads[:, position]
+        for position, limit in enumerate(DEFAULT_LIMITS):
+            table[flex_column(limit)] = loads[:, position]
     else:
         table["spare_peak_mw"] = table["hc_n0_mw"]
     margin, count = load_margin(model, point, peak_limits)
@@ -330,3 +385,48 @@ def write_capacity(study: CapacityStudy, folder: Path) -> list[str]:
     study.base_violations.to_csv(folder / "base_violations.csv", index=False)
     study.skipped_outages.to_csv(folder / "skipped_outages.csv", index=False)
     return [*files, "base_violations.csv", "skipped_outages.csv"]
+
+
+def read_capacity_table(folder: Path, grid: Grid) -> pd.DataFrame:
+    """The ``capacity.csv`` of a `siting capacity` output folder, checked to be of ``grid``.
+
+    Raises
+    ------
+    UsageError
+        The folder or its capacity.csv does not exist.
+    DataError
+        The file is not a capacity table, or it was computed on another grid (its substations'
+        names or connection buses differ from ``grid``'s).
+    """
+    path = Path(folder) / "capacity.csv"
+    if not path.is_file():
+        raise UsageError(f"{folder}: no capacity.csv there; run siting capacity first")
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV ({_first_line(err)})") from err
+    missing = [c for c in ("substation", "name", "bus") if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: not a siting capacity table (no column {', '.join(missing)})")
+    if not pd.api.types.is_integer_dtype(table["substation"]) or not pd.api.types.is_integer_dtype(
+        table["bus"]
+    ):
+        raise DataError(f"{path}: substation and bus must be whole numbers; is it a siting capacity table?")
+    known = grid.substations.set_index("id")
+    for row in table.itertuples():
+        if row.substation not in known.index:
+            raise DataError(
+                f"{path}: substation {row.substation} is not in {grid.name}; computed on another grid?"
+            )
+        expected = known.loc[row.substation]
+        if str(expected["name"]) != str(row.name) or int(expected["bus"]) != int(row.bus):
+            raise DataError(
+                f"{path}: substation {row.substation} is {row.name!s} at bus {row.bus} there but "
+                f"{expected['name']} at bus {expected['bus']} in {grid.name}: computed on another grid; "
+                "run siting capacity on this one"
+            )
+    return table
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]

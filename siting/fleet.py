@@ -41,7 +41,7 @@ from siting.engine.search import (
     violations_of,
     worst_margin,
 )
-from siting.errors import UsageError
+from siting.errors import SettingError, UsageError, check_number
 from siting.geography import local_crs
 from siting.limits import StudyLimits
 from siting.power import (
@@ -52,6 +52,7 @@ from siting.power import (
     site_capacity_tokens_per_s,
     site_power_mw,
 )
+from siting.progress import silent
 from siting.selection import grid_demand
 from siting.sources.grid import Grid
 from siting.sources.profiles import profile_step_minutes
@@ -76,24 +77,24 @@ class FleetSettings:
     limits: StudyLimits = field(default_factory=StudyLimits)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.policies) - set(POLICIES))
+        unknown = sorted(str(p) for p in set(self.policies) - set(POLICIES))
         if unknown or not self.policies:
-            raise UsageError(f"--policy {','.join(unknown) or '(none)'}: choose from {', '.join(POLICIES)}")
-        if not 0 < self.peak_utilisation <= 1:
-            raise UsageError(f"peak utilisation {self.peak_utilisation}: must be in (0, 1]")
-        if self.max_delay_minutes < 0:
-            raise UsageError(f"--max-delay {self.max_delay_minutes:g}: must be ≥ 0 minutes")
-        if self.latency_km is not None and self.latency_km <= 0:
-            raise UsageError(f"--latency-km {self.latency_km:g}: must be a positive distance")
-        if not 0 < self.pf <= 1:
-            raise UsageError(f"--pf {self.pf}: a power factor is in (0, 1]")
+            raise SettingError(
+                "policies", ",".join(unknown) or "(none)", f"choose from {', '.join(POLICIES)}"
+            )
+        check_number("peak_utilisation", self.peak_utilisation, above=0, at_most=1)
+        check_number("max_delay_minutes", self.max_delay_minutes, at_least=0)
+        if self.latency_km is not None:
+            check_number("latency_km", self.latency_km, above=0)
+        check_number("pf", self.pf, above=0, at_most=1)
+        check_number("seed", self.seed, at_least=0, whole=True)
 
     def record(self) -> dict[str, object]:
         """The settings as plain data, for manifests (the GPU curve is named by its data files)."""
         return {
             **{k: v for k, v in vars(self).items() if k not in ("power", "limits")},
             "power": {k: v for k, v in vars(self.power).items() if k != "curve"},
-            "limits": vars(self.limits),
+            "limits": self.limits.record(),
         }
 
 
@@ -121,6 +122,20 @@ class FleetResult:
     dispatches: tuple[Dispatch, ...]
     flows: int
     line_peak_percent: pd.DataFrame  # highest loading of each line (net.line index) over the year, per policy
+
+    def record(self) -> dict[str, object]:
+        """The headline results per policy as plain data, for manifests."""
+        return {
+            "power_flows": self.flows,
+            **{
+                row.policy: {
+                    "served_share": row.served_share,
+                    "violations": row.violations,
+                    "violation_steps": row.violation_steps,
+                }
+                for row in self.summary.itertuples()
+            },
+        }
 
 
 def read_sites(path: Path, grid: Grid) -> pd.DataFrame:
@@ -189,7 +204,7 @@ def simulate(
 ) -> FleetResult:
     """Dispatch ``demand`` (tokens/s per step, on the grid's profile index) among ``sites``
     under each policy and check every step with an AC power flow (normal limits)."""
-    say = progress or (lambda _message: None)
+    say = progress or silent
     if grid.profiles is None:
         raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
     if not demand.index.equals(grid.profiles.index):

@@ -34,6 +34,11 @@ FLEX_COLUMNS = [
 ]
 
 
+def flex_column(limit: float) -> str:
+    """The capacity-table column of the flexible capacity at curtailment ``limit`` (a fraction)."""
+    return f"flex_{limit * 100:g}pct_mw"
+
+
 def flexible_capacity(headroom: pd.Series, limits: tuple[float, ...] = DEFAULT_LIMITS) -> pd.DataFrame:
     """One row per curtailment limit: the largest constant load (MW) and its curtailment profile.
 

@@ -16,7 +16,7 @@ import pandas as pd
 import shapely
 from scipy.cluster.vq import kmeans2
 
-from siting.errors import UsageError
+from siting.errors import UsageError, check_number
 from siting.sources.geo import WGS84
 
 LAYER_KINDS = ("exclusion", "fiber", "parcels", "demand", "regions")
@@ -37,6 +37,13 @@ class GeoRules:
     fiber_max_m: float | None = None
     parcel_min_m2: float = 20_000.0  # about 5 acres: a 20 MW site with its yard and cooling
     parcel_max_m: float = 2_000.0
+
+    def __post_init__(self) -> None:
+        check_number("exclusion_buffer_m", self.exclusion_buffer_m, at_least=0)
+        if self.fiber_max_m is not None:
+            check_number("fiber_max_m", self.fiber_max_m, above=0)
+        check_number("parcel_min_m2", self.parcel_min_m2, at_least=0)
+        check_number("parcel_max_m", self.parcel_max_m, above=0)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -34,6 +35,8 @@ class BaseCase:
     load_mw: float = 0.0
     generation_mw: float = 0.0
     losses_mw: float = 0.0
+    unsupplied_load_mw: float = 0.0  # load on buses no slack reaches (islands), not in load_mw
+    unsupplied_buses: int = 0
 
 
 def element_counts(grid: Grid) -> dict[str, int]:
@@ -75,8 +78,11 @@ def profile_span(grid: Grid) -> dict[str, object] | None:
 
 
 def base_case(grid: Grid) -> BaseCase:
-    """Run pandapower's AC power flow on the model's own values and report the extremes."""
-    net = grid.net
+    """Run pandapower's AC power flow on the model's own values and report the extremes.
+
+    Runs on a copy: ``grid.net`` is not changed.
+    """
+    net = copy.deepcopy(grid.net)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -86,6 +92,8 @@ def base_case(grid: Grid) -> BaseCase:
     except Exception as err:  # pandapower raises many kinds on unusable models
         raise SitingError(f"{grid.source}: base-case power flow failed ({str(err).splitlines()[0]})") from err
     vm = net.res_bus["vm_pu"].dropna()
+    dark = net.res_bus.index[net.res_bus["vm_pu"].isna()]
+    loads = net.load[net.load["in_service"].astype(bool) & net.load["bus"].isin(dark)]
     return BaseCase(
         converged=True,
         min_vm_pu=_extreme(net.bus, vm, np.argmin),
@@ -97,6 +105,8 @@ def base_case(grid: Grid) -> BaseCase:
             net.res_ext_grid["p_mw"].sum() + net.res_gen["p_mw"].sum() + net.res_sgen["p_mw"].sum()
         ),
         losses_mw=float(net.res_line["pl_mw"].sum() + net.res_trafo["pl_mw"].sum()),
+        unsupplied_load_mw=float((loads["p_mw"] * loads["scaling"]).sum()),
+        unsupplied_buses=len(dark),
     )
 
 

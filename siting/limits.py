@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from pandapower.auxiliary import pandapowerNet
 
-from siting.errors import UsageError
+from siting.errors import GridError, SettingError, check_number
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,22 @@ class StudyLimits:
     emergency_factor: float = 1.2
 
     def __post_init__(self) -> None:
-        if not 0 < self.vmin_pu < self.vmax_pu:
-            raise UsageError(f"voltage band {self.vmin_pu}–{self.vmax_pu} pu: need 0 < min < max")
-        if not 0 < self.contingency_vmin_pu < self.contingency_vmax_pu:
-            raise UsageError(
-                f"contingency voltage band {self.contingency_vmin_pu}–{self.contingency_vmax_pu} pu: "
-                "need 0 < min < max"
+        for name in ("vmin_pu", "vmax_pu", "contingency_vmin_pu", "contingency_vmax_pu"):
+            check_number(name, getattr(self, name), above=0, below=2)
+        if not self.vmin_pu < self.vmax_pu:
+            raise SettingError("vmin_pu", self.vmin_pu, f"must be below vmax_pu ({self.vmax_pu:g} pu)")
+        if not self.contingency_vmin_pu < self.contingency_vmax_pu:
+            raise SettingError(
+                "contingency_vmin_pu",
+                self.contingency_vmin_pu,
+                f"must be below contingency_vmax_pu ({self.contingency_vmax_pu:g} pu)",
             )
-        if self.normal_loading_percent <= 0 or self.emergency_factor < 1:
-            raise UsageError("thermal limits: the normal limit must be > 0 % and the emergency factor ≥ 1")
+        check_number("normal_loading_percent", self.normal_loading_percent, above=0)
+        check_number("emergency_factor", self.emergency_factor, at_least=1)
+
+    def record(self) -> dict[str, object]:
+        """The limits as plain data, for manifests."""
+        return dict(vars(self))
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,13 @@ def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) ->
     vmax_model = _column(net.bus, "max_vm_pu")
     vmin = np.where(np.isnan(vmin_model), study.vmin_pu, vmin_model)
     vmax = np.where(np.isnan(vmax_model), study.vmax_pu, vmax_model)
+    crossed = np.flatnonzero(vmin >= vmax)
+    if len(crossed):
+        bus = net.bus.index[crossed[0]]
+        raise GridError(
+            f"bus {bus} ({net.bus['name'].iloc[crossed[0]]}): its voltage band {vmin[crossed[0]]:g}–"
+            f"{vmax[crossed[0]]:g} pu has min ≥ max ({len(crossed)} bus(es) so); fix min_vm_pu/max_vm_pu"
+        )
     line = _thermal(net.line, study.normal_loading_percent)
     trafo = _thermal(net.trafo, study.normal_loading_percent)
     if contingency:

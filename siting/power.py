@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from siting.errors import UsageError
+from siting.errors import UsageError, check_number
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "gpu-power"
 
@@ -147,12 +147,9 @@ class PowerModel:
     aux_fraction: float = 0.02  # always-on auxiliary load as a share of the site rating
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.pue) or self.pue < 1:
-            raise UsageError(f"PUE {self.pue} is below 1; facility power cannot be less than IT power")
-        if not np.isfinite(self.host_w_per_gpu) or self.host_w_per_gpu < 0:
-            raise UsageError(f"host power per GPU {self.host_w_per_gpu} W is negative; give 0 or more")
-        if not np.isfinite(self.aux_fraction) or not 0 <= self.aux_fraction < 1:
-            raise UsageError(f"auxiliary fraction {self.aux_fraction} must be at least 0 and below 1")
+        check_number("pue", self.pue, at_least=1)
+        check_number("host_w_per_gpu", self.host_w_per_gpu, at_least=0)
+        check_number("aux_fraction", self.aux_fraction, at_least=0, below=1)
 
     @property
     def full_load_facility_w_per_gpu(self) -> float:

@@ -37,7 +37,8 @@ from siting.engine.search import (
     violations_of,
 )
 from siting.engine.topology import outages_near
-from siting.errors import UsageError
+from siting.errors import SettingError, UsageError, check_number
+from siting.flexible import flex_column
 from siting.geography import (
     GeoRules,
     Layers,
@@ -46,6 +47,8 @@ from siting.geography import (
     demand_points,
     regions_from_layer,
 )
+from siting.limits import StudyLimits
+from siting.progress import silent
 from siting.sources.geo import WGS84, bus_lonlat
 from siting.sources.grid import Grid
 from siting.sources.peak import OperatingPoint, operating_point
@@ -68,20 +71,25 @@ class SelectionSettings:
     n1_hops: int | None = None  # contingency screening while picking (the final check is full)
     pf: float = 0.95
     geo: GeoRules = field(default_factory=GeoRules)
+    limits: StudyLimits = field(default_factory=StudyLimits)
 
     def __post_init__(self) -> None:
-        if self.criterion not in CRITERION_COLUMN and self.flex_limit is None:
-            raise UsageError(
-                f"--criterion {self.criterion}: use firm, peak or flex-<percent> (e.g. flex-0.5)"
+        if not isinstance(self.criterion, str) or (
+            self.criterion not in CRITERION_COLUMN and self.flex_limit is None
+        ):
+            raise SettingError(
+                "criterion", self.criterion, "use firm, peak or flex-<percent> (e.g. flex-0.5)"
             )
-        if self.sites < 1:
-            raise UsageError(f"--sites {self.sites}: pick at least one site")
-        if not 0 < self.min_mw <= self.max_mw:
-            raise UsageError(f"--min-mw {self.min_mw} / --max-mw {self.max_mw}: need 0 < min ≤ max")
-        if self.step_mw <= 0 or self.step_mw > self.max_mw:
-            raise UsageError(f"--step-mw {self.step_mw}: must be in (0, max]")
-        if self.per_region is not None and self.per_region < 1:
-            raise UsageError(f"--per-region {self.per_region}: at least one site per region")
+        check_number("sites", self.sites, at_least=1, whole=True)
+        check_number("min_mw", self.min_mw, above=0)
+        check_number("max_mw", self.max_mw, at_least=self.min_mw)
+        check_number("step_mw", self.step_mw, above=0, at_most=self.max_mw)
+        for name in ("regions", "per_region"):
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), at_least=1, whole=True)
+        if self.n1_hops is not None:
+            check_number("n1_hops", self.n1_hops, at_least=0, whole=True)
+        check_number("pf", self.pf, above=0, at_most=1)
 
     @property
     def flex_limit(self) -> float | None:
@@ -99,11 +107,15 @@ class SelectionSettings:
         """The column of a `siting capacity` table that holds each candidate's own capacity."""
         if self.flex_limit is None:
             return CRITERION_COLUMN[self.criterion]
-        return f"flex_{self.flex_limit * 100:g}pct_mw"
+        return flex_column(self.flex_limit)
 
     def record(self) -> dict[str, object]:
         """The settings as plain data, for manifests."""
-        return {**{k: v for k, v in vars(self).items() if k != "geo"}, "geo": vars(self.geo)}
+        return {
+            **{k: v for k, v in vars(self).items() if k not in ("geo", "limits")},
+            "geo": vars(self.geo),
+            "limits": self.limits.record(),
+        }
 
     @property
     def quota(self) -> int | None:
@@ -126,6 +138,16 @@ class Selection:
     flows: int
     notes: list[str]
 
+    def record(self) -> dict[str, object]:
+        """The headline results as plain data, for manifests."""
+        return {
+            "operating_point": self.operating_point,
+            "sites": len(self.sites),
+            "total_mw": float(self.sites["size_mw"].sum()),
+            "power_flows": self.flows,
+            "notes": self.notes,
+        }
+
 
 @dataclass(frozen=True)
 class _Criterion:
@@ -146,7 +168,7 @@ def select_sites(
     progress: Callable[[str], None] | None = None,
 ) -> Selection:
     """Choose up to ``settings.sites`` sites from ``capacity`` (a `siting capacity` table)."""
-    say = progress or (lambda _message: None)
+    say = progress or silent
     settings = settings or SelectionSettings()
     layers = layers or Layers()
     column = settings.capacity_column
@@ -175,7 +197,9 @@ def select_sites(
     pool = table[eligible]
     point = operating_point(grid, at)
     model = prepare(copy.deepcopy(grid.net), pool["bus"].to_numpy(), grid.source)
-    cap_settings = CapacitySettings(pf=settings.pf, cap_mw=settings.max_mw, resolution_mw=settings.step_mw)
+    cap_settings = CapacitySettings(
+        pf=settings.pf, cap_mw=settings.max_mw, resolution_mw=settings.step_mw, limits=settings.limits
+    )
     full = _criterion_states(model, grid, point, settings, cap_settings)
     criterion = _screened(model, full, settings)
     say(f"{len(pool)} candidates; {sum(g[0].n for g in criterion.groups)} states to check each pick against")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,16 +16,19 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from siting.capacity import CapacityStudy
-from siting.errors import SitingError, UsageError
+from siting.capacity import CapacitySettings, CapacityStudy
+from siting.errors import SettingError, SitingError, UsageError, check_number
 from siting.fleet import FleetResult, FleetSettings
 from siting.geography import GeoRules
 from siting.limits import StudyLimits
+from siting.outputs import check_output_folder, safe_name
 from siting.power import PowerModel, load_gpu_curve
+from siting.progress import Progress, indented, silent
 from siting.report import ReportInputs
 from siting.selection import Selection, SelectionSettings
 from siting.sources.geo import WGS84
 from siting.sources.grid import Grid
+from siting.sources.profiles import PEAK_CASE
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "data" / "studies"
 DEFAULT_STUDY = STUDIES_DIR / "default.toml"
@@ -75,16 +77,6 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 
 @dataclass(frozen=True)
-class CapacityOptions:
-    at: str | None = None  # operating point: case:<name>, netpeak or a time (default: hL, else netpeak)
-    n1: bool = True
-    n1_hops: int | None = None
-    cap_mw: float = 100.0
-    pf: float = 0.95
-    year: bool = True
-
-
-@dataclass(frozen=True)
 class Study:
     """A validated study: every stage's settings."""
 
@@ -92,7 +84,7 @@ class Study:
     grid: str
     source: str  # the study file, or "study" for a dict
     limits: StudyLimits = field(default_factory=StudyLimits)
-    capacity: CapacityOptions = field(default_factory=CapacityOptions)
+    capacity: CapacitySettings = field(default_factory=CapacitySettings)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     layers: dict[str, Path] = field(default_factory=dict)
     fleet: FleetSettings = field(default_factory=FleetSettings)
@@ -120,43 +112,60 @@ def read_toml(path: Path, what: str) -> dict:
 
 
 def study_from_dict(data: dict, source: str = "study", base: Path | None = None) -> Study:
-    """Validate a study's tables into a :class:`Study`; errors name the key and the source."""
+    """Validate a study's tables into a :class:`Study`; errors name the key and the source.
+
+    Every path the study names is checked to exist here, before anything is computed.
+    """
     _check_keys(data, source)
     if "grid" not in data:
         raise UsageError(f'{source}: needs a grid, e.g. grid = "simbench:1-HV-mixed--0-sw"')
     base = base or Path.cwd()
-    limits_data = data.get("limits", {})
-    capacity_data = data.get("capacity", {})
+    name = safe_name(data.get("name") or Path(source).stem, f"{source}: name")
     selection_data = dict(data.get("selection", {}))
     workload = data.get("workload", {})
-    power = data.get("power", {})
     simulation = data.get("simulation", {})
-    try:
-        limits = StudyLimits(
-            **{k: float(v) for k, v in limits_data.items() if k != "emergency_percent"},
-            **(
-                {"emergency_factor": limits_data["emergency_percent"] / 100}
-                if "emergency_percent" in limits_data
-                else {}
-            ),
-        )
-        capacity = CapacityOptions(**capacity_data)
-        layers = {kind: resolve_path(base, p) for kind, p in selection_data.pop("layers", {}).items()}
-        geo = GeoRules(**{k: selection_data.pop(k) for k in list(selection_data) if k in _fields(GeoRules)})
-        selection = SelectionSettings(**selection_data, geo=geo, pf=capacity.pf, n1_hops=capacity.n1_hops)
-        fleet = FleetSettings(
-            policies=tuple(simulation.get("policies", FleetSettings().policies)),
-            power=PowerModel(load_gpu_curve(), **power),
-            peak_utilisation=float(workload.get("utilisation", 0.9)),
-            max_delay_minutes=float(simulation.get("max_delay_minutes", 15.0)),
-            latency_km=simulation.get("latency_km"),
-            pf=capacity.pf,
-            seed=int(workload.get("seed", 0)),
-            limits=limits,
-        )
-    except UsageError as err:
-        raise UsageError(f"{source}: {err}") from err
-    name = data.get("name") or Path(source).stem
+    limits_data = dict(data.get("limits", {}))
+    if "emergency_percent" in limits_data:
+        limits_data["emergency_factor"] = limits_data.pop("emergency_percent") / 100
+    limits = _settings(StudyLimits, "limits", source, **limits_data)
+    capacity = _settings(CapacitySettings, "capacity", source, limits=limits, **data.get("capacity", {}))
+    layers = {
+        kind: _existing(resolve_path(base, path), f"selection.layers.{kind}", source)
+        for kind, path in selection_data.pop("layers", {}).items()
+    }
+    geo_keys = {k: selection_data.pop(k) for k in list(selection_data) if k in _fields(GeoRules)}
+    geo = _settings(GeoRules, "selection", source, **geo_keys)
+    selection = _settings(
+        SelectionSettings,
+        "selection",
+        source,
+        geo=geo,
+        pf=capacity.pf,
+        n1_hops=capacity.n1_hops,
+        limits=limits,
+        **selection_data,
+    )
+    power = _settings(PowerModel, "power", source, curve=load_gpu_curve(), **data.get("power", {}))
+    fleet_keys = {"peak_utilisation": workload.get("utilisation", 0.9), "seed": workload.get("seed", 0)}
+    fleet = _settings(
+        FleetSettings,
+        "simulation",
+        source,
+        policies=tuple(simulation.get("policies", FleetSettings().policies)),
+        power=power,
+        max_delay_minutes=simulation.get("max_delay_minutes", 15.0),
+        latency_km=simulation.get("latency_km"),
+        pf=capacity.pf,
+        limits=limits,
+        **fleet_keys,
+    )
+    load_scale = simulation.get("load_scale", 1.0)
+    if load_scale != PEAK_CASE:
+        _checked(source, "simulation.load_scale", check_number, "load_scale", load_scale, above=0)
+    step_minutes = simulation.get("step_minutes")
+    if step_minutes is not None:
+        _checked(source, "simulation.step_minutes", check_number, "step_minutes", step_minutes, above=0)
+    demand = workload.get("demand")
     return Study(
         name=name,
         grid=data["grid"],
@@ -166,12 +175,49 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         selection=selection,
         layers=layers,
         fleet=fleet,
-        load_scale=simulation.get("load_scale", 1.0),
-        step_minutes=simulation.get("step_minutes"),
-        demand=resolve_path(base, workload["demand"]) if "demand" in workload else None,
+        load_scale=load_scale,
+        step_minutes=step_minutes,
+        demand=_existing(resolve_path(base, demand), "workload.demand", source) if demand else None,
         out=resolve_path(base, data["out"]) if "out" in data else None,
         description=data.get("description", ""),
     )
+
+
+# Settings fields whose study key differs from the field name (table → field → key).
+STUDY_KEYS = {
+    "limits": {"emergency_factor": "emergency_percent"},
+    "simulation": {"peak_utilisation": "workload.utilisation", "seed": "workload.seed"},
+}
+
+
+def _settings(cls, table: str, source: str, **values):
+    """``cls(**values)``, a SettingError renamed to the study's key (``file: table.key``)."""
+    try:
+        return cls(**values)
+    except SettingError as err:
+        raise _renamed(err, table, source) from err
+
+
+def _checked(source: str, key: str, check, *args, **kwargs) -> None:
+    try:
+        check(*args, **kwargs)
+    except SettingError as err:
+        raise err.named(f"{source}: {key}") from err
+
+
+def _renamed(err: SettingError, table: str, source: str) -> UsageError:
+    key = STUDY_KEYS.get(table, {}).get(err.field, err.field)
+    if err.field in ("pf", "n1_hops", "at", "cap_mw"):
+        table = "capacity"
+    qualified = key if "." in key else f"{table}.{key}"
+    value = err.value * 100 if err.field == "emergency_factor" else err.value
+    return err.named(f"{source}: {qualified} =", value)
+
+
+def _existing(path: Path, key: str, source: str) -> Path:
+    if not path.exists():
+        raise UsageError(f"{source}: {key} = {str(path)!r}: no such file; give the path of an existing file")
+    return path
 
 
 def _check_keys(data: dict, source: str) -> None:
@@ -228,8 +274,8 @@ def study_summary(study: Study) -> dict[str, object]:
         "name": study.name,
         "grid": study.grid,
         "source": study.source,
-        "limits": vars(study.limits),
-        "capacity": vars(study.capacity),
+        "limits": study.limits.record(),
+        "capacity": study.capacity.record(),
         "selection": study.selection.record(),
         "layers": {k: str(v) for k, v in study.layers.items()},
         "fleet": study.fleet.record(),
@@ -239,7 +285,6 @@ def study_summary(study: Study) -> dict[str, object]:
     }
 
 
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -259,68 +304,66 @@ class StudyResults:
 def compute_study(
     study: Study,
     progress: Progress | None = None,
+    *,
     capacity: CapacityStudy | None = None,
     grid: Grid | None = None,
 ) -> StudyResults:
-    """Run capacity → selection → simulation. ``capacity`` may come precomputed (a sweep splits
-    it into chunks), ``grid`` preloaded (a notebook that changed the model)."""
+    """Run capacity → selection → simulation.
+
+    Every input the study names is read and checked before the first power flow. ``capacity``
+    may come precomputed (a sweep splits it into chunks), ``grid`` preloaded (a notebook that
+    changed the model; it is not modified).
+    """
     from siting.fleet import fleet_sites, modelled_demand, simulate
     from siting.geography import read_layers
     from siting.selection import select_sites
     from siting.sources.grid import load_grid
-    from siting.sources.profiles import load_scale_factor, resample_profiles, scale_loads
+    from siting.sources.peak import operating_point
+    from siting.sources.profiles import simulation_year
     from siting.workload import read_demand_csv
 
-    say = progress or (lambda _message: None)
+    say = progress or silent
     started = datetime.now(UTC)
     layers = read_layers(study.layers)
     if grid is None:
         say(f"loading {study.grid}")
         grid = load_grid(study.grid)
+    year, factor, demand = None, None, None
+    if grid.profiles is not None:
+        year, factor = simulation_year(grid, load_scale=study.load_scale, step_minutes=study.step_minutes)
+        if study.demand:
+            demand = read_demand_csv(study.demand, year.profiles.index)
+    try:
+        operating_point(grid, study.capacity.at)
+    except SettingError as err:
+        raise err.named(f"{study.source}: capacity.at =") from err
     if capacity is None:
         say("[1/4] hosting capacity of every substation")
-        capacity = study_capacity(study, grid, progress=lambda m: say(f"  {m}"))
+        capacity = study_capacity(study, grid, progress=indented(say))
     say(f"[2/4] picking up to {study.selection.sites} sites")
     selection = select_sites(
-        grid, capacity.table, study.selection, layers, at=study.capacity.at, progress=lambda m: say(f"  {m}")
+        grid, capacity.table, study.selection, layers=layers, at=study.capacity.at, progress=indented(say)
     )
     if not len(selection.sites):
         raise SitingError(f"{study.source}: no substation can host a site of {study.selection.min_mw:g} MW")
-    fleet, factor = None, None
-    if grid.profiles is not None:
-        factor = load_scale_factor(grid, study.load_scale)
-        year = scale_loads(grid, factor)
-        if study.step_minutes is not None:
-            year = resample_profiles(year, study.step_minutes)
+    fleet = None
+    if year is not None:
         sites = fleet_sites(selection.sites, year, source=f"{study.source}: selected sites")
-        demand = (
-            read_demand_csv(study.demand, year.profiles.index)
-            if study.demand
-            else modelled_demand(year, sites, study.fleet)
-        )
+        if demand is None:
+            demand = modelled_demand(year, sites, study.fleet)
         say(f"[3/4] simulating the fleet over {len(year.profiles):,} steps")
-        fleet = simulate(year, sites, demand, study.fleet, progress=lambda m: say(f"  {m}"))
+        fleet = simulate(year, sites, demand, study.fleet, progress=indented(say))
     headline = _headline(study, grid, capacity, selection, fleet, factor)
     return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started)
 
 
 def study_capacity(
-    study: Study, grid: Grid, substations: list[int] | None = None, progress: Progress | None = None
+    study: Study, grid: Grid, *, substations: list[int] | None = None, progress: Progress | None = None
 ) -> CapacityStudy:
     """The capacity stage with the study's settings, for all substations or the ids given."""
-    from siting.capacity import CapacitySettings, substation_capacity
+    from siting.capacity import substation_capacity
 
-    options = study.capacity
-    return substation_capacity(
-        grid,
-        CapacitySettings(pf=options.pf, cap_mw=options.cap_mw, limits=study.limits),
-        at=options.at,
-        n1=options.n1,
-        year=options.year,
-        substations=substations,
-        n1_hops=options.n1_hops,
-        progress=progress,
-    )
+    return substation_capacity(grid, study.capacity, substations=substations, progress=progress)
 
 
 def report_inputs(results: StudyResults, manifest: dict[str, object]) -> ReportInputs:
@@ -431,12 +474,17 @@ def run_study(
     study: Study,
     out: Path,
     progress: Progress | None = None,
+    *,
     capacity: CapacityStudy | None = None,
     grid: Grid | None = None,
 ) -> dict[str, object]:
-    """Run every stage and write the report folder ``out``; returns the headline numbers."""
-    results = compute_study(study, progress, capacity, grid)
-    (progress or (lambda _message: None))("[4/4] writing the report")
+    """Run every stage and write the report folder ``out``; returns the headline numbers.
+
+    ``out`` is checked before anything is computed (see ``siting.outputs.check_output_folder``).
+    """
+    check_output_folder(out, f"{study.source}: out" if study.out == out else "--out")
+    results = compute_study(study, progress, capacity=capacity, grid=grid)
+    (progress or silent)("[4/4] writing the report")
     write_study(results, out)
     return results.headline
 

@@ -26,7 +26,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from siting.errors import SitingError, UsageError
+from siting.progress import Progress, silent
 from siting.study import read_toml, resolve_path
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ MODEL_SUFFIXES = (".json", ".m", ".mat")
 MAX_NAME = 120  # characters of a case folder name; longer names end in a hash instead
 STATUS_OK, STATUS_FAILED = "ok", "failed"
 LEAD_COLUMNS = ["case", "grid", "status", "error"]
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -319,7 +319,7 @@ def run_case(study: dict, out: str | Path, capacity: CapacityStudy | None = None
     started = time.perf_counter()
     try:
         headline = run_study(
-            study_from_dict(study, source=f"case {study['name']}"), Path(out), None, capacity
+            study_from_dict(study, source=f"case {study['name']}"), Path(out), capacity=capacity
         )
     except SitingError as err:
         return _failed(err, time.perf_counter() - started)
@@ -466,7 +466,7 @@ def run_sweep(
     """
     from siting.outputs import atomic_folder, manifest, write_json
 
-    say = progress or (lambda _message: None)
+    say = progress or silent
     started = datetime.now(UTC)
     with _connect(scheduler, workers) as (client, where):
         say(f"{len(sweep.cases)} cases on {where}")

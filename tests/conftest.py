@@ -58,7 +58,8 @@ def hostile_study(hostile_grid):
 
     study = study_from_dict(
         {
-            "name": f"Study {EVIL}",
+            "name": "hostile",
+            "description": f"Study {EVIL}",
             "grid": "simbench:1-HV-mixed--0-sw",
             "selection": {"sites": 10, "regions": 2},
             "simulation": {"load_scale": 4.6},

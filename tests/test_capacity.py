@@ -96,8 +96,9 @@ def test_already_violated_limit_binds_only_when_made_worse():
     net = copy.deepcopy(plain.net)
     net.bus["min_vm_pu"] = 0.95  # the feeder ends sit near 0.91 pu: violated before any load is added
     strict = dataclasses.replace(plain, net=net)
-    before = substation_capacity(plain, n1=False, year=False, substations=[17]).table.iloc[0]
-    study = substation_capacity(strict, n1=False, year=False, substations=[17])
+    n0_only = CapacitySettings(n1=False, year=False)
+    before = substation_capacity(plain, n0_only, substations=[17]).table.iloc[0]
+    study = substation_capacity(strict, CapacitySettings(n1=False, year=False), substations=[17])
     after = study.table.iloc[0]
     violated = set(study.base_violations.loc[study.base_violations.criterion == "undervoltage", "element"])
     assert len(violated) > 10
@@ -107,7 +108,7 @@ def test_already_violated_limit_binds_only_when_made_worse():
 
 
 def test_capacity_study_on_hv_grid_reports_binding_elements_and_outages(hv_mixed):
-    study = substation_capacity(hv_mixed, n1=True, year=False, substations=[9, 10, 16])
+    study = substation_capacity(hv_mixed, CapacitySettings(n1=True, year=False), substations=[9, 10, 16])
     table = study.table.set_index("substation")
     assert study.operating_point == "case:hL"
     assert table.at[9, "hc_n0_mw"] == pytest.approx(50.6)
@@ -123,7 +124,7 @@ def test_capacity_study_on_hv_grid_reports_binding_elements_and_outages(hv_mixed
 
 
 def test_year_headroom_gives_hours_and_flexible_capacity(illinois):
-    study = substation_capacity(illinois, n1=False, year=True, substations=[0, 5])
+    study = substation_capacity(illinois, CapacitySettings(n1=False, year=True), substations=[0, 5])
     headroom = study.headroom
     assert headroom.shape == (8760, 2)
     row = study.table.iloc[0]
@@ -187,7 +188,7 @@ def test_base_case_that_does_not_converge_is_refused(tmp_path, oberrhein):
     pp.to_json(net, str(path))
     out = tmp_path / "cap"
     with pytest.raises(GridError, match="does not converge"):
-        substation_capacity(load_grid(path), n1=False, year=False)
+        substation_capacity(load_grid(path), CapacitySettings(n1=False, year=False))
     assert main(["capacity", str(path), "--out", str(out)]) == 1
     assert not out.exists()
 

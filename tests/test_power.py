@@ -148,9 +148,9 @@ def test_measured_points_for_overlay() -> None:
 @pytest.mark.parametrize(
     ("settings", "words"),
     [
-        ({"pue": 0.9}, "PUE"),
-        ({"aux_fraction": -0.01}, "auxiliary"),
-        ({"host_w_per_gpu": -1.0}, "host power"),
+        ({"pue": 0.9}, "pue=0.9: must be a finite number ≥ 1"),
+        ({"aux_fraction": -0.01}, "aux_fraction=-0.01"),
+        ({"host_w_per_gpu": -1.0}, "host_w_per_gpu=-1.0"),
     ],
 )
 def test_bad_settings(curve: GpuCurve, settings: dict, words: str) -> None:

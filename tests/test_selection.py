@@ -11,7 +11,7 @@ import pytest
 from shapely.geometry import LineString, Point, Polygon
 
 from siting import UsageError
-from siting.capacity import substation_capacity
+from siting.capacity import CapacitySettings, substation_capacity
 from siting.cli import main
 from siting.engine.reference import scenario_net
 from siting.geography import GeoRules, Layers, read_layers
@@ -21,7 +21,7 @@ from siting.sources.peak import operating_point
 
 @pytest.fixture(scope="module")
 def hv_capacity(hv_mixed):
-    return substation_capacity(hv_mixed, year=False).table
+    return substation_capacity(hv_mixed, CapacitySettings(year=False)).table
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_no_layers_means_the_default_demand_centres(hv_mixed, hv_capacity):
 def test_flexible_criterion_keeps_every_site_within_its_curtailment_limit(illinois):
     two_weeks = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4736])  # July
     ids = list(range(8))
-    capacity = substation_capacity(two_weeks, n1=False, year=True, substations=ids).table
+    capacity = substation_capacity(two_weeks, CapacitySettings(n1=False, year=True), substations=ids).table
     settings = SelectionSettings(sites=3, criterion="flex-1", max_mw=60)
     result = select_sites(two_weeks, capacity, settings)
     assert result.joint.set_index("set").at["selected", "passes"]
@@ -218,7 +218,7 @@ def test_firm_selection_on_a_radial_feeder_where_every_outage_islands_load():
     from siting import load_grid
 
     feeder = load_grid("pandapower:case33bw")
-    capacity = substation_capacity(feeder, year=False).table
+    capacity = substation_capacity(feeder, CapacitySettings(year=False)).table
     picked = select_sites(feeder, capacity, SelectionSettings(sites=3))
     joint = picked.joint.set_index("set")
     assert len(picked.sites) >= 1

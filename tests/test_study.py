@@ -32,10 +32,10 @@ def test_shipped_study_files_are_valid():
         ({"grid": "hv-mixed", "selection": {"sites": "ten"}}, "'selection.sites' must be a number"),
         ({"grid": "hv-mixed", "capacity": {"n1": 1}}, "'capacity.n1' must be true/false"),
         ({"grid": "hv-mixed", "limits": 0.95}, r"\[limits\] must be a table"),
-        ({"grid": "hv-mixed", "limits": {"vmin_pu": 1.2, "vmax_pu": 1.1}}, "need 0 < min < max"),
+        ({"grid": "hv-mixed", "limits": {"vmin_pu": 1.2, "vmax_pu": 1.1}}, "limits.vmin_pu = 1.2: must be below"),
         ({"grid": "hv-mixed", "selection": {"criterion": "best"}}, "use firm, peak or flex"),
         ({"grid": "hv-mixed", "simulation": {"policies": ["smart"]}}, "choose from blind, grid-aware"),
-        ({"grid": "hv-mixed", "power": {"pue": 0.8}}, "PUE"),
+        ({"grid": "hv-mixed", "power": {"pue": 0.8}}, r"power.pue = 0.8: must be a finite number ≥ 1"),
     ],
 )
 def test_bad_study_settings_name_the_key(data, message):

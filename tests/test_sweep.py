@@ -144,11 +144,10 @@ def test_bad_sweep_files_are_refused_naming_the_key(tmp_path, text, named):
 
 def test_merged_capacity_chunks_equal_one_run_over_every_substation():
     grid = load_grid("pandapower:case33bw")
-    settings = CapacitySettings(cap_mw=30)
-    options = {"n1": True, "n1_hops": 2, "year": False}
-    whole = substation_capacity(grid, settings, **options)
+    settings = CapacitySettings(cap_mw=30, n1=True, n1_hops=2, year=False)
+    whole = substation_capacity(grid, settings)
     ids = [int(i) for i in grid.substations["id"]]
-    parts = [substation_capacity(grid, settings, substations=c, **options) for c in chunks(ids, 5)]
+    parts = [substation_capacity(grid, settings, substations=c) for c in chunks(ids, 5)]
     assert len(parts) == 7
     merged = merge_capacity(parts, outage_names(grid.net))
     pd.testing.assert_frame_equal(merged.table, whole.table)
@@ -163,10 +162,10 @@ def test_merged_capacity_chunks_equal_one_run_over_every_substation():
 
 @pytest.mark.slow
 def test_merged_year_headroom_equals_one_run(hv_mixed):
-    options = {"n1": False, "year": True}
-    whole = substation_capacity(hv_mixed, CapacitySettings(), **options)
+    settings = CapacitySettings(n1=False, year=True)
+    whole = substation_capacity(hv_mixed, settings)
     ids = [int(i) for i in hv_mixed.substations["id"]]
-    merged = merge_capacity([substation_capacity(hv_mixed, substations=c, **options) for c in chunks(ids, 5)])
+    merged = merge_capacity([substation_capacity(hv_mixed, settings, substations=c) for c in chunks(ids, 5)])
     pd.testing.assert_frame_equal(merged.table, whole.table)
     pd.testing.assert_frame_equal(merged.headroom, whole.headroom)
 

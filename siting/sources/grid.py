@@ -39,6 +39,10 @@ class Grid:
     profiles: pd.DataFrame | None = None
     files: tuple[Path, ...] = ()  # model files read (for manifests); none for package data
 
+    def inputs(self) -> dict[str, object]:
+        """The grid as a manifest names it: its source and every model file read (hashed)."""
+        return {"grid": self.source, **{f"file {path.name}": path for path in self.files}}
+
 
 def load_grid(source: str | Path) -> Grid:
     """Load ``simbench:<code>``, ``pandapower:<name>``, a .json/.m/.mat file, or a catalog name."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from siting.errors import UsageError
+from siting.errors import SettingError
 from siting.sources.grid import Grid
 
 
@@ -65,10 +65,12 @@ def operating_point(grid: Grid, at: str | None = None) -> OperatingPoint:
         name = at.removeprefix("case:")
         if cases is None or name not in cases:
             known = ", ".join(cases) if cases else "none"
-            raise UsageError(f"--at {at}: {grid.name} has no study case '{name}' (study cases: {known})")
+            raise SettingError("at", at, f"{grid.name} has no study case '{name}' (study cases: {known})")
         return OperatingPoint(at, cases[name])
     if grid.profiles is None:
-        raise UsageError(f"--at {at}: {grid.name} has no time-series profiles; use case:<name> or omit --at")
+        raise SettingError(
+            "at", at, f"{grid.name} has no time-series profiles; use case:<name> or leave it out"
+        )
     if at == "netpeak":
         step = net_peak_step(grid.profiles)
         time = grid.profiles.index[step]
@@ -76,12 +78,18 @@ def operating_point(grid: Grid, at: str | None = None) -> OperatingPoint:
     try:
         time = pd.Timestamp(at)
     except ValueError as err:
-        raise UsageError(f"--at {at}: not case:<name>, netpeak or a time like 2016-01-12T18:00") from err
-    if time not in grid.profiles.index:
-        first, last = grid.profiles.index[0], grid.profiles.index[-1]
-        raise UsageError(f"--at {at}: not a time step of the profiles ({first} … {last})")
-    step = int(grid.profiles.index.get_loc(time))
-    return OperatingPoint(f"{time:%Y-%m-%d %H:%M}", profile_values(grid, step), time)
+        raise SettingError("at", at, "not case:<name>, netpeak or a time like 2016-01-12T18:00") from err
+    index = grid.profiles.index
+    if (time.tzinfo is None) != (index.tz is None):
+        zone = "with" if index.tz is not None else "without"
+        raise SettingError("at", at, f"the profiles' times are {zone} a time zone; give the time so too")
+    steps = np.flatnonzero(index == time)
+    if not len(steps):
+        raise SettingError("at", at, f"not a time step of the profiles ({index[0]} … {index[-1]})")
+    # a local-time index repeats the hour at the end of daylight saving: the first is the earlier
+    step = int(steps[0])
+    label = f"{time:%Y-%m-%d %H:%M}" + (f" (first of {len(steps)})" if len(steps) > 1 else "")
+    return OperatingPoint(label, profile_values(grid, step), time)
 
 
 def study_cases(grid: Grid) -> dict[str, dict[tuple[str, str], np.ndarray]] | None:

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from siting.errors import UsageError
+from siting.errors import SettingError, UsageError, check_number
 from siting.sources.grid import Grid
 from siting.sources.peak import net_load, study_cases
 
@@ -25,10 +25,26 @@ def load_scale_factor(grid: Grid, scale: str | float) -> float:
         try:
             factor = float(scale)
         except ValueError as err:
-            raise UsageError(f"--load-scale {scale}: give a number (e.g. 1.5) or {PEAK_CASE}") from err
-    if not np.isfinite(factor) or factor <= 0:
-        raise UsageError(f"--load-scale {scale}: the factor must be a positive number")
+            raise SettingError("load_scale", scale, f"give a number (e.g. 1.5) or {PEAK_CASE}") from err
+    check_number("load_scale", factor, above=0)
     return factor
+
+
+def simulation_year(
+    grid: Grid, *, load_scale: str | float = 1.0, step_minutes: float | None = None
+) -> tuple[Grid, float]:
+    """The grid a fleet is simulated on: loads × ``load_scale``, profiles at ``step_minutes``.
+
+    Returns
+    -------
+    (Grid, float)
+        The new grid (the given one is not changed) and the load factor applied.
+    """
+    factor = load_scale_factor(grid, load_scale)
+    year = scale_loads(grid, factor)
+    if step_minutes is not None:
+        year = resample_profiles(year, step_minutes)
+    return year, factor
 
 
 def scale_loads(grid: Grid, factor: float) -> Grid:
@@ -50,8 +66,8 @@ def resample_profiles(grid: Grid, minutes: float) -> Grid:
         return grid
     ratio = minutes / own
     if minutes <= 0 or ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
-        raise UsageError(
-            f"--step {minutes:g}: must be a whole multiple of the grid's own {own:g}-minute step"
+        raise SettingError(
+            "step_minutes", minutes, f"must be a whole multiple of the grid's own {own:g}-minute step"
         )
     # by position, not by clock: SimBench's wall-clock times repeat an hour when summer time ends
     ratio = round(ratio)
@@ -72,9 +88,9 @@ def profile_step_minutes(profiles: pd.DataFrame) -> float:
 def _peak_case_factor(grid: Grid) -> float:
     cases = study_cases(grid)
     if cases is None or "hL" not in cases:
-        raise UsageError(f"--load-scale {PEAK_CASE}: {grid.name} has no planning case hL; give a number")
+        raise SettingError("load_scale", PEAK_CASE, f"{grid.name} has no planning case hL; give a number")
     if grid.profiles is None:
-        raise UsageError(f"--load-scale {PEAK_CASE}: {grid.name} has no time-series profiles")
+        raise SettingError("load_scale", PEAK_CASE, f"{grid.name} has no time-series profiles")
     case = cases["hL"]
     target = np.nansum(case[("load", "p_mw")]) - np.nansum(case.get(("sgen", "p_mw"), np.zeros(1)))
     load = grid.profiles[("load", "p_mw")].sum(axis=1).to_numpy()

@@ -1,0 +1,133 @@
+"""Options several commands share, defined once, and how the CLI speaks: one line per error.
+
+Nothing heavy is imported here: ``siting --help`` and usage errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import NoReturn
+
+from siting.errors import SettingError, UsageError
+
+# Settings fields whose flag is not "--" + the field name with dashes.
+FLAGS = {
+    "cap_mw": "--cap",
+    "vmin_pu": "--vmin",
+    "vmax_pu": "--vmax",
+    "contingency_vmin_pu": "--contingency-vmin",
+    "contingency_vmax_pu": "--contingency-vmax",
+    "emergency_factor": "--emergency",
+    "peak_utilisation": "--utilisation",
+    "max_delay_minutes": "--max-delay",
+    "policies": "--policy",
+    "step_minutes": "--step",
+    "resolution_mw": "--resolution",
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) that point to ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {plain(message)} (see {self.prog} --help)\n")
+
+
+def plain(text: object) -> str:
+    """``text`` safe for a terminal: control characters (escape codes, BEL, …) shown as \\x.."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def one_line(text: object) -> str:
+    """``text`` as one terminal-safe line."""
+    return plain(str(text).replace("\r", " ").replace("\n", " ⏎ "))
+
+
+def flag_error(err: SettingError) -> UsageError:
+    """A settings error in the CLI's terms: the flag and the value as typed."""
+    flag = FLAGS.get(err.field, "--" + err.field.replace("_", "-"))
+    value = err.value * 100 if err.field == "emergency_factor" else err.value
+    return err.named(flag, value)
+
+
+def say(text: object) -> None:
+    """Print results to standard output, terminal-safe."""
+    print(plain(text))
+
+
+def note(text: object) -> None:
+    """Print a progress or status line to standard error, terminal-safe."""
+    print(plain(text), file=sys.stderr, flush=True)
+
+
+def add_grid(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    what = "simbench:<code>, pandapower:<name>, a .json/.m/.mat file, or a catalog name"
+    if optional:
+        parser.add_argument("grid", nargs="?", help=f"{what} (default: the catalog's default grid)")
+    else:
+        parser.add_argument("grid", help=f"{what} ('siting grids' lists the catalog)")
+
+
+def add_out(parser: argparse.ArgumentParser, required: bool = True, default: str = "") -> None:
+    parser.add_argument(
+        "--out",
+        required=required,
+        metavar="DIR",
+        help="output folder: created, or replaced whole if siting wrote it"
+        + (f" {default}" if default else ""),
+    )
+
+
+def add_pf(parser: argparse.ArgumentParser, what: str = "the added load") -> None:
+    parser.add_argument("--pf", type=float, default=0.95, help=f"power factor of {what}, lagging")
+
+
+def add_at(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--at", metavar="POINT", help="case:<name>, netpeak or a time (default: case:hL, else netpeak)"
+    )
+
+
+def add_n1_hops(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--n1-hops", type=int, metavar="N", help=help)
+
+
+def add_limits(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("limits (where the model has none of its own)")
+    group.add_argument("--vmin", type=float, default=0.95, help="undervoltage limit (pu)")
+    group.add_argument("--vmax", type=float, default=1.05, help="overvoltage limit (pu)")
+    group.add_argument(
+        "--emergency", type=float, default=120.0, help="thermal limit after an outage, %% of the normal limit"
+    )
+    group.add_argument(
+        "--contingency-vmin", type=float, default=0.90, help="undervoltage limit after an outage"
+    )
+    group.add_argument(
+        "--contingency-vmax", type=float, default=1.10, help="overvoltage limit after an outage"
+    )
+
+
+def limits_from(args: argparse.Namespace):
+    """The study limits the limit flags give."""
+    from siting.limits import StudyLimits
+
+    return StudyLimits(
+        vmin_pu=args.vmin,
+        vmax_pu=args.vmax,
+        contingency_vmin_pu=args.contingency_vmin,
+        contingency_vmax_pu=args.contingency_vmax,
+        emergency_factor=args.emergency / 100,
+    )
+
+
+def substation_ids(text: str | None) -> list[int] | None:
+    """``--substations 0,3,7`` as ids."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise UsageError(f"--substations {text}: give substation ids as numbers, e.g. 0,3,7") from err

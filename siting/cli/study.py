@@ -1,0 +1,44 @@
+"""`siting study`: capacity → selection → simulation → map report, from one study file."""
+
+from __future__ import annotations
+
+import argparse
+
+from siting.cli.options import note, say
+
+
+def add(commands) -> None:
+    parser = commands.add_parser(
+        "study", help="capacity → selection → simulation → map report, from one study file"
+    )
+    parser.add_argument("file", nargs="?", help="study TOML file (default: data/studies/default.toml)")
+    parser.add_argument(
+        "--out", metavar="DIR", help="report folder (default: the file's out, else reports/<name>)"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from siting.progress import Reporter
+    from siting.study import read_study, run_study
+
+    study = read_study(Path(args.file) if args.file else None)
+    out = Path(args.out) if args.out else study.out or Path("reports") / study.name
+    started = time.monotonic()
+    note(f"Study {study.name} ({study.source}) → {out}/")
+    progress = Reporter(prefix=lambda: f"  [{time.monotonic() - started:6.0f} s] ")
+    headline = run_study(study, out, progress)
+    width = max(len(k) for k in headline)
+    lines = [f"{key:<{width}}  {_shown(value)}" for key, value in headline.items()]
+    say("\n".join([f"{study.name}: done in {time.monotonic() - started:.0f} s", *lines]))
+    say(f"\nReport: {out}/index.html (figures/, results.gpkg, timeseries.parquet, manifest.json)")
+    return 0
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return "–" if value is None else str(value)
