@@ -20,9 +20,9 @@ profiles; a limit counts as violated only where the fleet makes it worse than th
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from siting.engine.search import (
     violations_of,
     worst_margin,
 )
-from siting.errors import SettingError, UsageError, check_number
+from siting.errors import DataError, SettingError, UsageError, check_number
 from siting.geography import local_crs
 from siting.limits import StudyLimits
 from siting.power import (
@@ -52,8 +52,8 @@ from siting.power import (
     site_capacity_tokens_per_s,
     site_power_mw,
 )
-from siting.progress import silent
-from siting.selection import grid_demand
+from siting.progress import Progress, silent
+from siting.selection import Selection, grid_demand
 from siting.sources.grid import Grid
 from siting.sources.profiles import profile_step_minutes
 from siting.workload import DEMAND_COLUMNS
@@ -146,32 +146,32 @@ def read_sites(path: Path, grid: Grid) -> pd.DataFrame:
     try:
         table = pd.read_csv(path)
     except (ValueError, OSError) as err:
-        raise UsageError(f"--sites {path}: not a readable CSV ({err})") from err
+        raise DataError(f"--sites {path}: not a readable CSV ({err})") from err
     missing = [c for c in ("substation", "size_mw") if c not in table]
     if missing:
-        raise UsageError(f"--sites {path}: missing column(s) {', '.join(missing)}")
+        raise DataError(f"--sites {path}: missing column(s) {', '.join(missing)}")
     return fleet_sites(table, grid, source=str(path))
 
 
 def fleet_sites(table: pd.DataFrame, grid: Grid, source: str = "sites") -> pd.DataFrame:
     """Sites joined to the grid's substations: bus, name, lon/lat, in the file's order."""
     if not len(table):
-        raise UsageError(f"{source}: lists no sites")
+        raise DataError(f"{source}: lists no sites")
     ids = pd.to_numeric(table["substation"], errors="coerce")
     sizes = pd.to_numeric(table["size_mw"], errors="coerce")
     if ids.isna().any() or (ids != ids.round()).any():
-        raise UsageError(f"{source}: substation must be a substation id number on every row")
+        raise DataError(f"{source}: substation must be a substation id number on every row")
     if sizes.isna().any() or (sizes <= 0).any():
-        raise UsageError(f"{source}: size_mw must be a positive number on every row")
+        raise DataError(f"{source}: size_mw must be a positive number on every row")
     known = grid.substations.set_index("id")
     unknown = sorted(set(ids.astype(int)) - set(known.index))
     if unknown:
-        raise UsageError(
+        raise DataError(
             f"{source}: substation id(s) {unknown} are not substations of {grid.name} "
             f"(ids run 0–{len(known) - 1}; see siting inspect)"
         )
     if ids.duplicated().any():
-        raise UsageError(f"{source}: substation {int(ids[ids.duplicated()].iloc[0])} is listed twice")
+        raise DataError(f"{source}: substation {int(ids[ids.duplicated()].iloc[0])} is listed twice")
     chosen = known.loc[ids.astype(int)]
     return pd.DataFrame(
         {
@@ -197,19 +197,46 @@ def fleet_capacity_tokens_per_s(sites: pd.DataFrame, power: PowerModel, prefill_
 
 def simulate(
     grid: Grid,
-    sites: pd.DataFrame,
-    demand: pd.DataFrame,
-    settings: FleetSettings,
-    progress: Callable[[str], None] | None = None,
+    sites: Selection | pd.DataFrame,
+    demand: pd.DataFrame | None = None,
+    settings: FleetSettings | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> FleetResult:
-    """Dispatch ``demand`` (tokens/s per step, on the grid's profile index) among ``sites``
-    under each policy and check every step with an AC power flow (normal limits)."""
+    """A year of the fleet: ``demand`` dispatched among ``sites`` under each policy, every step
+    checked with an AC power flow (normal limits).
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid with its profiles (the year simulated; see ``simulation_year`` for growth and
+        step); not modified.
+    sites : Selection or DataFrame
+        A selection (its selected sites), or a table with ``substation`` and ``size_mw`` (MW).
+    demand : DataFrame, optional
+        Tokens/s per step (DEMAND_COLUMNS) on the grid's profile index; default: the workload
+        model sized to the sites (``modelled_demand``).
+    settings : FleetSettings, optional
+        Policies, power model, queue, latency, limits (default: ``FleetSettings()``).
+    progress : callable, optional
+        Called with a line of text as each part starts.
+
+    Returns
+    -------
+    FleetResult
+        Per policy: summary, per-site energy and power (MW), violations, the grid alone's.
+    """
     say = progress or silent
+    settings = settings or FleetSettings()
     if grid.profiles is None:
         raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
+    table = sites.sites if isinstance(sites, Selection) else sites
+    sites = fleet_sites(table, grid, source="sites")
+    if demand is None:
+        demand = modelled_demand(grid, sites, settings)
     if not demand.index.equals(grid.profiles.index):
         raise UsageError("the demand's time steps differ from the grid's profiles; resample it to them")
-    model = prepare(grid.net, sites["bus"].to_numpy(), grid.source)
+    model = prepare(copy.deepcopy(grid.net), sites["bus"].to_numpy(), grid.source)
     cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
     year = profile_scenarios(model.net, grid.profiles)
     states = States(year.element_values, None, year.n)

@@ -16,7 +16,7 @@ import pandas as pd
 import shapely
 from scipy.cluster.vq import kmeans2
 
-from siting.errors import UsageError, check_number
+from siting.errors import DataError, UsageError, check_number
 from siting.sources.geo import WGS84
 
 LAYER_KINDS = ("exclusion", "fiber", "parcels", "demand", "regions")
@@ -82,19 +82,17 @@ def read_layer(path: Path, kind: str) -> tuple[gpd.GeoDataFrame, int]:
             warnings.simplefilter("ignore")
             frame = gpd.read_file(path)
     except Exception as err:  # GDAL raises many kinds for an unreadable file
-        raise UsageError(
-            f"{kind} layer {path}: not a readable GIS file ({str(err).splitlines()[0]})"
-        ) from err
+        raise DataError(f"{kind} layer {path}: not a readable GIS file ({str(err).splitlines()[0]})") from err
     if frame.crs is None:
-        raise UsageError(
+        raise DataError(
             f"{kind} layer {path}: has no coordinate reference system; set one (e.g. EPSG:4326) and retry"
         )
     frame = frame[~frame.geometry.is_empty & frame.geometry.notna()]
     if frame.empty:
-        raise UsageError(f"{kind} layer {path}: has no features")
+        raise DataError(f"{kind} layer {path}: has no features")
     wrong = set(frame.geometry.geom_type) - GEOMETRY_KINDS[kind]
     if wrong:
-        raise UsageError(
+        raise DataError(
             f"{kind} layer {path}: holds {', '.join(sorted(wrong))}; a {kind} layer needs "
             f"{' or '.join(sorted(GEOMETRY_KINDS[kind]))} features"
         )
@@ -124,13 +122,17 @@ def apply_layers(
     out = pd.DataFrame(index=candidates.index)
     out["geo_reason"] = ""
     if "exclusion" in layers.frames:
-        zones = layers.frames["exclusion"].to_crs(crs)
+        # clipped to the candidates' surroundings first: a zone as large as a continent has no
+        # finite shape in a local metric map
+        zones = _metric(
+            _near(layers.frames["exclusion"], candidates, rules.exclusion_buffer_m), crs, "exclusion"
+        )
         area = shapely.union_all(zones.geometry.buffer(rules.exclusion_buffer_m).to_numpy())
         inside = sites.intersects(area)
         note = f" or within {rules.exclusion_buffer_m:g} m of one" if rules.exclusion_buffer_m else ""
         out.loc[inside.to_numpy(), "geo_reason"] = f"inside an exclusion zone{note}"
     if "fiber" in layers.frames:
-        fiber = shapely.union_all(layers.frames["fiber"].to_crs(crs).geometry.to_numpy())
+        fiber = shapely.union_all(_metric(layers.frames["fiber"], crs, "fiber").geometry.to_numpy())
         out["fiber_km"] = sites.distance(fiber).to_numpy() / 1e3
         if rules.fiber_max_m is not None:
             far = (out["fiber_km"] * 1e3 > rules.fiber_max_m) & (out["geo_reason"] == "")
@@ -139,7 +141,7 @@ def apply_layers(
                 for d in out.loc[far, "fiber_km"]
             ]
     if "parcels" in layers.frames:
-        parcels = layers.frames["parcels"].to_crs(crs)
+        parcels = _metric(_near(layers.frames["parcels"], candidates, rules.parcel_max_m), crs, "parcels")
         big = parcels[parcels.geometry.area >= rules.parcel_min_m2]
         if big.empty:
             reach = np.full(len(sites), np.inf)
@@ -150,10 +152,31 @@ def apply_layers(
         out.loc[lacking, "geo_reason"] = (
             f"no parcel of {rules.parcel_min_m2:,.0f} m² within {rules.parcel_max_m / 1e3:g} km"
         )
-    out["demand_km"] = weighted_distance_km(sites, demand.to_crs(crs))
+    out["demand_km"] = weighted_distance_km(sites, _metric(demand, crs, "demand"))
     parts = [out[c] / out[c].max() for c in ("fiber_km", "demand_km") if c in out and out[c].max() > 0]
     out["score"] = 1.0 - (sum(parts) / len(parts) if parts else 0.0)
     return out
+
+
+def _near(frame: gpd.GeoDataFrame, candidates: gpd.GeoDataFrame, reach_m: float) -> gpd.GeoDataFrame:
+    """The parts of ``frame`` within a generous box around the candidates (EPSG:4326)."""
+    margin = 1.0 + 2.0 * reach_m / 111_000.0  # degrees: more than ``reach_m`` anywhere below 60° latitude
+    west, south, east, north = candidates.to_crs(WGS84).total_bounds
+    area = shapely.box(
+        max(west - margin, -180), max(south - margin, -90), min(east + margin, 180), min(north + margin, 90)
+    )
+    return frame.to_crs(WGS84).clip(area)
+
+
+def _metric(frame: gpd.GeoDataFrame, crs, kind: str) -> gpd.GeoDataFrame:
+    """``frame`` in the local metric CRS, refused if a feature has no finite place in it."""
+    projected = frame.to_crs(crs)
+    if len(projected) and not np.isfinite(projected.geometry.bounds.to_numpy()).all():
+        raise DataError(
+            f"{kind} layer: some features lie too far from the grid to measure in its local map "
+            f"({crs.name}); clip the layer to the study area"
+        )
+    return projected
 
 
 def weighted_distance_km(sites: gpd.GeoSeries, demand: gpd.GeoDataFrame) -> np.ndarray:
@@ -162,7 +185,7 @@ def weighted_distance_km(sites: gpd.GeoSeries, demand: gpd.GeoDataFrame) -> np.n
     dxy = np.column_stack([demand.geometry.x, demand.geometry.y])
     weight = demand["weight"].to_numpy(dtype=float)
     if weight.sum() <= 0:
-        raise UsageError("demand layer: the weights add up to zero; give each point a positive 'weight'")
+        raise DataError("demand layer: the weights add up to zero; give each point a positive 'weight'")
     distance = np.hypot(xy[:, None, 0] - dxy[None, :, 0], xy[:, None, 1] - dxy[None, :, 1])
     return distance @ weight / weight.sum() / 1e3
 
@@ -174,7 +197,14 @@ def demand_points(layers: Layers, default: gpd.GeoDataFrame) -> gpd.GeoDataFrame
     frame = layers.frames["demand"].explode(index_parts=False)
     if "weight" not in frame:
         frame = frame.assign(weight=1.0)
-    return frame[["weight", "geometry"]]
+    weight = pd.to_numeric(frame["weight"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(weight) | (weight < 0)
+    if bad.any():
+        raise DataError(
+            f"demand layer: {int(bad.sum())} point(s) have a weight that is missing, not a number or "
+            f"negative (first: {frame['weight'].iloc[int(np.argmax(bad))]!r}); give each a weight ≥ 0"
+        )
+    return frame.assign(weight=weight)[["weight", "geometry"]]
 
 
 def cluster_regions(points: gpd.GeoDataFrame, n: int, seed: int = 0) -> tuple[np.ndarray, gpd.GeoDataFrame]:

@@ -67,12 +67,12 @@ def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) ->
     vmax_model = _column(net.bus, "max_vm_pu")
     vmin = np.where(np.isnan(vmin_model), study.vmin_pu, vmin_model)
     vmax = np.where(np.isnan(vmax_model), study.vmax_pu, vmax_model)
-    crossed = np.flatnonzero(vmin >= vmax)
+    crossed = np.flatnonzero(vmin > vmax)
     if len(crossed):
         bus = net.bus.index[crossed[0]]
         raise GridError(
             f"bus {bus} ({net.bus['name'].iloc[crossed[0]]}): its voltage band {vmin[crossed[0]]:g}–"
-            f"{vmax[crossed[0]]:g} pu has min ≥ max ({len(crossed)} bus(es) so); fix min_vm_pu/max_vm_pu"
+            f"{vmax[crossed[0]]:g} pu has min > max ({len(crossed)} bus(es) so); fix min_vm_pu/max_vm_pu"
         )
     line = _thermal(net.line, study.normal_loading_percent)
     trafo = _thermal(net.trafo, study.normal_loading_percent)

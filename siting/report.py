@@ -9,12 +9,14 @@ Every name that comes from a model file is escaped before it reaches the page (s
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -25,9 +27,14 @@ from plotly.offline import get_plotlyjs
 
 from siting.engine.flow import Scenarios, prepare, profile_scenarios, solve
 from siting.figures import PALETTE, Chart, charts, esc
-from siting.outputs import write_json
+from siting.outputs import atomic_folder, manifest, write_json
 from siting.sources.geo import WGS84, bus_lonlat
 from siting.sources.grid import Grid
+
+if TYPE_CHECKING:
+    from siting.capacity import CapacityStudy
+    from siting.fleet import FleetResult
+    from siting.selection import Selection
 
 GPKG_LAYERS = ("substations", "lines", "sites", "candidates", "regions")
 # Peak line loading bins (%): lower bound, upper bound, legend label, colour
@@ -85,6 +92,7 @@ class ReportInputs:
     """Everything a report shows; frames in EPSG:4326, power in MW."""
 
     title: str  # study name
+    description: str  # a line under the title (may be empty)
     grid_name: str
     operating_point: str  # e.g. "case:hL"
     substations: gpd.GeoDataFrame  # points; the columns of capacity.csv
@@ -100,7 +108,169 @@ class ReportInputs:
     manifest: dict[str, object]
 
 
-def write_report(inputs: ReportInputs, folder: Path) -> list[Path]:
+def report_inputs(
+    grid: Grid,
+    *,
+    capacity: CapacityStudy,
+    selection: Selection,
+    fleet: FleetResult | None = None,
+    title: str = "",
+    description: str = "",
+    headline: dict[str, object] | None = None,
+    manifest: dict[str, object] | None = None,
+) -> ReportInputs:
+    """What the report shows, from the stages' results (``headline``: from ``headline_numbers``)."""
+    # lines by their highest loading over the simulated year (the last policy: grid-aware by default)
+    loading = fleet.line_peak_percent.iloc[:, -1] if fleet is not None else peak_line_loading(grid)
+    headline = headline if headline is not None else headline_numbers(grid, capacity, selection, fleet)
+    empty = pd.DataFrame()
+    return ReportInputs(
+        title=title or grid.name,
+        description=description,
+        grid_name=grid.name,
+        operating_point=capacity.operating_point,
+        substations=_points(capacity.table),
+        lines=lines_frame(grid, loading),
+        sites=selection.sites,
+        candidates=selection.candidates,
+        regions=selection.regions,
+        headroom=capacity.headroom,
+        fleet_summary=fleet.summary if fleet is not None else empty,
+        violations=fleet.violations if fleet is not None else empty,
+        site_power=fleet.site_power if fleet is not None else empty,
+        headline=headline_display(headline),
+        manifest=manifest or {},
+    )
+
+
+def write_report(
+    folder: Path,
+    grid: Grid,
+    *,
+    capacity: CapacityStudy,
+    selection: Selection,
+    fleet: FleetResult | None = None,
+    title: str = "",
+    description: str = "",
+) -> list[str]:
+    """Write the report folder ``folder`` whole or not at all, from the stages' results.
+
+    Parameters
+    ----------
+    folder : Path
+        Created, or replaced whole if siting wrote it (refused otherwise).
+    grid, capacity, selection, fleet
+        The grid and the results of ``substation_capacity``, ``select_sites`` and, optionally,
+        ``simulate``.
+    title, description : str
+        Shown at the top of the page (default title: the grid's name).
+
+    Returns
+    -------
+    list of str
+        The files written, relative to ``folder`` (index.html, figures/…, results.gpkg, …).
+    """
+    from datetime import UTC, datetime
+
+    started = datetime.now(UTC)
+    headline = headline_numbers(grid, capacity, selection, fleet)
+    with atomic_folder(Path(folder), "folder") as staging:
+        record = manifest(grid.inputs(), {"title": title}, headline, started)
+        inputs = report_inputs(
+            grid,
+            capacity=capacity,
+            selection=selection,
+            fleet=fleet,
+            title=title,
+            description=description,
+            headline=headline,
+            manifest=record,
+        )
+        written = write_report_files(inputs, staging)
+        return [path.relative_to(staging).as_posix() for path in written]
+
+
+
+HEADLINE_LABELS = {
+    "grid": "grid",
+    "operating_point": "operating point",
+    "substations": "substations studied",
+    "firm_capacity_mw": "firm (N-1) capacity, all substations",
+    "unused_share_at_peak": "grid capacity unused at peak",
+    "sites": "sites selected",
+    "total_mw": "selected capacity",
+    "joint_check_passes": "joint AC check of the selected set",
+    "naive_violations": "violations of the naive top-K set",
+    "load_scale": "load growth in the simulated year",
+}
+
+
+def headline_display(headline: dict[str, object]) -> dict[str, str]:
+    """The headline numbers as a reader sees them: labels, units, percentages."""
+    shown = {}
+    for key, value in headline.items():
+        if key == "study" or value is None:
+            continue
+        policy, _, measure = (
+            key.partition("_") if key.startswith(("blind_", "grid-aware_")) else ("", "", key)
+        )
+        label = HEADLINE_LABELS.get(key) or f"{policy}: {measure.removesuffix('_mwh').replace('_', ' ')}"
+        if key.endswith("_mw") or key == "total_mw":
+            text = f"{value:,.1f} MW"
+        elif key.endswith("share") or key.endswith("share_at_peak"):
+            text = f"{100 * value:.2f} %"
+        elif key.endswith("energy_mwh"):
+            text = f"{value / 1000:,.1f} GWh"
+        elif key == "joint_check_passes":
+            text = "passes" if value else "FAILS"
+        elif key == "load_scale":
+            text = f"× {value:g}"
+        elif isinstance(value, float):
+            text = f"{value:,.4g}"
+        else:
+            text = str(value)
+        shown[label] = text
+    return shown
+
+
+def headline_numbers(
+    grid: Grid,
+    capacity: CapacityStudy,
+    selection: Selection,
+    fleet: FleetResult | None = None,
+    load_factor: float | None = None,
+) -> dict[str, object]:
+    """The numbers a study leads with (MW, shares, counts), keyed for ``headline_display``."""
+    table = capacity.table
+    joint = selection.joint.set_index("set")
+    headline: dict[str, object] = {
+        "grid": grid.name,
+        "operating_point": capacity.operating_point,
+        "substations": len(table),
+        "firm_capacity_mw": float(table["hc_n1_mw"].sum()) if table["hc_n1_mw"].notna().any() else None,
+        "unused_share_at_peak": capacity.unused_share_at_peak,
+        "sites": len(selection.sites),
+        "total_mw": float(selection.sites["size_mw"].sum()),
+        "joint_check_passes": bool(joint.at["selected", "passes"]),
+        "naive_violations": int(joint.at["naive top-K", "violations"])
+        if "naive top-K" in joint.index
+        else None,
+        "load_scale": load_factor,
+    }
+    if fleet is not None:
+        for row in fleet.summary.itertuples():
+            headline[f"{row.policy}_served_share"] = row.served_share
+            headline[f"{row.policy}_violations"] = row.violations
+            headline[f"{row.policy}_violation_hours"] = row.violation_hours
+            headline[f"{row.policy}_energy_mwh"] = row.energy_mwh
+    return headline
+
+
+def _points(table: pd.DataFrame) -> gpd.GeoDataFrame:
+    return gpd.GeoDataFrame(table, geometry=gpd.points_from_xy(table["lon"], table["lat"]), crs=WGS84)
+
+
+def write_report_files(inputs: ReportInputs, folder: Path) -> list[Path]:
     """Write the report into ``folder`` (an existing staging folder); return the files written."""
     folder = Path(folder)
     (folder / "figures").mkdir(exist_ok=True)
@@ -153,7 +323,7 @@ def peak_line_loading(grid: Grid, scenarios: Scenarios | None = None) -> pd.Seri
     """
     if scenarios is None:
         scenarios = Scenarios(n=1) if grid.profiles is None else profile_scenarios(grid.net, grid.profiles)
-    result = solve(prepare(grid.net), scenarios)
+    result = solve(prepare(copy.deepcopy(grid.net)), scenarios)
     loading = result.line_loading_percent[result.converged]
     with warnings.catch_warnings():  # a line no slack reaches is NaN in every scenario
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -215,7 +385,8 @@ def page(inputs: ReportInputs, found: list[Chart]) -> str:
     ]
     return _PAGE.format(
         title=esc(inputs.title),
-        subtitle=f"grid {esc(inputs.grid_name)} · operating point {esc(inputs.operating_point)}",
+        subtitle=(f"{esc(inputs.description)} · " if inputs.description else "")
+        + f"grid {esc(inputs.grid_name)} · operating point {esc(inputs.operating_point)}",
         headline="".join(f"<dt>{esc(k)}</dt><dd>{esc(_text(v))}</dd>" for k, v in inputs.headline.items()),
         style=_STYLE,
         plotly_js=get_plotlyjs(),

@@ -37,7 +37,7 @@ from siting.engine.search import (
     violations_of,
 )
 from siting.engine.topology import outages_near
-from siting.errors import SettingError, UsageError, check_number
+from siting.errors import SettingError, SitingError, UsageError, check_number
 from siting.flexible import flex_column
 from siting.geography import (
     GeoRules,
@@ -193,7 +193,7 @@ def select_sites(
 
     eligible = table["status"] == "candidate"
     if not eligible.any():
-        raise UsageError(_none_left(table))
+        raise SitingError(_none_left(table))
     pool = table[eligible]
     point = operating_point(grid, at)
     model = prepare(copy.deepcopy(grid.net), pool["bus"].to_numpy(), grid.source)

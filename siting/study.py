@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import geopandas as gpd
-import pandas as pd
-
 from siting.capacity import CapacitySettings, CapacityStudy
 from siting.errors import SettingError, SitingError, UsageError, check_number
 from siting.fleet import FleetResult, FleetSettings
@@ -24,9 +21,8 @@ from siting.limits import StudyLimits
 from siting.outputs import check_output_folder, safe_name
 from siting.power import PowerModel, load_gpu_curve
 from siting.progress import Progress, indented, silent
-from siting.report import ReportInputs
+from siting.report import headline_numbers
 from siting.selection import Selection, SelectionSettings
-from siting.sources.geo import WGS84
 from siting.sources.grid import Grid
 from siting.sources.profiles import PEAK_CASE
 
@@ -230,7 +226,7 @@ def _check_keys(data: dict, source: str) -> None:
             known = ", ".join([*KEYS[""], *(f"[{k}]" for k in KEYS if k)])
             raise UsageError(f"{source}: unknown key '{key}' (known: {known})")
         elif not isinstance(value, KEYS[""][key]):
-            raise UsageError(f"{source}: '{key}' must be text")
+            raise UsageError(f"{source}: {key} = {value!r}: must be text")
 
 
 def _check_table(table: dict, name: str, source: str) -> None:
@@ -246,7 +242,7 @@ def _check_table(table: dict, name: str, source: str) -> None:
             kinds = expected if isinstance(expected, tuple) else (expected,)
             wanted = " or ".join(
                 {
-                    int: "a number",
+                    int: "a whole number" if float not in kinds else "a number",
                     float: "a number",
                     str: "text",
                     bool: "true/false",
@@ -255,7 +251,7 @@ def _check_table(table: dict, name: str, source: str) -> None:
                 }[k]
                 for k in kinds
             )
-            raise UsageError(f"{source}: '{name}.{key}' must be {wanted}, not {value!r}")
+            raise UsageError(f"{source}: {name}.{key} = {value!r}: must be {wanted}")
 
 
 def _fields(cls) -> set[str]:
@@ -353,7 +349,7 @@ def compute_study(
             demand = modelled_demand(year, sites, study.fleet)
         say(f"[3/4] simulating the fleet over {len(year.profiles):,} steps")
         fleet = simulate(year, sites, demand, study.fleet, progress=indented(say))
-    headline = _headline(study, grid, capacity, selection, fleet, factor)
+    headline = {"study": study.name, **headline_numbers(grid, capacity, selection, fleet, factor)}
     return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started)
 
 
@@ -366,81 +362,13 @@ def study_capacity(
     return substation_capacity(grid, study.capacity, substations=substations, progress=progress)
 
 
-def report_inputs(results: StudyResults, manifest: dict[str, object]) -> ReportInputs:
-    """What the report shows, from the stages' results."""
-    from siting.report import ReportInputs, lines_frame, peak_line_loading
-
-    fleet, grid = results.fleet, results.grid
-    # lines by their highest loading over the simulated year (the last policy: grid-aware by default)
-    loading = fleet.line_peak_percent.iloc[:, -1] if fleet is not None else peak_line_loading(grid)
-    empty = pd.DataFrame()
-    return ReportInputs(
-        title=results.study.name,
-        grid_name=grid.name,
-        operating_point=results.capacity.operating_point,
-        substations=_points(results.capacity.table),
-        lines=lines_frame(grid, loading),
-        sites=results.selection.sites,
-        candidates=results.selection.candidates,
-        regions=results.selection.regions,
-        headroom=results.capacity.headroom,
-        fleet_summary=fleet.summary if fleet is not None else empty,
-        violations=fleet.violations if fleet is not None else empty,
-        site_power=fleet.site_power if fleet is not None else empty,
-        headline=headline_display(results.headline),
-        manifest=manifest,
-    )
-
-
-HEADLINE_LABELS = {
-    "grid": "grid",
-    "operating_point": "operating point",
-    "substations": "substations studied",
-    "firm_capacity_mw": "firm (N-1) capacity, all substations",
-    "unused_share_at_peak": "grid capacity unused at peak",
-    "sites": "sites selected",
-    "total_mw": "selected capacity",
-    "joint_check_passes": "joint AC check of the selected set",
-    "naive_violations": "violations of the naive top-K set",
-    "load_scale": "load growth in the simulated year",
-}
-
-
-def headline_display(headline: dict[str, object]) -> dict[str, str]:
-    """The headline numbers as a reader sees them: labels, units, percentages."""
-    shown = {}
-    for key, value in headline.items():
-        if key == "study" or value is None:
-            continue
-        policy, _, measure = (
-            key.partition("_") if key.startswith(("blind_", "grid-aware_")) else ("", "", key)
-        )
-        label = HEADLINE_LABELS.get(key) or f"{policy}: {measure.removesuffix('_mwh').replace('_', ' ')}"
-        if key.endswith("_mw") or key == "total_mw":
-            text = f"{value:,.1f} MW"
-        elif key.endswith("share") or key.endswith("share_at_peak"):
-            text = f"{100 * value:.2f} %"
-        elif key.endswith("energy_mwh"):
-            text = f"{value / 1000:,.1f} GWh"
-        elif key == "joint_check_passes":
-            text = "passes" if value else "FAILS"
-        elif key == "load_scale":
-            text = f"× {value:g}"
-        elif isinstance(value, float):
-            text = f"{value:,.4g}"
-        else:
-            text = str(value)
-        shown[label] = text
-    return shown
-
-
 def write_study(results: StudyResults, out: Path) -> None:
     """The report folder ``out``, written whole or not at all: each stage's tables in its own
     subfolder, then the report (index.html, figures, results.gpkg, Parquet, manifest)."""
     from siting.capacity import write_capacity
     from siting.fleet import write_fleet
     from siting.outputs import atomic_folder, manifest
-    from siting.report import write_report
+    from siting.report import report_inputs, write_report_files
     from siting.selection import write_selection
 
     study = results.study
@@ -467,7 +395,17 @@ def write_study(results: StudyResults, out: Path) -> None:
             results={**results.headline, "stage_files": files},
             started=results.started,
         )
-        write_report(report_inputs(results, record), folder)
+        inputs = report_inputs(
+            results.grid,
+            capacity=results.capacity,
+            selection=results.selection,
+            fleet=results.fleet,
+            title=study.name,
+            description=study.description,
+            headline=results.headline,
+            manifest=record,
+        )
+        write_report_files(inputs, folder)
 
 
 def run_study(
@@ -489,32 +427,3 @@ def run_study(
     return results.headline
 
 
-def _points(table: pd.DataFrame) -> gpd.GeoDataFrame:
-    return gpd.GeoDataFrame(table, geometry=gpd.points_from_xy(table["lon"], table["lat"]), crs=WGS84)
-
-
-def _headline(study, grid, capacity, selection, fleet, factor) -> dict[str, object]:
-    table = capacity.table
-    joint = selection.joint.set_index("set")
-    headline: dict[str, object] = {
-        "study": study.name,
-        "grid": grid.name,
-        "operating_point": capacity.operating_point,
-        "substations": len(table),
-        "firm_capacity_mw": float(table["hc_n1_mw"].sum()) if study.capacity.n1 else None,
-        "unused_share_at_peak": capacity.unused_share_at_peak,
-        "sites": len(selection.sites),
-        "total_mw": float(selection.sites["size_mw"].sum()),
-        "joint_check_passes": bool(joint.at["selected", "passes"]),
-        "naive_violations": int(joint.at["naive top-K", "violations"])
-        if "naive top-K" in joint.index
-        else None,
-        "load_scale": factor,
-    }
-    if fleet is not None:
-        for row in fleet.summary.itertuples():
-            headline[f"{row.policy}_served_share"] = row.served_share
-            headline[f"{row.policy}_violations"] = row.violations
-            headline[f"{row.policy}_violation_hours"] = row.violation_hours
-            headline[f"{row.policy}_energy_mwh"] = row.energy_mwh
-    return headline

@@ -293,7 +293,10 @@ def _check_names(cases: tuple[Case, ...], source: str) -> None:
         seen[case.name] = seen.get(case.name, 0) + 1
     twice = sorted(name for name, count in seen.items() if count > 1)
     if twice:
-        raise UsageError(f"{source}: case name(s) {', '.join(twice[:3])} occur more than once; give names")
+        raise UsageError(
+            f"{source}: case name(s) {', '.join(twice[:3])} occur more than once; "
+            'give each [[case]] a name of its own (name = "...")'
+        )
 
 
 def _check_studies(cases: tuple[Case, ...], source: str) -> None:
@@ -462,17 +465,22 @@ def run_sweep(
 
     ``scheduler`` is a Dask scheduler address (tcp://host:port); without one a LocalCluster of
     ``workers`` processes (default: one per core, one thread each) runs here and stops after.
-    Returns the sweep.csv table.
+    Returns the sweep.csv table. If every case fails, ``out`` is left as it was and the error
+    names each case's failure (SitingError).
     """
-    from siting.outputs import atomic_folder, manifest, write_json
+    from siting.outputs import atomic_folder, check_output_folder, manifest, write_json
 
     say = progress or silent
     started = datetime.now(UTC)
+    check_output_folder(out)
     with _connect(scheduler, workers) as (client, where):
         say(f"{len(sweep.cases)} cases on {where}")
         with atomic_folder(Path(out)) as folder:
             rows = _Runner(client, sweep, folder, say).run()
             table = sweep_table(sweep, rows)
+            if not (table["status"] == STATUS_OK).any():
+                failures = "; ".join(f"{r.case}: {r.error}" for r in table.head(3).itertuples())
+                raise SitingError(f"{sweep.source}: every case failed, {out} is left as it was ({failures})")
             table.to_csv(folder / "sweep.csv", index=False)
             write_json(
                 folder / "manifest.json",

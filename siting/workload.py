@@ -56,8 +56,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from siting.errors import UsageError
+from siting.errors import DataError, UsageError
 
+MAX_TOKENS_PER_S = 1e12  # far above any fleet (25 sites × 20 MW serve about 1e9 tokens/s)
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"
 AZURE_FILES = (
     DATA_DIR / "azure-llm-2023" / "AzureLLMInferenceTrace_code.csv",
@@ -99,13 +100,13 @@ def _read_azure(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (ValueError, OSError) as exc:
-        raise UsageError(f"{path}: cannot read the request trace ({exc})") from None
+        raise DataError(f"{path}: cannot read the request trace ({exc})") from None
     needed = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}
     if not needed <= set(frame.columns):
-        raise UsageError(f"{path}: needs columns TIMESTAMP, ContextTokens, GeneratedTokens")
+        raise DataError(f"{path}: needs columns TIMESTAMP, ContextTokens, GeneratedTokens")
     frame["TIMESTAMP"] = pd.to_datetime(frame["TIMESTAMP"], errors="coerce")
     if frame["TIMESTAMP"].isna().any() or frame[["ContextTokens", "GeneratedTokens"]].isna().any().any():
-        raise UsageError(f"{path}: has empty or unparsable values; give a complete trace")
+        raise DataError(f"{path}: has empty or unparsable values; give a complete trace")
     return frame
 
 
@@ -256,17 +257,17 @@ def _parse_times(path: Path, raw: pd.Series, index: pd.DatetimeIndex) -> pd.Date
     has_offset = text.str.contains(_OFFSET)
     if has_offset.any() and index.tz is None:
         line = int(np.argmax(has_offset.to_numpy())) + 2
-        raise UsageError(
+        raise DataError(
             f"{path}: line {line} has a time-zone offset ({text.iloc[line - 2]}); "
             "give local times without an offset"
         )
     if has_offset.any() and not has_offset.all():
         line = int(np.argmin(has_offset.to_numpy())) + 2
-        raise UsageError(f"{path}: line {line} has no time-zone offset while others do; use one form")
+        raise DataError(f"{path}: line {line} has no time-zone offset while others do; use one form")
     times = pd.to_datetime(text, errors="coerce", utc=bool(has_offset.any()))
     if times.isna().any():
         line = int(np.argmax(times.isna().to_numpy())) + 2
-        raise UsageError(
+        raise DataError(
             f"{path}: line {line}: cannot read time '{text.iloc[line - 2]}'; use YYYY-MM-DD HH:MM"
         )
     parsed = pd.DatetimeIndex(times)
@@ -275,7 +276,7 @@ def _parse_times(path: Path, raw: pd.Series, index: pd.DatetimeIndex) -> pd.Date
             try:
                 parsed = parsed.tz_localize(index.tz, ambiguous="raise", nonexistent="raise")
             except (ValueError, TypeError) as exc:  # pytz/zoneinfo DST errors are ValueErrors
-                raise UsageError(f"{path}: {exc}; give times with an offset around clock changes") from None
+                raise DataError(f"{path}: {exc}; give times with an offset around clock changes") from None
         else:
             parsed = parsed.tz_convert(index.tz)
     return parsed
@@ -300,11 +301,11 @@ def _regular_step(path: Path, times: pd.DatetimeIndex) -> np.ndarray:
         i = int(np.argmax(bad))
         if np.all(diffs[bad] % step == 0) and np.all(diffs[bad] > step):
             missing = int(np.sum(diffs[bad] // step - 1))
-            raise UsageError(
+            raise DataError(
                 f"{path}: gap after {times[i]} (next is {times[i + 1]}); {missing} time(s) missing "
                 f"in all at the {_fmt_step(step)} step; fill them"
             )
-        raise UsageError(
+        raise DataError(
             f"{path}: irregular step after {times[i]} (next is {times[i + 1]}, usual step "
             f"{_fmt_step(step)}); give one row per regular step"
         )
@@ -326,18 +327,18 @@ def read_demand_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (ValueError, OSError) as exc:
-        raise UsageError(f"{path}: cannot read the demand CSV ({exc})") from None
+        raise DataError(f"{path}: cannot read the demand CSV ({exc})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if "time" not in frame.columns:
-        raise UsageError(f"{path}: needs a 'time' column")
+        raise DataError(f"{path}: needs a 'time' column")
     if set(DEMAND_COLUMNS) <= set(frame.columns):
         columns = DEMAND_COLUMNS
     elif "tokens_per_s" in frame.columns:
         columns = ["tokens_per_s"]
     else:
-        raise UsageError(f"{path}: needs columns {' and '.join(DEMAND_COLUMNS)}, or one tokens_per_s column")
+        raise DataError(f"{path}: needs columns {' and '.join(DEMAND_COLUMNS)}, or one tokens_per_s column")
     if len(frame) < 2:
-        raise UsageError(f"{path}: needs at least two rows to know its time step")
+        raise DataError(f"{path}: needs at least two rows to know its time step")
 
     times = _parse_times(path, frame["time"], index)
     values = np.empty((len(frame), len(columns)))
@@ -346,15 +347,25 @@ def read_demand_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
         bad = ~np.isfinite(numbers)
         if bad.any():
             i = int(np.argmax(bad))
-            raise UsageError(f"{path}: line {i + 2}: {col} '{frame[col].iloc[i]}' is not a number")
+            raise DataError(f"{path}: line {i + 2}: {col} '{frame[col].iloc[i]}' is not a number")
         if (numbers < 0).any():
             i = int(np.argmax(numbers < 0))
-            raise UsageError(f"{path}: line {i + 2}: {col} {numbers[i]} is negative; demand must be ≥ 0")
+            raise DataError(f"{path}: line {i + 2}: {col} {numbers[i]} is negative; demand must be ≥ 0")
+        if (numbers > MAX_TOKENS_PER_S).any():
+            i = int(np.argmax(numbers > MAX_TOKENS_PER_S))
+            raise DataError(
+                f"{path}: line {i + 2}: {col} {numbers[i]:g} is not a realistic demand "
+                f"(more than {MAX_TOKENS_PER_S:g} tokens/s); check the units"
+            )
         values[:, j] = numbers
 
+    if len(times) == len(index) and (times.asi8 == index.asi8).all():
+        # the study's own steps, row for row: a wall-clock index repeats the hour when daylight
+        # saving ends, and a file written from it repeats it too
+        return _demand_frame(values, columns, index)
     if times.has_duplicates:
         i = int(np.argmax(times.duplicated()))
-        raise UsageError(f"{path}: line {i + 2}: time {times[i]} appears twice; give each time once")
+        raise DataError(f"{path}: line {i + 2}: time {times[i]} appears twice; give each time once")
     order = np.argsort(times.asi8, kind="stable")
     times, values = times[order], values[order]
     step = _regular_step(path, times)
@@ -366,7 +377,7 @@ def read_demand_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
     if file_start[0] > idx_start[0] or file_end < idx_end[-1]:
         need_end = index[0] + pd.Timedelta(seconds=float(idx_end[-1]))
         have_end = times[-1] + pd.Timedelta(int(step))
-        raise UsageError(
+        raise DataError(
             f"{path}: covers {times[0]} to {have_end}; the study needs {index[0]} to {need_end}; "
             "give demand for the whole span"
         )
@@ -381,10 +392,15 @@ def read_demand_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:
 
     mean = (integral(idx_end) - integral(idx_start)) / (idx_end - idx_start)[:, None]
     mean = np.maximum(mean, 0.0)  # rounding only; inputs are ≥ 0
+    return _demand_frame(mean, columns, index)
+
+
+def _demand_frame(values: np.ndarray, columns: list[str], index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Demand per step in DEMAND_COLUMNS; a total alone is split by the Azure token mix."""
     if columns == DEMAND_COLUMNS:
-        return pd.DataFrame(mean, index=index, columns=DEMAND_COLUMNS)
+        return pd.DataFrame(values, index=index, columns=DEMAND_COLUMNS)
     share = token_mix().prefill_share
-    total = mean[:, 0]
+    total = values[:, 0]
     return pd.DataFrame(
         {DEMAND_COLUMNS[0]: total * share, DEMAND_COLUMNS[1]: total * (1 - share)}, index=index
     )

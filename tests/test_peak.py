@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from siting import UsageError
-from siting.sources.peak import net_load, net_peak_step, operating_point, study_cases
+from siting.sources.peak import net_load, net_peak_step, operating_point, profile_values, study_cases
 
 
 def test_simbench_defaults_to_the_high_load_planning_case(hv_mixed):
@@ -44,3 +44,12 @@ def test_texas_peak_is_the_hourly_net_load_peak(texas):
     point = operating_point(texas)
     assert point.label.startswith("netpeak 2016-0")
     assert point.time.month in (7, 8)
+
+
+def test_a_local_time_the_clock_shows_twice_is_the_earlier_step(hv_mixed):
+    """SimBench profiles are local wall-clock time: 02:00–02:45 repeat on 2016-10-30."""
+    point = operating_point(hv_mixed, "2016-10-30T02:15")
+    steps = np.flatnonzero(hv_mixed.profiles.index == pd.Timestamp("2016-10-30 02:15"))
+    assert len(steps) == 2 and point.label == "2016-10-30 02:15 (first of 2)"
+    first = profile_values(hv_mixed, int(steps[0]))
+    np.testing.assert_array_equal(point.values[("load", "p_mw")], first[("load", "p_mw")])

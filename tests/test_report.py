@@ -24,9 +24,8 @@ from plotly.offline import get_plotlyjs
 
 from siting import Grid
 from siting.engine.flow import profile_scenarios
-from siting.report import ReportInputs, lines_frame, peak_line_loading, write_report
+from siting.report import ReportInputs, lines_frame, peak_line_loading, report_inputs, write_report_files
 from siting.sources.geo import bus_lonlat
-from siting.study import report_inputs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -35,13 +34,22 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def inputs(hostile_study) -> ReportInputs:
     """The report of a real study on the HV grid, with hostile names on a substation, its bus
     and a line."""
-    return report_inputs(hostile_study, {"study": "hostile names"})
+    return report_inputs(
+        hostile_study.grid,
+        capacity=hostile_study.capacity,
+        selection=hostile_study.selection,
+        fleet=hostile_study.fleet,
+        title=hostile_study.study.name,
+        description=hostile_study.study.description,
+        headline=hostile_study.headline,
+        manifest={"study": "hostile names"},
+    )
 
 
 @pytest.fixture(scope="module")
 def report(inputs: ReportInputs, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     folder = tmp_path_factory.mktemp("report")
-    return folder, write_report(inputs, folder)
+    return folder, write_report_files(inputs, folder)
 
 
 def test_writes_every_file_and_lists_them(report: tuple[Path, list[Path]]) -> None:
@@ -123,7 +131,7 @@ def test_optional_parts_may_be_missing(inputs: ReportInputs, tmp_path: Path) -> 
         violations=inputs.violations.head(0),
         site_power=inputs.site_power.head(0),
     )
-    names = {path.relative_to(tmp_path).as_posix() for path in write_report(bare, tmp_path)}
+    names = {path.relative_to(tmp_path).as_posix() for path in write_report_files(bare, tmp_path)}
     assert "headroom.parquet" not in names
     assert "figures/headroom_duration.png" not in names
     assert {"figures/dispatch.png", "figures/violations.png", "index.html"} <= names

@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import json
 
 import geopandas as gpd
 import numpy as np
@@ -15,7 +16,9 @@ from siting.capacity import CapacitySettings, substation_capacity
 from siting.cli import main
 from siting.engine.reference import scenario_net
 from siting.geography import GeoRules, Layers, read_layers
+from siting.limits import StudyLimits
 from siting.selection import SelectionSettings, select_sites
+from siting.sources.grid import load_grid
 from siting.sources.peak import operating_point
 
 
@@ -224,3 +227,47 @@ def test_firm_selection_on_a_radial_feeder_where_every_outage_islands_load():
     assert len(picked.sites) >= 1
     assert joint.at["selected", "passes"]
     assert not joint.at["naive top-K", "passes"]  # three sites at their own capacities sag the feeder
+
+
+@pytest.fixture(scope="module")
+def feeder_without_own_limits():
+    """case33bw without its buses' own voltage limits, so the study's limits apply (base 0.913 pu)."""
+    grid = load_grid("pandapower:case33bw")
+    net = copy.deepcopy(grid.net)
+    net.bus = net.bus.drop(columns=["min_vm_pu", "max_vm_pu"])
+    return dataclasses.replace(grid, net=net)
+
+
+def test_selection_judges_sites_against_the_limits_it_is_given(feeder_without_own_limits):
+    wide = StudyLimits(vmin_pu=0.90, contingency_vmin_pu=0.85)
+    grid = feeder_without_own_limits
+    table = substation_capacity(grid, CapacitySettings(n1=False, year=False, cap_mw=10, limits=wide)).table
+    picked = {}
+    for limits in (StudyLimits(), wide):
+        settings = SelectionSettings(
+            criterion="peak", sites=2, min_mw=0.5, max_mw=10, step_mw=0.1, limits=limits
+        )
+        selection = select_sites(grid, table, settings)
+        picked[limits.vmin_pu] = dict(
+            zip(selection.sites["substation"], selection.sites["size_mw"], strict=True)
+        )
+        assert selection.joint.set_index("set").at["selected", "min_vm_pu"] >= limits.vmin_pu - 0.013
+    # at 0.95 the feeder's 0.913 pu may not get worse: one small site by the source
+    assert picked[0.95] == {0: pytest.approx(1.3)}
+    assert picked[0.90] == {0: pytest.approx(10.0), 17: pytest.approx(7.3)}
+
+
+@pytest.mark.slow
+def test_select_vmin_flag_reaches_the_selection(feeder_without_own_limits, tmp_path):
+    path = tmp_path / "feeder.json"
+    pp.to_json(feeder_without_own_limits.net, str(path))
+    common = ["select", str(path), "--criterion", "peak", "--sites", "2", "--min-mw", "0.5"]
+    common += ["--max-mw", "10", "--step-mw", "0.1", "--contingency-vmin", "0.85"]
+    assert main([*common, "--out", str(tmp_path / "narrow")]) == 0
+    assert main([*common, "--vmin", "0.9", "--out", str(tmp_path / "wide")]) == 0
+    narrow = pd.read_csv(tmp_path / "narrow" / "sites.csv")
+    wide = pd.read_csv(tmp_path / "wide" / "sites.csv")
+    assert narrow["size_mw"].sum() == pytest.approx(1.3)
+    assert wide["size_mw"].sum() == pytest.approx(17.3)
+    manifest = json.loads((tmp_path / "wide" / "manifest.json").read_text())
+    assert manifest["settings"]["limits"]["vmin_pu"] == 0.9

@@ -29,10 +29,16 @@ def test_shipped_study_files_are_valid():
         ({"name": "x"}, "needs a grid"),
         ({"grid": "hv-mixed", "colour": "red"}, "unknown key 'colour'"),
         ({"grid": "hv-mixed", "selection": {"site": 3}}, "unknown key 'selection.site'"),
-        ({"grid": "hv-mixed", "selection": {"sites": "ten"}}, "'selection.sites' must be a number"),
-        ({"grid": "hv-mixed", "capacity": {"n1": 1}}, "'capacity.n1' must be true/false"),
+        (
+            {"grid": "hv-mixed", "selection": {"sites": "ten"}},
+            "selection.sites = 'ten': must be a whole number",
+        ),
+        ({"grid": "hv-mixed", "capacity": {"n1": 1}}, "capacity.n1 = 1: must be true/false"),
         ({"grid": "hv-mixed", "limits": 0.95}, r"\[limits\] must be a table"),
-        ({"grid": "hv-mixed", "limits": {"vmin_pu": 1.2, "vmax_pu": 1.1}}, "limits.vmin_pu = 1.2: must be below"),
+        (
+            {"grid": "hv-mixed", "limits": {"vmin_pu": 1.2, "vmax_pu": 1.1}},
+            "limits.vmin_pu = 1.2: must be below",
+        ),
         ({"grid": "hv-mixed", "selection": {"criterion": "best"}}, "use firm, peak or flex"),
         ({"grid": "hv-mixed", "simulation": {"policies": ["smart"]}}, "choose from blind, grid-aware"),
         ({"grid": "hv-mixed", "power": {"pue": 0.8}}, r"power.pue = 0.8: must be a finite number ≥ 1"),
@@ -97,7 +103,7 @@ def test_a_failed_study_leaves_the_previous_report_intact(hostile_study, tmp_pat
     def broken(*_args, **_kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("siting.report.write_report", broken)
+    monkeypatch.setattr("siting.report.write_report_files", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         write_study(hostile_study, out)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
@@ -108,10 +114,9 @@ def test_a_failed_study_leaves_the_previous_report_intact(hostile_study, tmp_pat
 def test_no_substation_fits_is_a_clear_error(tmp_path, capsys):
     study = tmp_path / "tiny.toml"
     study.write_text(
-        'grid = "simbench:1-HV-mixed--0-sw"\n[capacity]\nyear = false\ncap_mw = 4\n'
-        "[selection]\nmin_mw = 5\n"
+        'grid = "simbench:1-HV-mixed--0-sw"\n[capacity]\nyear = false\ncap_mw = 4\n[selection]\nmin_mw = 5\n'
     )
-    assert main(["study", str(study), "--out", str(tmp_path / "out")]) == 2
+    assert main(["study", str(study), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("siting: error: no candidate substation is left: 18 have too little capacity")
     assert not (tmp_path / "out").exists()

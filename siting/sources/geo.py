@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from pandapower.auxiliary import pandapowerNet
 
+from siting.errors import GridError
+
 WGS84 = "EPSG:4326"
 
 
@@ -17,7 +19,10 @@ def bus_lonlat(net: pandapowerNet) -> pd.DataFrame:
     lat = np.full(len(net.bus), np.nan)
     if "geo" in net.bus.columns:
         for position, text in enumerate(net.bus["geo"].to_numpy()):
-            point = _parse_point(text)
+            try:
+                point = _parse_point(text)
+            except ValueError as err:
+                raise GridError(f"bus {net.bus.index[position]}: its geodata is unusable ({err})") from err
             if point is not None:
                 lon[position], lat[position] = point
     return pd.DataFrame({"lon": lon, "lat": lat}, index=net.bus.index)
@@ -38,7 +43,17 @@ def _parse_point(text: object) -> tuple[float, float] | None:
         shape = json.loads(text)
     except json.JSONDecodeError:
         return None
-    if shape.get("type") != "Point":
+    if not isinstance(shape, dict) or shape.get("type") != "Point":
         return None
-    x, y = shape["coordinates"][:2]
+    coordinates = shape.get("coordinates")
+    if not isinstance(coordinates, list) or len(coordinates) < 2:
+        raise ValueError(f"a Point needs [lon, lat], not {coordinates!r}")
+    x, y = coordinates[:2]
+    if (
+        isinstance(x, bool)
+        or isinstance(y, bool)
+        or not isinstance(x, int | float)
+        or not isinstance(y, int | float)
+    ):
+        raise ValueError(f"coordinates {coordinates[:2]!r} are not numbers")
     return float(x), float(y)

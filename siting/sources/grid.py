@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -73,10 +74,73 @@ def _finish(
     return Grid(name, source, description, net, substations, profiles, files)
 
 
+# Element columns that must hold finite numbers wherever an element has them.
+NUMERIC_COLUMNS = {
+    "bus": ("vn_kv",),
+    "load": ("p_mw", "q_mvar", "scaling"),
+    "sgen": ("p_mw", "q_mvar", "scaling"),
+    "gen": ("p_mw", "vm_pu"),
+    "ext_grid": ("vm_pu", "va_degree"),
+    "line": ("length_km", "r_ohm_per_km", "x_ohm_per_km", "max_i_ka", "parallel"),
+    "trafo": ("sn_mva", "vn_hv_kv", "vn_lv_kv", "vk_percent", "vkr_percent"),
+}
+POSITIVE_COLUMNS = {"bus": ("vn_kv",), "line": ("length_km",), "trafo": ("sn_mva", "vn_hv_kv", "vn_lv_kv")}
+
+
 def check_network(net: pandapowerNet, source: str) -> None:
-    """Refuse models that no power flow can use, naming what is missing."""
+    """Refuse models that no power flow can use, naming the table, element and what to fix."""
     if len(net.bus) == 0:
         raise GridError(f"{source}: the model has no buses")
+    for table in (
+        "bus",
+        "line",
+        "trafo",
+        "trafo3w",
+        "load",
+        "sgen",
+        "gen",
+        "ext_grid",
+        "switch",
+        "impedance",
+    ):
+        if table in net and net[table].index.has_duplicates:
+            twice = net[table].index[net[table].index.duplicated()][0]
+            raise GridError(
+                f"{source}: {table} index {twice} occurs more than once; give each element its own"
+            )
+    for table, columns in NUMERIC_COLUMNS.items():
+        frame = net.get(table)
+        if frame is None or not len(frame):
+            continue
+        for column in columns:
+            if column not in frame:
+                continue
+            values = pd.to_numeric(frame[column], errors="coerce")
+            bad = values.isna() | ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+            if column in POSITIVE_COLUMNS.get(table, ()):
+                bad |= values <= 0
+            if bad.any():
+                where = frame.index[bad.to_numpy()][0]
+                rule = "a positive number" if column in POSITIVE_COLUMNS.get(table, ()) else "a finite number"
+                raise GridError(
+                    f"{source}: {table} {where}: {column} is {_shown(frame.at[where, column])}, not {rule} "
+                    f"({int(bad.sum())} {table} row(s) so)"
+                )
+            if not pd.api.types.is_float_dtype(frame[column]) and not pd.api.types.is_integer_dtype(
+                frame[column]
+            ):
+                frame[column] = values.astype(float)
+    for table, ends in (
+        ("line", ("from_bus", "to_bus")),
+        ("trafo", ("hv_bus", "lv_bus")),
+        ("load", ("bus",)),
+    ):
+        for end in ends:
+            if table in net and len(net[table]) and not net[table][end].isin(net.bus.index).all():
+                row = net[table].index[~net[table][end].isin(net.bus.index)][0]
+                raise GridError(
+                    f"{source}: {table} {row}: {end} {net[table].at[row, end]} is not a bus of the model"
+                )
     has_slack = net.ext_grid["in_service"].astype(bool).any() or (
         "slack" in net.gen and (net.gen["slack"].astype(bool) & net.gen["in_service"]).any()
     )
@@ -169,14 +233,57 @@ def _model_file(path: Path) -> tuple[str, str, pandapowerNet, None]:
     return path.stem, f"{kind} {path.name}", net, None
 
 
+# A pandapower JSON names the classes it is made of; pandapower imports each named module
+# before any check, so a file naming any other module is refused before pandapower sees it.
+JSON_MODULES = ("pandapower", "pandas", "numpy", "geopandas", "shapely", "networkx")
+
+
 def _read_pandapower_json(path: Path) -> pandapowerNet:
     try:
-        net = pp.from_json(str(path))
+        text = path.read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise GridError(f"{path}: not a readable pandapower JSON network ({_first_line(err)})") from err
+    foreign = _foreign_module(document)
+    if foreign is not None:
+        raise GridError(
+            f"{path}: names the Python module {foreign!r}; a pandapower network names only "
+            f"{', '.join(JSON_MODULES)} classes, so the file is refused unread"
+        )
+    try:
+        net = pp.from_json_string(text)
     except Exception as err:  # pandapower raises many kinds for a bad file
         raise GridError(f"{path}: not a readable pandapower JSON network ({_first_line(err)})") from err
     if not isinstance(net, pandapowerNet):
         raise GridError(f"{path}: the JSON does not hold a pandapower network")
     return net
+
+
+def _shown(value: object) -> str:
+    """A model value as a person reads it: numbers plainly, text in quotes."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
+def _foreign_module(document: object) -> str | None:
+    """The first ``_module`` value in a JSON document that is not one of JSON_MODULES."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            module = item.get("_module")
+            if module is not None and (
+                not isinstance(module, str) or module.split(".")[0] not in JSON_MODULES
+            ):
+                return str(module)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and '"_module"' in item:
+            try:  # pandapower nests tables as JSON text inside the JSON
+                stack.append(json.loads(item))
+            except ValueError:
+                continue
+    return None
 
 
 def read_matpower(path: Path, f_hz: float = 60.0) -> pandapowerNet:
@@ -261,7 +368,7 @@ def _quiet():
     """Silence library chatter (warnings, prints, log lines) while a model loads."""
     logger = logging.getLogger("pandapower")
     level = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(logging.CRITICAL)  # our own one-line message says what is wrong
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
