@@ -25,6 +25,7 @@ from siting.engine.search import (
     hosting_capacity,
     state_limits,
     worst_margin,
+    worst_state,
 )
 from siting.errors import DataError, GridError, SettingError, UsageError, check_number
 from siting.flexible import DEFAULT_LIMITS, flex_column
@@ -69,7 +70,11 @@ class CapacitySettings:
     def __post_init__(self) -> None:
         check_number("pf", self.pf, above=0, at_most=1)
         check_number("cap_mw", self.cap_mw, above=0)
-        check_number("resolution_mw", self.resolution_mw, above=0, at_most=self.cap_mw)
+        check_number("resolution_mw", self.resolution_mw, above=0)
+        if self.resolution_mw > self.cap_mw:
+            raise SettingError(
+                "resolution_mw", self.resolution_mw, f"must be at most cap_mw ({self.cap_mw:g} MW)"
+            )
         if self.n1_hops is not None:
             check_number("n1_hops", self.n1_hops, at_least=0, whole=True)
         if self.at is not None and not isinstance(self.at, str):
@@ -223,7 +228,7 @@ def substation_capacity(
             + (f", each substation against those within {n1_hops} branch hops" if n1_hops is not None else "")
         )
         firm, binding, skipped, count = _firm_capacity(
-            model, point, settings, table["hc_n0_mw"].to_numpy(), binding, n1_hops
+            model, point, settings, table["hc_n0_mw"].to_numpy(), binding, n1_hops, say
         )
         flows += count
     table["hc_n1_mw"] = firm if n1 else np.nan
@@ -234,7 +239,7 @@ def substation_capacity(
     headroom = None
     if year and grid.profiles is not None:
         say(f"headroom at every step: {len(grid.profiles)} steps × {len(subs)} substations")
-        headroom, count = _year_headroom(model, grid, settings, subs)
+        headroom, count = _year_headroom(model, grid, settings, subs, say)
         flows += count
         peak_step = net_peak_step(grid.profiles)
         table["hc_n0_year_min_mw"] = headroom.min().to_numpy()
@@ -289,7 +294,7 @@ def net_outages(net) -> list[tuple[str, int]]:
     return outages + [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
 
 
-def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None):
+def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progress=None):
     net = model.net
     outages = net_outages(net)
     near = None
@@ -303,37 +308,34 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None):
     states = States(values, tuple(outages), len(outages))
     limits = state_limits(model, states, contingency_limits(model, settings))
     pairs = None if near is None else np.nonzero(near)
-    result = hosting_capacity(model, states, limits, settings, pairs=pairs)
+    result = hosting_capacity(
+        model, states, limits, settings, pairs=pairs, progress=progress, label="(outage, substation) pairs"
+    )
     names = [outage_name(net, outage) for outage in outages]
     not_usable = np.flatnonzero(~limits.usable)
     reasons = [
         "islands load" if limits.converged[i] else "no convergence without added load" for i in not_usable
     ]
     skipped = pd.DataFrame({"outage": [names[i] for i in not_usable], "reason": reasons})
-    hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
-    worst = hc.argmin(axis=0)
+    lowest, state, code, element = worst_state(result)
     firm = hc_n0.copy()
     binding = list(binding)
-    for site, state in enumerate(worst):
-        value = hc[state, site]
-        if value < firm[site]:
-            firm[site] = value
-            criterion = result.criterion[state, site]
-            binding[site] = (
-                CRITERIA[criterion],
-                criterion_element_name(model, criterion, result.element[state, site]),
-                names[state],
-            )
+    for site in np.flatnonzero(lowest < firm):
+        firm[site] = lowest[site]
+        name = criterion_element_name(model, code[site], element[site])
+        binding[site] = (CRITERIA[code[site]], name, names[state[site]])
     return _mw(firm), binding, skipped, result.flows + len(outages)
 
 
-def _year_headroom(model, grid, settings, subs):
+def _year_headroom(model, grid, settings, subs, progress=None):
     from siting.engine.flow import profile_scenarios
 
     scenarios = profile_scenarios(model.net, grid.profiles)
     states = States(scenarios.element_values, None, scenarios.n)
     limits = state_limits(model, states, normal_limits(model, settings))
-    result = hosting_capacity(model, states, limits, settings)
+    result = hosting_capacity(
+        model, states, limits, settings, progress=progress, label="(step, substation) pairs"
+    )
     headroom = pd.DataFrame(_mw(result.hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
     headroom.columns.name = "substation"
     return headroom, result.flows + scenarios.n

@@ -59,7 +59,7 @@ from siting.sources.profiles import profile_step_minutes
 from siting.workload import DEMAND_COLUMNS
 
 POLICIES = ("blind", "grid-aware")
-RESOLUTION_MW = 0.01  # headroom search step: fine against a 5–20 MW site
+HEADROOM_STEP_MW = 0.01  # headroom search step: fine against a 5–20 MW site
 VERIFY_ROUNDS = 3
 
 
@@ -380,7 +380,7 @@ def _sequential_capacity(
     usable = np.flatnonzero(~floor)
     for site in order if len(usable) else ():
         room = full[usable, site] - idle[usable, site]
-        cap = dataclasses.replace(cap_settings, cap_mw=float(room.max()), resolution_mw=RESOLUTION_MW)
+        cap = dataclasses.replace(cap_settings, cap_mw=float(room.max()), resolution_mw=HEADROOM_STEP_MW)
         search = hosting_capacity(
             model,
             dataclasses.replace(sub_states, fixed_site_mw=fixed).take(usable),
@@ -476,7 +476,7 @@ def _year_flow(
     return solve(model, dataclasses.replace(scenarios, pv_angle_offset=limits.pv_angle_offset))
 
 
-VIOLATION_COLUMNS = [
+FLEET_VIOLATION_COLUMNS = [
     "policy",
     "element_type",
     "element",
@@ -500,7 +500,7 @@ def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -
     """Violations (``violations_of`` rows) per element and criterion: steps, hours, worst value,
     its limit and the first time it happens."""
     if not len(found):
-        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+        return pd.DataFrame(columns=FLEET_VIOLATION_COLUMNS)
     step_hours = profile_step_minutes(pd.DataFrame(index=index)) / 60
     found = found.assign(time=index[found["state"].to_numpy(dtype=np.int64)])
     found["severity"] = np.where(found["criterion"] == "undervoltage", -found["value"], found["value"])
@@ -520,7 +520,7 @@ def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -
                 "first_time": group["time"].min(),
             }
         )
-    table = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
+    table = pd.DataFrame(rows, columns=FLEET_VIOLATION_COLUMNS)
     return table.sort_values("steps", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -560,7 +560,8 @@ def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results
         summary=pd.DataFrame(summaries),
         sites=pd.concat(per_site, ignore_index=True),
         violations=pd.concat(
-            [v for v in violations if len(v)] or [pd.DataFrame(columns=VIOLATION_COLUMNS)], ignore_index=True
+            [v for v in violations if len(v)] or [pd.DataFrame(columns=FLEET_VIOLATION_COLUMNS)],
+            ignore_index=True,
         ),
         site_power=pd.concat(long, ignore_index=True),
         grid_violations=grid_alone,

@@ -16,7 +16,7 @@ import pandas as pd
 from siting.errors import UsageError
 
 DEFAULT_LIMITS = (0.0025, 0.005, 0.01, 0.05)
-RESOLUTION_MW = 0.01
+LOAD_STEP_MW = 0.01
 SERVED_SHARES = (0.5, 0.75, 0.9)
 
 FLEX_COLUMNS = [
@@ -82,14 +82,14 @@ def _largest_load(values: np.ndarray, years: np.ndarray, limit: float) -> float:
     max h / (1 − limit).
     """
     allowed = limit * (1 + 1e-9)  # a rate equal to the limit meets it, rounding aside
-    lo, hi = float(values.min()), float(values.max()) / (1 - limit) + RESOLUTION_MW
-    while hi - lo > RESOLUTION_MW / 2:
+    lo, hi = float(values.min()), float(values.max()) / (1 - limit) + LOAD_STEP_MW
+    while hi - lo > LOAD_STEP_MW / 2:
         mid = (lo + hi) / 2
         if curtailment_rate(values, years, mid) <= allowed:
             lo = mid
         else:
             hi = mid
-    return float(np.floor(lo / RESOLUTION_MW) * RESOLUTION_MW)
+    return float(np.floor(lo / LOAD_STEP_MW) * LOAD_STEP_MW)
 
 
 def _profile(values: np.ndarray, years: np.ndarray, step_hours: float, load: float) -> dict:

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -35,6 +36,7 @@ from siting.engine.search import (
     hosting_capacity,
     state_limits,
     violations_of,
+    worst_state,
 )
 from siting.engine.topology import outages_near
 from siting.errors import SettingError, SitingError, UsageError, check_number
@@ -48,7 +50,7 @@ from siting.geography import (
     regions_from_layer,
 )
 from siting.limits import StudyLimits
-from siting.progress import silent
+from siting.progress import silent, tally
 from siting.sources.geo import WGS84, bus_lonlat
 from siting.sources.grid import Grid
 from siting.sources.peak import OperatingPoint, operating_point
@@ -82,8 +84,12 @@ class SelectionSettings:
             )
         check_number("sites", self.sites, at_least=1, whole=True)
         check_number("min_mw", self.min_mw, above=0)
-        check_number("max_mw", self.max_mw, at_least=self.min_mw)
-        check_number("step_mw", self.step_mw, above=0, at_most=self.max_mw)
+        check_number("max_mw", self.max_mw, above=0)
+        if self.min_mw > self.max_mw:
+            raise SettingError("min_mw", self.min_mw, f"must be at most max_mw ({self.max_mw:g} MW)")
+        check_number("step_mw", self.step_mw, above=0)
+        if self.step_mw > self.max_mw:
+            raise SettingError("step_mw", self.step_mw, f"must be at most max_mw ({self.max_mw:g} MW)")
         for name in ("regions", "per_region"):
             if getattr(self, name) is not None:
                 check_number(name, getattr(self, name), at_least=1, whole=True)
@@ -206,16 +212,16 @@ def select_sites(
     sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings, say)
     say("joint AC check of the picked set over every state of the criterion")
     joint = _joint_check(model, full, sizes, cap_settings)
-    flows += joint[2]
+    flows += joint.flows
     binding: frozenset = frozenset()
     for _ in range(MAX_SCREENING_ROUNDS):
-        if not len(joint[1]) or settings.n1_hops is None:
+        if not len(joint.violations) or settings.n1_hops is None:
             break
         labels = full.groups[-1][2]
         outages = full.groups[-1][0].outages
-        missed = {outages[labels.index(label)] for label in set(joint[1]["state"]) if label in labels}
+        missed = {outages[labels.index(label)] for label in set(joint.violations["state"]) if label in labels}
         binding = binding | missed
-        names = ", ".join(sorted(set(joint[1]["state"])))[:200]
+        names = ", ".join(sorted(set(joint.violations["state"])))[:200]
         notes.append(
             f"{len(missed)} outage(s) the {settings.n1_hops}-hop screening left out bind the picked set "
             f"({names}): picked again with them checked for every site"
@@ -223,8 +229,8 @@ def select_sites(
         criterion = _screened(model, full, settings, binding)
         sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings, say)
         joint = _joint_check(model, full, sizes, cap_settings)
-        flows += count + joint[2]
-    if len(joint[1]):
+        flows += count + joint.flows
+    if len(joint.violations):
         raise RuntimeError("the selected set fails its own joint check")  # greedy guarantees it cannot
 
     picked = sizes > 0
@@ -238,11 +244,11 @@ def select_sites(
     say("joint AC check of the naive top-K set")
     naive_sizes, naive = _naive(table, pool, settings, column)
     naive_check = _joint_check(model, full, naive_sizes, cap_settings)
-    flows += naive_check[2]
+    flows += naive_check.flows
     summary = pd.DataFrame(
         [_joint_row("selected", sizes, joint), _joint_row("naive top-K", naive_sizes, naive_check)]
     )
-    parts = [naive_check[1].assign(set="naive top-K"), joint[1].assign(set="selected")]
+    parts = [naive_check.violations.assign(set="naive top-K"), joint.violations.assign(set="selected")]
     violations = pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
     sites = table[table["status"] == "selected"].sort_values("size_mw", ascending=False, kind="stable")
     return Selection(
@@ -398,6 +404,7 @@ def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap
             break
         sizes[chosen] = bound[chosen]
         say(f"pick {rank}: {pool.iloc[chosen]['name']}, {bound[chosen]:g} MW")
+        tally(say, "picks", rank, settings.sites)
         why[chosen] = _pick_reason(
             pool.iloc[chosen], rank, bound[chosen], binding[chosen], settings, sizes, regions
         )
@@ -447,17 +454,14 @@ def _fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
             pairs = np.nonzero(criterion.near[:, eligible])
         result = hosting_capacity(model, fixed, limits, cap_settings, sites=eligible, pairs=pairs)
         flows += result.flows
-        hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
-        worst_state = hc.argmin(axis=0)
-        for column, state in enumerate(worst_state):
-            value = hc[state, column]
-            if value < best[column]:
-                best[column] = value
-                code = result.criterion[state, column]
-                element = criterion_element_name(model, code, result.element[state, column])
-                binding[column] = f"{CRITERIA[code]} at {element}" + (
-                    f" with {labels[state]}" if labels[state] != "peak" else " at peak"
-                )
+        lowest, state, code, element = worst_state(result)
+        for column in np.flatnonzero(lowest < best):
+            best[column] = lowest[column]
+            name = criterion_element_name(model, code[column], element[column])
+            label = labels[state[column]]
+            binding[column] = f"{CRITERIA[code[column]]} at {name}" + (
+                f" with {label}" if label != "peak" else " at peak"
+            )
     best[np.isinf(best)] = cap_settings.cap_mw
     return best, binding, flows
 
@@ -467,7 +471,7 @@ def _flex_fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
     year, with the current sites fixed at their full sizes (curtailing them would only help)."""
     from siting.flexible import flexible_capacity
 
-    headroom, flows = _year_headroom(model, criterion, sizes, eligible, cap_settings)
+    headroom, flows = _headroom_with_others(model, criterion, sizes, eligible, cap_settings)
     fit, binding = [], []
     for column in range(len(eligible)):
         series = pd.Series(headroom[:, column], index=criterion.times)
@@ -481,7 +485,7 @@ def _flex_fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
     return np.array(fit), binding, flows
 
 
-def _year_headroom(model, criterion: _Criterion, sizes, sites, cap_settings):
+def _headroom_with_others(model, criterion: _Criterion, sizes, sites, cap_settings):
     states, limits, _ = criterion.groups[0]
     fixed = dataclasses.replace(states, fixed_site_mw=sizes)
     result = hosting_capacity(model, fixed, limits, cap_settings, sites=sites)
@@ -516,17 +520,22 @@ def _not_picked(position, sizes, regions, settings) -> str:
 def _naive(table, pool, settings, column):
     """Top K candidates by individual capacity, each at that capacity clipped to the size range."""
     ranked = pool.sort_values("capacity_mw", ascending=False, kind="stable").head(settings.sites)
-    size = (
-        np.floor(np.minimum(ranked["capacity_mw"], settings.max_mw) / settings.step_mw + 1e-9)
-        * settings.step_mw
-    )
+    size = _on_grid(ranked["capacity_mw"].to_numpy(float), settings)
     sizes = np.zeros(len(pool))
     sizes[pool.index.get_indexer(ranked.index)] = size
-    naive = ranked[["substation", "name", "bus", "capacity_mw"]].assign(size_mw=size.to_numpy())
+    naive = ranked[["substation", "name", "bus", "capacity_mw"]].assign(size_mw=size)
     return sizes, naive.reset_index(drop=True)
 
 
-def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
+class JointCheck(NamedTuple):
+    """A set of sites at their sizes through every state of a criterion."""
+
+    worst: tuple[float, float, float]  # lowest voltage (pu), highest voltage (pu), highest loading (%)
+    violations: pd.DataFrame  # state, criterion, element, value, limit
+    flows: int
+
+
+def _joint_check(model, criterion: _Criterion, sizes, cap_settings) -> JointCheck:
     """All sites at their sizes through every state: worst values and every violation."""
     if criterion.flex_limit is not None:
         return _flex_joint_check(model, criterion, sizes, cap_settings)
@@ -556,7 +565,7 @@ def _joint_check(model, criterion: _Criterion, sizes, cap_settings):
         frames.append(found)
     frames = [frame for frame in frames if len(frame)]
     violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
-    return (worst_low, worst_high, worst_loading), violations, flows
+    return JointCheck((worst_low, worst_high, worst_loading), violations, flows)
 
 
 def _flex_joint_check(model, criterion: _Criterion, sizes, cap_settings):
@@ -568,7 +577,7 @@ def _flex_joint_check(model, criterion: _Criterion, sizes, cap_settings):
     for position in np.flatnonzero(sizes > 0):
         others = sizes.copy()
         others[position] = 0.0
-        headroom, count = _year_headroom(model, criterion, others, np.array([position]), cap_settings)
+        headroom, count = _headroom_with_others(model, criterion, others, np.array([position]), cap_settings)
         flows += count
         rate = curtailment_rate(headroom[:, 0], years, float(sizes[position]))
         if rate > criterion.flex_limit * (1 + 1e-9):
@@ -595,7 +604,7 @@ def _flex_joint_check(model, criterion: _Criterion, sizes, cap_settings):
     return worst, violations, flows
 
 
-def _joint_row(name, sizes, check) -> dict:
+def _joint_row(name: str, sizes: np.ndarray, check: JointCheck) -> dict:
     (low, high, loading), violations, _ = check
     return {
         "set": name,
@@ -611,10 +620,13 @@ def _joint_row(name, sizes, check) -> dict:
 
 
 def _none_left(table: pd.DataFrame) -> str:
-    small = table["reason"].str.contains("below the").sum()
+    small = table["reason"].str.contains("below the")
+    ruled_out = table.loc[~small, "reason"]
+    example = f" (most: {ruled_out.mode().iloc[0]})" if len(ruled_out) else ""
     return (
-        f"no candidate substation is left: {small} have too little capacity for the minimum size and "
-        f"{len(table) - small} are ruled out by the GIS layers; lower --min-mw or relax the layers"
+        f"no candidate substation is left: {int(small.sum())} have too little capacity for the minimum "
+        f"size and {len(ruled_out)} are ruled out by the GIS layers{example}; lower the minimum size "
+        "or relax the layers"
     )
 
 

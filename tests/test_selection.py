@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import LineString, Point, Polygon
 
-from siting import UsageError
+from siting import DataError, SitingError, UsageError
 from siting.capacity import CapacitySettings, substation_capacity
 from siting.cli import main
 from siting.engine.reference import scenario_net
@@ -110,18 +110,46 @@ def test_regions_get_their_quota(hv_mixed, hv_capacity):
 def test_layer_problems_are_reported_plainly(tmp_path, hv_mixed, hv_capacity):
     square = Polygon([(11, 53), (12, 53), (12, 54), (11, 54)])
     gpd.GeoDataFrame(geometry=[square]).to_file(tmp_path / "nocrs.shp")  # no .prj: no CRS
-    with pytest.raises(UsageError, match="no coordinate reference system"):
+    with pytest.raises(DataError, match="no coordinate reference system"):
         read_layers({"exclusion": tmp_path / "nocrs.shp"})
     gpd.GeoDataFrame(geometry=[Point(11, 53)], crs="EPSG:4326").to_file(tmp_path / "point.gpkg")
-    with pytest.raises(UsageError, match="needs MultiPolygon or Polygon"):
+    with pytest.raises(DataError, match="needs MultiPolygon or Polygon"):
         read_layers({"exclusion": tmp_path / "point.gpkg"})
     bowtie = Polygon([(10, 52), (14, 56), (14, 52), (10, 56)])  # self-crossing: invalid
     everything = Polygon([(9, 51), (15, 51), (15, 57), (9, 57)])
     gpd.GeoDataFrame(geometry=[bowtie, everything], crs="EPSG:4326").to_file(tmp_path / "everything.gpkg")
     layers = read_layers({"exclusion": tmp_path / "everything.gpkg"})
     assert layers.repaired == {"exclusion": 1}
-    with pytest.raises(UsageError, match="no candidate substation is left"):
+    with pytest.raises(SitingError, match="no candidate substation is left"):
         select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+
+
+def test_an_exclusion_zone_covering_the_world_excludes_every_candidate(tmp_path, hv_mixed, hv_capacity):
+    world = Polygon([(-180, -90), (180, -90), (180, 90), (-180, 90)])
+    gpd.GeoDataFrame(geometry=[world], crs="EPSG:4326").to_file(tmp_path / "world.gpkg")
+    layers = read_layers({"exclusion": tmp_path / "world.gpkg"})
+    with pytest.raises(SitingError, match="inside an exclusion zone"):
+        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+
+
+def test_demand_weights_must_be_numbers_of_at_least_zero(tmp_path, hv_mixed, hv_capacity):
+    points = [Point(11.0, 53.0), Point(11.5, 53.5)]
+    gpd.GeoDataFrame({"weight": [1.0, -2.0]}, geometry=points, crs="EPSG:4326").to_file(tmp_path / "d.gpkg")
+    layers = read_layers({"demand": tmp_path / "d.gpkg"})
+    with pytest.raises(DataError, match="weight that is missing, not a number or negative"):
+        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+
+
+def test_a_fiber_layer_far_from_the_grid_is_refused_not_measured_as_infinity(tmp_path, hv_mixed, hv_capacity):
+    gpd.GeoDataFrame(geometry=[Point(-150.0, -60.0)], crs="EPSG:4326").to_file(tmp_path / "f.gpkg")
+    layers = read_layers({"fiber": tmp_path / "f.gpkg"})
+    try:
+        result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+    except DataError as err:
+        assert "too far from the grid" in str(err)
+    else:
+        assert np.isfinite(result.candidates["score"]).all()
+        assert not result.candidates["reason"].str.contains("nan").any()
 
 
 def test_asking_for_more_sites_than_fit_says_so(hv_mixed, hv_capacity):

@@ -20,6 +20,7 @@ import pandas as pd
 
 from siting.engine.flow import FlowModel, Scenarios, solve
 from siting.limits import ElementLimits
+from siting.progress import Progress, tally
 
 CRITERIA = ("none", "undervoltage", "overvoltage", "line thermal", "transformer thermal", "non-convergence")
 CAP_REACHED = 0
@@ -32,6 +33,7 @@ WORSENING_PU = 0.001
 WORSENING_PERCENT = 0.1
 MAX_PAIRS_PER_BATCH = 20_000
 
+
 class SearchGrid(Protocol):
     """The added load a search places: its resolution (MW), number of steps to the cap, Mvar per MW."""
 
@@ -42,6 +44,7 @@ class SearchGrid(Protocol):
 
     @property
     def q_per_mw(self) -> float: ...
+
 
 @dataclass(frozen=True)
 class States:
@@ -236,6 +239,8 @@ def hosting_capacity(
     settings: SearchGrid,
     sites: np.ndarray | None = None,
     pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: Progress | None = None,
+    label: str = "(state, site) pairs",
 ) -> HostingResult:
     """Largest added load (MW, on the resolution grid, up to the cap) per usable state and site.
 
@@ -265,7 +270,18 @@ def hosting_capacity(
         criterion[state_of[chunk], site_col[chunk]] = code
         element[state_of[chunk], site_col[chunk]] = where
         flows += count
+        if progress is not None:
+            tally(progress, label, min(start + MAX_PAIRS_PER_BATCH, len(state_of)), len(state_of))
     return HostingResult(hc, criterion, element, flows)
+
+
+def worst_state(result: HostingResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per site (column): the lowest capacity over the states (MW; inf where no state was
+    searched), the state that gives it, and that state's binding criterion code and element."""
+    hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
+    state = hc.argmin(axis=0)
+    column = np.arange(hc.shape[1])
+    return hc[state, column], state, result.criterion[state, column], result.element[state, column]
 
 
 def _bracket(model, states, limits, settings, state, site, n_sites):
@@ -366,5 +382,3 @@ def criterion_element_name(model: FlowModel, criterion: int, element: int) -> st
     if table is None or element < 0:
         return ""
     return element_name(model.net[table], int(element))
-
-
