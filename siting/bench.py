@@ -220,7 +220,8 @@ FLEET_GROWTH = 4.6  # loads × 4.6: the HV grid's busiest line reaches its ratin
 def run_fleet_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
     """A year of both dispatch policies for ten 20 MW sites on the HV grid, with the modelled
     workload, against pandapower's run_timeseries (recycle) per power flow, extrapolated to the
-    flows the simulation ran."""
+    flows the simulation ran.
+    """
     from siting.fleet import FleetSettings, fleet_sites, modelled_demand, simulate
     from siting.sources.profiles import scale_loads
 

@@ -121,7 +121,8 @@ def duration_curves(headroom: pd.DataFrame, names: pd.Series) -> pd.DataFrame:
 
 def dispatch_means(site_power: pd.DataFrame, names: pd.Series) -> pd.DataFrame:
     """Mean power (MW) per site, policy and period: hours up to two weeks of steps, days up to three
-    months, else weeks (so a short run shows the daily shape and a year stays a few hundred points)."""
+    months, else weeks (so a short run shows the daily shape and a year stays a few hundred points).
+    """
     if site_power.empty:
         return pd.DataFrame(columns=["policy", "site", "period", "p_mw"])
     span = site_power["time"].max() - site_power["time"].min()

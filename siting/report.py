@@ -424,7 +424,8 @@ def map_figure(inputs: ReportInputs) -> go.Figure:
 
 def basemap_tiles(lon: tuple[float, float], lat: tuple[float, float]) -> list[dict]:
     """Layout images of the OpenStreetMap tiles over a lon/lat box (°) widened to the plot's shape,
-    at the finest zoom level whose tiles number at most MAX_TILES."""
+    at the finest zoom level whose tiles number at most MAX_TILES.
+    """
     top, bottom = _northing([lat[1], lat[0]])
     # the plot is wider than tall: cover its full width around the contents
     half_width = max(lon[1] - lon[0], (top - bottom) * MAP_ASPECT) / 2

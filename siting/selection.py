@@ -601,7 +601,7 @@ def _flex_joint_check(model, criterion: _Criterion, sizes, cap_settings):
     loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
     worst = (np.nanmin(result.vm_pu), np.nanmax(result.vm_pu), np.nanmax(loading))
     violations = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
-    return worst, violations, flows
+    return JointCheck(worst, violations, flows)
 
 
 def _joint_row(name: str, sizes: np.ndarray, check: JointCheck) -> dict:

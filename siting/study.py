@@ -364,7 +364,8 @@ def study_capacity(
 
 def write_study(results: StudyResults, out: Path) -> None:
     """The report folder ``out``, written whole or not at all: each stage's tables in its own
-    subfolder, then the report (index.html, figures, results.gpkg, Parquet, manifest)."""
+    subfolder, then the report (index.html, figures, results.gpkg, Parquet, manifest).
+    """
     from siting.capacity import write_capacity
     from siting.fleet import write_fleet
     from siting.outputs import atomic_folder, manifest

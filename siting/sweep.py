@@ -276,7 +276,8 @@ def _grid_source(grid: str) -> str:
 
 def _resolve_paths(study: dict, base: Path) -> None:
     """Demand and layer files relative to the sweep file (as a study file's are to it), made
-    absolute so that workers started in another folder find them."""
+    absolute so that workers started in another folder find them.
+    """
     workload = study.get("workload")
     if isinstance(workload, dict) and isinstance(workload.get("demand"), str):
         workload["demand"] = str(resolve_path(base, workload["demand"]))
@@ -444,7 +445,8 @@ def merge_capacity(parts: list[CapacityStudy], outages: tuple[str, ...] = ()) ->
 
 def chunks(ids: list[int], size: int) -> list[list[int]]:
     """``ids`` in consecutive chunks of at most ``size`` (one chunk if ``size`` is 0 or more than
-    there are ids)."""
+    there are ids).
+    """
     if size <= 0 or len(ids) <= size:
         return [list(ids)]
     return [list(ids[start : start + size]) for start in range(0, len(ids), size)]
@@ -613,7 +615,8 @@ class _Runner:
 
     def _capacity_part(self, case: Case, ids: list[int]) -> str:
         """The key of a chunk's capacity task; cases with the same grid and capacity settings
-        share it, so it runs once."""
+        share it, so it runs once.
+        """
         inputs = {k: case.study.get(k) for k in ("grid", "limits", "capacity")}
         digest = hashlib.sha256(json.dumps([inputs, ids], sort_keys=True).encode()).hexdigest()[:16]
         key = f"capacity-{digest}-{self.token}"
@@ -656,7 +659,8 @@ class _Runner:
 
 def sweep_table(sweep: Sweep, rows: dict[str, dict[str, object]]) -> pd.DataFrame:
     """One row per case in the sweep's order: case, grid, status, error, the varied keys, the
-    headline numbers, run_seconds."""
+    headline numbers, run_seconds.
+    """
     records = []
     for case in sweep.cases:
         row = dict(rows.get(case.name) or _failed("not run"))
@@ -689,7 +693,8 @@ SHOWN = ("sites", "total_mw", "unused_share_at_peak")
 
 def sweep_text(table: pd.DataFrame) -> str:
     """sweep.csv in short: each case's status, sites, MW and per policy served share and
-    violations; failed cases with their error below."""
+    violations; failed cases with their error below.
+    """
     served = [c for c in table.columns if c.endswith("_served_share")]
     policy = [c for s in served for c in (s, s.removesuffix("_served_share") + "_violations")]
     shown = table[["case", "status", *[c for c in (*SHOWN, *policy) if c in table.columns]]]

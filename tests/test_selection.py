@@ -161,8 +161,8 @@ def test_asking_for_more_sites_than_fit_says_so(hv_mixed, hv_capacity):
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        (dict(min_mw=25, max_mw=20), "need 0 < min ≤ max"),
-        (dict(sites=0), "at least one site"),
+        (dict(min_mw=25, max_mw=20), r"min_mw=25: must be at most max_mw \(20 MW\)"),
+        (dict(sites=0), "sites=0: must be a whole number ≥ 1"),
         (dict(criterion="cheapest"), "use firm, peak or flex"),
     ],
 )
@@ -172,7 +172,7 @@ def test_bad_settings_are_refused(settings, message):
 
 
 def test_sizes_that_fit_nowhere_leave_no_candidate(hv_mixed, hv_capacity):
-    with pytest.raises(UsageError, match="too little capacity"):
+    with pytest.raises(SitingError, match="too little capacity"):
         select_sites(hv_mixed, hv_capacity, SelectionSettings(min_mw=150, max_mw=200))
 
 
@@ -279,7 +279,6 @@ def test_selection_judges_sites_against_the_limits_it_is_given(feeder_without_ow
         picked[limits.vmin_pu] = dict(
             zip(selection.sites["substation"], selection.sites["size_mw"], strict=True)
         )
-        assert selection.joint.set_index("set").at["selected", "min_vm_pu"] >= limits.vmin_pu - 0.013
     # at 0.95 the feeder's 0.913 pu may not get worse: one small site by the source
     assert picked[0.95] == {0: pytest.approx(1.3)}
     assert picked[0.90] == {0: pytest.approx(10.0), 17: pytest.approx(7.3)}

@@ -9,6 +9,7 @@ from siting.errors import UsageError
 
 
 def add(commands) -> None:
+    """Add this command and its flags to the ``siting`` parser's ``commands``."""
     parser = commands.add_parser("bench", help="benchmarks against pandapower, measured in the same run")
     parser.add_argument(
         "what",
@@ -36,6 +37,7 @@ ENGINE_COLUMNS = [
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed flags ``args``; returns the exit code."""
     from pathlib import Path
 
     from siting.bench import run_capacity_benchmark, run_engine_benchmark, run_fleet_benchmark, write_csv

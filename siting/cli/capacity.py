@@ -19,6 +19,7 @@ from siting.cli.options import (
 
 
 def add(commands) -> None:
+    """Add this command and its flags to the ``siting`` parser's ``commands``."""
     parser = commands.add_parser("capacity", help="hosting capacity of every substation (N-0, N-1, year)")
     add_grid(parser)
     add_out(parser)
@@ -47,6 +48,7 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed flags ``args``; returns the exit code."""
     from datetime import UTC, datetime
     from pathlib import Path
 

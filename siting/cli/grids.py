@@ -8,11 +8,13 @@ from siting.cli.options import say
 
 
 def add(commands) -> None:
+    """Add this command and its flags to the ``siting`` parser's ``commands``."""
     parser = commands.add_parser("grids", help="list the grids the catalog names")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed flags ``args``; returns the exit code."""
     from siting.sources.catalog import read_catalog
 
     catalog = read_catalog()

@@ -12,6 +12,7 @@ SUBSTATION_ROWS = 25
 
 
 def add(commands) -> None:
+    """Add this command and its flags to the ``siting`` parser's ``commands``."""
     parser = commands.add_parser("inspect", help="describe a grid, its substations and base case")
     add_grid(parser, optional=True)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -20,6 +21,7 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed flags ``args``; returns the exit code."""
     from siting.inspect_grid import summary
     from siting.outputs import json_ready
     from siting.sources.catalog import read_catalog

@@ -33,11 +33,12 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2) that point to ``--help``."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit with code 2."""
         self.exit(2, f"{self.prog}: error: {plain(message)} (see {self.prog} --help)\n")
 
 
 def plain(text: object) -> str:
-    """``text`` safe for a terminal: control characters (escape codes, BEL, …) shown as \\x.."""
+    r"""``text`` safe for a terminal: control characters (escape codes, BEL, …) shown as \x.."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
@@ -64,6 +65,7 @@ def note(text: object) -> None:
 
 
 def add_grid(parser: argparse.ArgumentParser, optional: bool = False) -> None:
+    """The grid argument (a catalog name or a source)."""
     what = "simbench:<code>, pandapower:<name>, a .json/.m/.mat file, or a catalog name"
     if optional:
         parser.add_argument("grid", nargs="?", help=f"{what} (default: the catalog's default grid)")
@@ -72,6 +74,7 @@ def add_grid(parser: argparse.ArgumentParser, optional: bool = False) -> None:
 
 
 def add_out(parser: argparse.ArgumentParser, required: bool = True, default: str = "") -> None:
+    """``--out DIR``: the output folder."""
     parser.add_argument(
         "--out",
         required=required,
@@ -82,20 +85,24 @@ def add_out(parser: argparse.ArgumentParser, required: bool = True, default: str
 
 
 def add_pf(parser: argparse.ArgumentParser, what: str = "the added load") -> None:
+    """``--pf``: the power factor of ``what``."""
     parser.add_argument("--pf", type=float, default=0.95, help=f"power factor of {what}, lagging")
 
 
 def add_at(parser: argparse.ArgumentParser) -> None:
+    """``--at``: the operating point."""
     parser.add_argument(
         "--at", metavar="POINT", help="case:<name>, netpeak or a time (default: case:hL, else netpeak)"
     )
 
 
 def add_n1_hops(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--n1-hops N``: contingency screening by branch hops."""
     parser.add_argument("--n1-hops", type=int, metavar="N", help=help)
 
 
 def add_limits(parser: argparse.ArgumentParser) -> None:
+    """The limit flags, applied where the model has no limit of its own."""
     group = parser.add_argument_group("limits (where the model has none of its own)")
     group.add_argument("--vmin", type=float, default=0.95, help="undervoltage limit (pu)")
     group.add_argument("--vmax", type=float, default=1.05, help="overvoltage limit (pu)")

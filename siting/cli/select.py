@@ -19,6 +19,7 @@ from siting.errors import UsageError
 
 
 def add(commands) -> None:
+    """Add this command and its flags to the ``siting`` parser's ``commands``."""
     parser = commands.add_parser("select", help="pick sites and sizes that are feasible together")
     add_grid(parser)
     add_out(parser)
@@ -52,6 +53,7 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed flags ``args``; returns the exit code."""
     from datetime import UTC, datetime
     from pathlib import Path
 

@@ -8,6 +8,7 @@ from siting.cli.options import add_grid, add_limits, add_out, add_pf, limits_fro
 
 
 def add(commands) -> None:
+    """Add this command and its flags to the ``siting`` parser's ``commands``."""
     parser = commands.add_parser(
         "simulate", help="a year of inference dispatched among the sites, checked by AC power flow"
     )
@@ -45,6 +46,7 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed flags ``args``; returns the exit code."""
     from datetime import UTC, datetime
     from pathlib import Path
 

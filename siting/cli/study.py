@@ -8,6 +8,7 @@ from siting.cli.options import note, say
 
 
 def add(commands) -> None:
+    """Add this command and its flags to the ``siting`` parser's ``commands``."""
     parser = commands.add_parser(
         "study", help="capacity → selection → simulation → map report, from one study file"
     )
@@ -19,6 +20,7 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed flags ``args``; returns the exit code."""
     import time
     from pathlib import Path
 

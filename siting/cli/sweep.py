@@ -8,6 +8,7 @@ from siting.cli.options import note, say
 
 
 def add(commands) -> None:
+    """Add this command and its flags to the ``siting`` parser's ``commands``."""
     parser = commands.add_parser("sweep", help="many studies (grids × scenarios) as Dask tasks, one table")
     parser.add_argument("file", help="sweep TOML file (see data/sweeps/README.md)")
     parser.add_argument(
@@ -25,6 +26,7 @@ def add(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command with the parsed flags ``args``; returns the exit code."""
     import time
     from pathlib import Path
 
