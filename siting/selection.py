@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -50,7 +49,7 @@ from siting.geography import (
     regions_from_layer,
 )
 from siting.limits import StudyLimits
-from siting.progress import silent, tally
+from siting.progress import Progress, silent, tally
 from siting.sources.geo import WGS84, bus_lonlat
 from siting.sources.grid import Grid
 from siting.sources.peak import OperatingPoint, operating_point
@@ -169,9 +168,10 @@ def select_sites(
     grid: Grid,
     capacity: pd.DataFrame,
     settings: SelectionSettings | None = None,
+    *,
     layers: Layers | None = None,
     at: str | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> Selection:
     """Choose up to ``settings.sites`` sites from ``capacity`` (a `siting capacity` table)."""
     say = progress or silent

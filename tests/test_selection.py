@@ -89,7 +89,7 @@ def test_exclusion_fiber_and_parcel_layers_drop_candidates_with_reasons(hv_mixed
         }
     )
     settings = SelectionSettings(sites=3, geo=GeoRules(fiber_max_m=5_000, parcel_max_m=500))
-    result = select_sites(hv_mixed, hv_capacity, settings, layers)
+    result = select_sites(hv_mixed, hv_capacity, settings, layers=layers)
     table = result.candidates.set_index("substation")
     assert table.at[3, "status"] == "dropped" and "exclusion zone" in table.at[3, "reason"]
     assert table.at[5, "fiber_km"] < 0.01
@@ -121,7 +121,7 @@ def test_layer_problems_are_reported_plainly(tmp_path, hv_mixed, hv_capacity):
     layers = read_layers({"exclusion": tmp_path / "everything.gpkg"})
     assert layers.repaired == {"exclusion": 1}
     with pytest.raises(SitingError, match="no candidate substation is left"):
-        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers=layers)
 
 
 def test_an_exclusion_zone_covering_the_world_excludes_every_candidate(tmp_path, hv_mixed, hv_capacity):
@@ -129,7 +129,7 @@ def test_an_exclusion_zone_covering_the_world_excludes_every_candidate(tmp_path,
     gpd.GeoDataFrame(geometry=[world], crs="EPSG:4326").to_file(tmp_path / "world.gpkg")
     layers = read_layers({"exclusion": tmp_path / "world.gpkg"})
     with pytest.raises(SitingError, match="inside an exclusion zone"):
-        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers=layers)
 
 
 def test_demand_weights_must_be_numbers_of_at_least_zero(tmp_path, hv_mixed, hv_capacity):
@@ -137,14 +137,14 @@ def test_demand_weights_must_be_numbers_of_at_least_zero(tmp_path, hv_mixed, hv_
     gpd.GeoDataFrame({"weight": [1.0, -2.0]}, geometry=points, crs="EPSG:4326").to_file(tmp_path / "d.gpkg")
     layers = read_layers({"demand": tmp_path / "d.gpkg"})
     with pytest.raises(DataError, match="weight that is missing, not a number or negative"):
-        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+        select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers=layers)
 
 
 def test_a_fiber_layer_far_from_the_grid_is_refused_not_measured_as_infinity(tmp_path, hv_mixed, hv_capacity):
     gpd.GeoDataFrame(geometry=[Point(-150.0, -60.0)], crs="EPSG:4326").to_file(tmp_path / "f.gpkg")
     layers = read_layers({"fiber": tmp_path / "f.gpkg"})
     try:
-        result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers)
+        result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=3), layers=layers)
     except DataError as err:
         assert "too far from the grid" in str(err)
     else:
@@ -215,7 +215,7 @@ def test_select_refuses_a_missing_capacity_folder(tmp_path, capsys):
 
 
 def test_no_layers_means_the_default_demand_centres(hv_mixed, hv_capacity):
-    result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=2), Layers())
+    result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=2), layers=Layers())
     assert result.candidates["demand_km"].between(1, 200).all()
     assert result.candidates["score"].between(0, 1).all()
     assert copy.deepcopy(result.sites).crs.to_epsg() == 4326
