@@ -13,6 +13,7 @@ from siting.engine.flow import profile_scenarios
 from siting.engine.reference import scenario_net
 from siting.fleet import (
     FleetSettings,
+    PowerModes,
     _serve,
     demand_groups,
     fleet_capacity_tokens_per_s,
@@ -44,8 +45,10 @@ def sites(peak_day):
 
 @pytest.fixture(scope="module")
 def busy_day(peak_day, sites):
-    """Demand at 97 % of what the fleet can serve, all day, and both policies run on it."""
-    settings = FleetSettings()
+    """Demand at 97 % of what the fleet can serve, all day, and both policies run on it. The
+    grid needs about half the work held back at its peak step, beyond the Phoenix bound
+    (25 % for 3 h), so the bound is lifted here (tests/test_power_modes.py keeps it)."""
+    settings = FleetSettings(modes=PowerModes(max_depth=1.0, max_hours=24.0))
     share = 0.9
     total = 0.97 * fleet_capacity_tokens_per_s(sites, settings.power, share)
     demand = pd.DataFrame(
@@ -76,7 +79,8 @@ def test_blind_overloads_a_line_the_grid_aware_policy_keeps_within_its_rating(bu
     assert summary.at["grid-aware", "violations"] == 0
     assert summary.at["grid-aware", "grid_limited_steps"] > 0
     # the grid-aware policy pays for it in deferred (not dropped) demand
-    assert summary.at["grid-aware", "served_tokens"] < summary.at["blind", "served_tokens"]
+    assert summary.at["grid-aware", "deferred_tokens"] > 0 == summary.at["blind", "deferred_tokens"]
+    assert summary.at["grid-aware", "dropped_tokens"] == 0
     assert summary.at["grid-aware", "served_share"] > 0.99
 
 
@@ -100,7 +104,7 @@ def test_grid_aware_dispatch_never_exceeds_headroom_checked_with_runpp(busy_day,
 def test_blind_shares_demand_in_proportion_to_site_size():
     new = np.array([[30.0], [60.0]])
     capacity = np.full((2, 2), 1e9)
-    served, late, dropped = _serve(new, capacity, np.ones((1, 2), bool), 1, np.array([10.0, 20.0]), None)
+    served, late, dropped, *_ = _serve(new, capacity, np.ones((1, 2), bool), 1, np.array([10.0, 20.0]), None)
     np.testing.assert_allclose(served, [[10.0, 20.0], [20.0, 40.0]])
     assert late.sum() == 0 and dropped.sum() == 0
 
@@ -108,13 +112,13 @@ def test_blind_shares_demand_in_proportion_to_site_size():
 def test_unserved_demand_waits_up_to_the_delay_then_is_dropped():
     new = np.array([[10.0], [10.0], [0.0], [0.0]])
     capacity = np.array([[4.0], [4.0], [4.0], [4.0]])
-    served, late, dropped = _serve(new, capacity, np.ones((1, 1), bool), 1, np.array([1.0]), None)
+    served, late, dropped, *_ = _serve(new, capacity, np.ones((1, 1), bool), 1, np.array([1.0]), None)
     # step 0 serves 4 and defers 6; step 1 serves 4 of the 6 waiting, drops 2, defers 10 new
     np.testing.assert_allclose(served[:, 0], [4, 4, 4, 0])
     np.testing.assert_allclose(late, [0, 4, 4, 0])
     np.testing.assert_allclose(dropped, [0, 2, 6, 0])
     # without a delay nothing waits
-    served, late, dropped = _serve(new, capacity, np.ones((1, 1), bool), 0, np.array([1.0]), None)
+    served, late, dropped, *_ = _serve(new, capacity, np.ones((1, 1), bool), 0, np.array([1.0]), None)
     np.testing.assert_allclose(dropped, [6, 6, 0, 0])
 
 
