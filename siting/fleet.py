@@ -267,15 +267,43 @@ def fleet_capacity_tokens_per_s(sites: pd.DataFrame, power: PowerModel, prefill_
     )
 
 
+@dataclass(frozen=True)
+class GridYear:
+    """The grid alone over its profile year: the states and their limits. They do not depend
+    on where the sites are, so several fleets on one grid can share them."""
+
+    grid: str  # the grid's source
+    limits_of: StudyLimits  # the study limits they were computed with
+    states: States
+    limits: StateLimits
+
+
+def grid_year(grid: Grid, settings: FleetSettings, model: FlowModel | None = None) -> GridYear:
+    """Solve the grid alone at every step of its profiles (one batch) under ``settings.limits``."""
+    if grid.profiles is None:
+        raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
+    model = model or prepare(grid.net, [], grid.source)
+    year = profile_scenarios(model.net, grid.profiles)
+    states = States(year.element_values, None, year.n)
+    cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
+    return GridYear(
+        grid.source, settings.limits, states, state_limits(model, states, normal_limits(model, cap_settings))
+    )
+
+
 def simulate(
     grid: Grid,
     sites: pd.DataFrame,
     demand: pd.DataFrame,
     settings: FleetSettings,
     progress: Callable[[str], None] | None = None,
+    alone: GridYear | None = None,
 ) -> FleetResult:
     """Dispatch ``demand`` (tokens/s per step, on the grid's profile index) among ``sites``
-    under each policy and check every step with an AC power flow (normal limits)."""
+    under each policy and check every step with an AC power flow (normal limits).
+
+    ``alone`` is the grid's year without the fleet (:func:`grid_year`), if already solved.
+    """
     say = progress or (lambda _message: None)
     if grid.profiles is None:
         raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
@@ -285,15 +313,15 @@ def simulate(
     wake_steps = settings.modes.wake_steps(step_minutes)
     model = prepare(grid.net, sites["bus"].to_numpy(), grid.source)
     cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
-    year = profile_scenarios(model.net, grid.profiles)
-    states = States(year.element_values, None, year.n)
-    say(f"grid alone: {year.n:,} steps")
-    limits = state_limits(model, states, normal_limits(model, cap_settings))
+    if alone is None or alone.grid != grid.source or alone.limits_of != settings.limits:
+        say(f"grid alone: {len(grid.profiles):,} steps")
+        alone = grid_year(grid, settings, model)
+    states, limits = alone.states, alone.limits
     fleet = _Fleet.build(sites, demand, settings.power, settings.modes, wake_steps)
     groups, allowed = demand_groups(grid, sites, settings.latency_km)
     new = fleet.total[:, None] * groups[None, :]
     max_age = int(np.floor(settings.max_delay_minutes / step_minutes + 1e-9))
-    flows = year.n
+    flows = states.n
     dispatches, results = [], []
     for policy in settings.policies:
         say(f"{policy} dispatch and the year's power flow")
