@@ -24,12 +24,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
+from siting.engine.flow import prepare, solve
+from siting.engine.search import States, worst_margin
 from siting.errors import UsageError
 from siting.fleet import FleetSettings, fleet_sites, grid_year, modelled_demand, simulate
 from siting.power import site_capacity_tokens_per_s
 from siting.sources.grid import Grid
+from siting.sources.profiles import profile_step_minutes
 from siting.workload import DEMAND_COLUMNS, token_mix
 
 LEVELS = ("firm", "peak", "flex-0.25", "flex-0.5", "flex-1", "flex-5")
@@ -157,3 +161,60 @@ def _check_needs_a_site(demand: pd.DataFrame, settings: FleetSettings) -> None:
             f"demand: its peak, {total.max(initial=0.0):,.0f} tokens/s, is within one GPU's "
             f"{one_gpu:,.0f} tokens/s and needs no site; give a fleet-sized demand (or scale it)"
         )
+
+
+def unused_over_year(
+    grid: Grid,
+    settings: FleetSettings | None = None,
+    every: int = 1,
+    top: float = 4.0,
+    resolution: float = 0.01,
+    fleet_mwh: float | None = None,
+) -> dict[str, float]:
+    """The "~10 % unused" claim over a year: how much more load the grid carries within limits.
+
+    At every ``every``-th step of the profiles, the largest uniform growth λ_t (to
+    ``resolution``, at most ``top``) of all existing loads that keeps the grid within its
+    limits (one batched bisection over the steps). Returns ``unused_mwh_share`` =
+    Σ(λ_t − 1)·L_t / Σ λ_t·L_t, the share of MW-hours the grid could carry but does not;
+    ``unused_mwh`` those MW-hours over the simulated span; and, given ``fleet_mwh`` (e.g. a
+    flex level's ``energy_mwh``), ``reachable_share``: the part of the unused MW-hours that a
+    fleet of sites at the substations actually drew within limits.
+    """
+    settings = settings or FleetSettings()
+    if grid.profiles is None:
+        raise UsageError(f"{grid.name}: has no time-series profiles to check a year on")
+    if every < 1 or top <= 1 or resolution <= 0:
+        raise UsageError(f"every {every}, top {top}, resolution {resolution}: need ≥ 1, > 1 and > 0")
+    model = prepare(grid.net, [], grid.source)
+    rows = np.arange(0, len(grid.profiles), every)
+    alone = grid_year(dataclasses.replace(grid, profiles=grid.profiles.iloc[rows]), settings, model)
+    states, limits = alone.states, alone.limits
+    base = {}
+    for column in ("p_mw", "q_mvar"):
+        model_value = model.net.load[column].to_numpy(float)
+        value = states.values.get(("load", column), np.tile(model_value, (states.n, 1)))
+        base[column] = np.where(np.isnan(value), model_value, value)
+    low, high = np.ones(states.n), np.full(states.n, float(top))
+    while (high - low).max() > resolution:
+        mid = (low + high) / 2
+        values = {**states.values, **{("load", c): v * mid[:, None] for c, v in base.items()}}
+        result = solve(model, States(values, None, states.n).scenarios(np.arange(states.n)))
+        ok = worst_margin(result, limits, np.arange(states.n))[0] >= 0
+        low, high = np.where(ok, mid, low), np.where(ok, high, mid)
+    low = np.where(limits.usable, low, 1.0)
+    load = base["p_mw"].sum(axis=1)
+    step_hours = profile_step_minutes(grid.profiles) / 60 * every
+    unused = float(((low - 1) * load).sum() * step_hours)
+    out = {
+        "unused_mwh_share": unused / float((low * load).sum() * step_hours),
+        "unused_mwh": unused,
+        "min_growth": float(low.min()),
+        "median_growth": float(np.median(low)),
+        "at_top_share": float(
+            (low >= top - resolution).mean()
+        ),  # steps where λ reached ``top``: a lower bound there
+    }
+    if fleet_mwh is not None:
+        out["reachable_share"] = min(fleet_mwh / unused, 1.0) if unused > 0 else 0.0
+    return out

@@ -6,7 +6,7 @@ import pytest
 
 from siting import UsageError
 from siting.fleet import FleetSettings, PowerModes
-from siting.flexcurve import CURVE_COLUMNS, flex_curve, level_column, level_fleets
+from siting.flexcurve import CURVE_COLUMNS, flex_curve, level_column, level_fleets, unused_over_year
 from siting.workload import DEMAND_COLUMNS
 from tests.test_power_modes import _day
 
@@ -73,3 +73,17 @@ def test_flexible_sizing_connects_more_and_keeps_the_obligation_all_day(hv_mixed
     assert curve.at["flex-1", "capped_gpu_hours"] + curve.at["flex-1", "shutdown_gpu_hours"] > 0
     assert curve.at["flex-1", "served_tokens"] > 10 * curve.at["firm", "served_tokens"]
     assert curve.at["flex-1", "worst_loading_percent"] <= 100.0 + 1e-6
+
+
+def test_unused_mw_hours_over_the_day_of_the_peak(hv_mixed):
+    """Loads × 4.6: at 17:45 HV1 Line 21 is near its rating, so no uniform growth fits there;
+    over the day about a third of the MW-hours the grid could carry go unused."""
+    day = _day(hv_mixed, 4.6)
+    found = unused_over_year(day, fleet_mwh=1000.0)
+    assert found["min_growth"] == 1.0 and found["at_top_share"] < 0.05
+    assert 0.3 < found["unused_mwh_share"] < 0.45
+    assert found["reachable_share"] == pytest.approx(1000.0 / found["unused_mwh"])
+    hourly = unused_over_year(day, every=4)
+    assert hourly["unused_mwh_share"] == pytest.approx(found["unused_mwh_share"], abs=0.03)
+    with pytest.raises(UsageError, match="every 0"):
+        unused_over_year(day, every=0)
