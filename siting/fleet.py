@@ -98,9 +98,12 @@ class PowerModes:
       cuts the idle floor (idle GPUs and their hosts draw ~56 % of a site's rating). A server
       takes ``wake_minutes`` to serve again: one that wakes within a step serves in it (the
       reserve covers the wait); a longer wake keeps it powered, idle, over the steps before.
-    - ``max_depth`` and ``max_hours`` bound how much of the fleet's work may be held back at a
-      step (share of what it has GPUs for) and for how many consecutive hours; beyond them the
-      fleet serves anyway and the step counts as one the modes could not meet.
+    - ``max_depth`` and ``max_hours``: how much of the fleet's work may be held back at a step
+      (share of what it has GPUs for) and for how many consecutive hours, as demonstrated in
+      the field. A step that needs more is still kept within the grid's limits but counted in
+      ``beyond_bound_steps``: there the plan relies on flexibility beyond what was shown.
+      Without capping nothing may be held back: the fleet serves all it has GPUs for, and a
+      step that needs less counts there too.
     """
 
     cap: bool = True
@@ -192,7 +195,7 @@ class Dispatch:
     grid_limited_steps: int  # steps where the grid, not the GPUs, limited what the sites could take
     idle_floor_steps: int  # steps where even the sites' lowest power breaks a limit
     waiting: float  # tokens/s still queued after the last step (neither served nor dropped)
-    forced_steps: int  # steps the flex bounds (or no capping) made the fleet serve beyond the grid
+    beyond_bound_steps: int  # steps holding back more work, or longer, than the bounds (see PowerModes)
     held_gpus: np.ndarray  # (steps,) GPU-equivalents of work held back by power budgets
     off_gpus: np.ndarray  # (steps, sites) GPUs powered down
 
@@ -499,7 +502,7 @@ def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, ste
         int(in_order.sum()),
         int(idle_floor.sum()),
         queue.waiting,
-        int(queue.forced.sum()),
+        int(queue.beyond.sum()),
         queue.held / per_gpu,
         fleet.n_gpus[None, :] - fleet.powered_gpus(queue.served, in_order),
     )
@@ -553,11 +556,12 @@ class _Bounds:
     gpu_capacity: np.ndarray  # (steps, sites) tokens/s with every GPU busy
     depth: float  # share of what the fleet could serve that it may hold back (0: none)
     max_steps: int  # consecutive steps it may hold work back
+    enforce: bool  # serve what is held beyond the bounds (no capping); else only flag the step
 
     @classmethod
     def of(cls, modes: PowerModes, gpu_capacity: np.ndarray, step_minutes: float) -> _Bounds:
         steps = int(np.floor(modes.max_hours * 60 / step_minutes + 1e-9))
-        return cls(gpu_capacity, modes.max_depth if modes.cap else 0.0, steps)
+        return cls(gpu_capacity, modes.max_depth if modes.cap else 0.0, steps, not modes.cap)
 
 
 class _Queue(NamedTuple):
@@ -565,7 +569,7 @@ class _Queue(NamedTuple):
     late: np.ndarray  # (steps,) tokens/s served this step that had waited
     dropped: np.ndarray  # (steps,) tokens/s dropped this step
     waiting: float  # tokens/s still queued after the last step
-    forced: np.ndarray  # (steps,) True where the bounds made the fleet serve beyond the grid
+    beyond: np.ndarray  # (steps,) True where the work held back went beyond the bounds
     held: np.ndarray  # (steps,) tokens/s the fleet had GPUs for but held back for the grid
 
 
@@ -584,7 +588,7 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds:
     served = np.zeros((n, n_sites))
     late = np.zeros(n)
     dropped = np.zeros(n)
-    forced = np.zeros(n, dtype=bool)
+    beyond = np.zeros(n, dtype=bool)
     held = np.zeros(n)
     queue = np.zeros((n_groups, max_age + 1))  # column a: demand that has waited a steps
     reachable = allowed.any(axis=1)
@@ -599,7 +603,7 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds:
         if in_order is not None and in_order[t]:
             taken = _fill_in_order(pending, capacity[t], allowed, order, group_order)
             if bounds is not None:
-                taken, forced[t], run = _within_bounds(
+                taken, beyond[t], run = _within_bounds(
                     taken, pending, bounds, t, run, allowed, order, group_order
                 )
                 held[t] = max(min(pending.sum(), bounds.gpu_capacity[t].sum()) - taken.sum(), 0.0)
@@ -618,11 +622,12 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds:
         dropped[t] += queue[:, max_age].sum()
         queue[:, 1:] = queue[:, :-1]
         queue[:, 0] = 0.0
-    return _Queue(served, late, dropped, float(queue.sum()), forced, held)
+    return _Queue(served, late, dropped, float(queue.sum()), beyond, held)
 
 
 def _within_bounds(taken, pending, bounds: _Bounds, t, run, allowed, order, group_order):
-    """``taken`` with more work served on spare GPUs where it holds back beyond the bounds."""
+    """Whether ``taken`` holds back more than the bounds allow; if they are enforced, with the
+    excess served on spare GPUs (in ``order``) whatever the grid."""
     gpus = bounds.gpu_capacity[t]
     could = min(pending.sum(), gpus.sum())
     held = could - taken.sum()
@@ -631,6 +636,8 @@ def _within_bounds(taken, pending, bounds: _Bounds, t, run, allowed, order, grou
     allowed_held = bounds.depth * could if run < bounds.max_steps else 0.0
     if held <= allowed_held:
         return taken, False, run + 1
+    if not bounds.enforce:
+        return taken, True, run + 1
     spare = np.maximum(gpus - taken.sum(axis=0), 0.0)
     extra = _fill_in_order(
         pending - taken.sum(axis=1), spare, allowed, order, group_order, held - allowed_held
@@ -802,7 +809,7 @@ def _policy_summary(
         "max_vm_pu": float(np.nanmax(result.vm_pu)),
         "grid_limited_steps": dispatch.grid_limited_steps,
         "idle_floor_steps": dispatch.idle_floor_steps,
-        "forced_steps": dispatch.forced_steps,
+        "beyond_bound_steps": dispatch.beyond_bound_steps,
         "capped_gpu_hours": float(dispatch.held_gpus.sum() * step_hours),
         "shutdown_gpu_hours": float(dispatch.off_gpus.sum() * step_hours),
     }

@@ -53,7 +53,7 @@ CURVE_COLUMNS = [
     "shutdown_gpu_hours",
     "worst_loading_percent",
     "violation_steps",
-    "forced_steps",
+    "beyond_bound_steps",
     "idle_floor_steps",
     "grid_limited_steps",
 ]

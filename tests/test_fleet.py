@@ -13,7 +13,6 @@ from siting.engine.flow import profile_scenarios
 from siting.engine.reference import scenario_net
 from siting.fleet import (
     FleetSettings,
-    PowerModes,
     _serve,
     demand_groups,
     fleet_capacity_tokens_per_s,
@@ -45,10 +44,8 @@ def sites(peak_day):
 
 @pytest.fixture(scope="module")
 def busy_day(peak_day, sites):
-    """Demand at 97 % of what the fleet can serve, all day, and both policies run on it. The
-    grid needs about half the work held back at its peak step, beyond the Phoenix bound
-    (25 % for 3 h), so the bound is lifted here (tests/test_power_modes.py keeps it)."""
-    settings = FleetSettings(modes=PowerModes(max_depth=1.0, max_hours=24.0))
+    """Demand at 97 % of what the fleet can serve, all day, and both policies run on it."""
+    settings = FleetSettings()
     share = 0.9
     total = 0.97 * fleet_capacity_tokens_per_s(sites, settings.power, share)
     demand = pd.DataFrame(
