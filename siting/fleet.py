@@ -25,6 +25,7 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -48,6 +49,8 @@ from siting.power import (
     PowerModel,
     default_model,
     gpus_for_site,
+    packed_power_mw,
+    packed_served_for_power,
     served_for_power,
     site_capacity_tokens_per_s,
     site_power_mw,
@@ -62,6 +65,78 @@ POLICIES = ("blind", "grid-aware")
 HEADROOM_STEP_MW = 0.01  # headroom search step: fine against a 5–20 MW site
 VERIFY_ROUNDS = 3
 
+# Demonstrated flexibility: Colangelo et al., "Turning AI Data Centers into Grid-Interactive
+# Assets: Results from a Field Demonstration in Phoenix, Arizona" (Emerald AI, NVIDIA, Oracle,
+# SRP, EPRI; arXiv:2507.00909, 2025): a 256-GPU cluster cut its power 25 % for 3 h during peak
+# grid events with its quality of service kept. Used as the default bounds on how deep and how
+# long the fleet may hold work back.
+PHOENIX_DEPTH = 0.25
+PHOENIX_HOURS = 3.0
+# nvidia-smi / Redfish power-limit range of a DGX H100/H200 GPU: 200–700 W (NVIDIA DGX user
+# guide, "Managing Power Capping": PowerLimitWatts AllowableMin 200, AllowableMax 700).
+H200_MIN_POWER_LIMIT_W = 200.0
+# Power-on to serving of a GPU server: boot and GPU driver start (~1.5–2.5 min) plus loading
+# the model's weights (~2–5 min for multi-GB models); published cold-start breakdowns put the
+# total at 3–10 min. 10 min keeps a woken server inside one 15-minute step.
+WAKE_MINUTES = 10.0
+# GPUs kept powered and idle while others are off, as a share of the site's GPUs: the margin
+# that serves a rise in demand while servers wake (an assumption; set it to the forecast error).
+WARM_RESERVE = 0.1
+
+
+@dataclass(frozen=True)
+class PowerModes:
+    """What the grid-aware policy may do at a site, beyond moving work to other sites, at the
+    steps where the grid binds (elsewhere every server stays powered and serves its share).
+
+    - ``cap``: power capping. A site's power is budgeted below what its work needs and the
+      work left over waits (or is dropped after ``max_delay_minutes``); the budget becomes
+      served tokens/s through the measured H200 curve (its exact inverse). A GPU is never
+      capped below ``min_cap_w``: a budget under that serves nothing. Without it work may only
+      migrate: the fleet serves all it has GPUs for, wherever that breaks a limit.
+    - ``shutdown``: idle servers power down. The work is packed onto the fewest GPUs at full
+      load, ``warm_reserve`` of the site's GPUs stay powered and idle, the rest are off, which
+      cuts the idle floor (idle GPUs and their hosts draw ~56 % of a site's rating). A server
+      takes ``wake_minutes`` to serve again: one that wakes within a step serves in it (the
+      reserve covers the wait); a longer wake keeps it powered, idle, over the steps before.
+    - ``max_depth`` and ``max_hours``: how much of the fleet's work may be held back at a step
+      (share of what it has GPUs for) and for how many consecutive hours, as demonstrated in
+      the field. A step that needs more is still kept within the grid's limits but counted in
+      ``beyond_bound_steps``: there the plan relies on flexibility beyond what was shown.
+      Without capping nothing may be held back: the fleet serves all it has GPUs for, and a
+      step that needs less counts there too.
+    """
+
+    cap: bool = True
+    min_cap_w: float = H200_MIN_POWER_LIMIT_W
+    shutdown: bool = True
+    wake_minutes: float = WAKE_MINUTES
+    warm_reserve: float = WARM_RESERVE
+    max_depth: float = PHOENIX_DEPTH
+    max_hours: float = PHOENIX_HOURS
+
+    def __post_init__(self) -> None:
+        check_number("min_cap_w", self.min_cap_w, above=0)
+        check_number("wake_minutes", self.wake_minutes, at_least=0)
+        check_number("warm_reserve", self.warm_reserve, at_least=0, at_most=1)
+        check_number("max_depth", self.max_depth, at_least=0, at_most=1)
+        check_number("max_hours", self.max_hours, at_least=0)
+
+    def wake_steps(self, step_minutes: float) -> int:
+        """Whole steps before the one it serves in that a woken server is already powered."""
+        steps = int(np.ceil(self.wake_minutes / step_minutes - 1e-9)) - 1
+        if self.shutdown and steps > 0 and self.warm_reserve == 0:
+            raise SettingError(
+                "wake_minutes",
+                self.wake_minutes,
+                f"is longer than a {step_minutes:g}-minute step with no warm reserve: "
+                "keep a warm reserve or give a shorter delay",
+            )
+        return max(steps, 0)
+
+
+MIGRATE_ONLY = PowerModes(cap=False, shutdown=False)
+
 
 @dataclass(frozen=True)
 class FleetSettings:
@@ -75,8 +150,16 @@ class FleetSettings:
     pf: float = 0.95  # power factor of the sites, lagging
     seed: int = 0
     limits: StudyLimits = field(default_factory=StudyLimits)
+    modes: PowerModes = field(default_factory=PowerModes)
 
     def __post_init__(self) -> None:
+        idle = self.power.curve.idle_w
+        if self.modes.cap and self.modes.min_cap_w < idle:
+            raise SettingError(
+                "min_cap_w",
+                self.modes.min_cap_w,
+                f"is below a powered GPU's idle draw ({idle:.1f} W); give a cap at or above it",
+            )
         unknown = sorted(str(p) for p in set(self.policies) - set(POLICIES))
         if unknown or not self.policies:
             raise SettingError(
@@ -92,9 +175,10 @@ class FleetSettings:
     def record(self) -> dict[str, object]:
         """The settings as plain data, for manifests (the GPU curve is named by its data files)."""
         return {
-            **{k: v for k, v in vars(self).items() if k not in ("power", "limits")},
+            **{k: v for k, v in vars(self).items() if k not in ("power", "limits", "modes")},
             "power": {k: v for k, v in vars(self.power).items() if k != "curve"},
             "limits": self.limits.record(),
+            "modes": vars(self.modes),
         }
 
 
@@ -108,7 +192,11 @@ class Dispatch:
     late: np.ndarray  # (steps,) tokens/s served this step that had waited
     dropped: np.ndarray  # (steps,) tokens/s dropped this step (waited too long or no site in reach)
     grid_limited_steps: int  # steps where the grid, not the GPUs, limited what the sites could take
-    idle_floor_steps: int  # steps where even idle sites break a limit (nothing can be done there)
+    idle_floor_steps: int  # steps where even the sites' lowest power breaks a limit
+    waiting: float  # tokens/s still queued after the last step (neither served nor dropped)
+    beyond_bound_steps: int  # steps holding back more work, or longer, than the bounds (see PowerModes)
+    held_gpus: np.ndarray  # (steps,) GPU-equivalents of work held back by power budgets
+    off_gpus: np.ndarray  # (steps, sites) GPUs powered down
 
 
 @dataclass(frozen=True)
@@ -195,6 +283,30 @@ def fleet_capacity_tokens_per_s(sites: pd.DataFrame, power: PowerModel, prefill_
     )
 
 
+@dataclass(frozen=True)
+class GridYear:
+    """The grid alone over its profile year: the states and their limits. They do not depend
+    on where the sites are, so several fleets on one grid can share them."""
+
+    grid: str  # the grid's source
+    limits_of: StudyLimits  # the study limits they were computed with
+    states: States
+    limits: StateLimits
+
+
+def grid_year(grid: Grid, settings: FleetSettings, model: FlowModel | None = None) -> GridYear:
+    """Solve the grid alone at every step of its profiles (one batch) under ``settings.limits``."""
+    if grid.profiles is None:
+        raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
+    model = model or prepare(copy.deepcopy(grid.net), [], grid.source)
+    year = profile_scenarios(model.net, grid.profiles)
+    states = States(year.element_values, None, year.n)
+    cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
+    return GridYear(
+        grid.source, settings.limits, states, state_limits(model, states, normal_limits(model, cap_settings))
+    )
+
+
 def simulate(
     grid: Grid,
     sites: Selection | pd.DataFrame,
@@ -202,6 +314,7 @@ def simulate(
     settings: FleetSettings | None = None,
     *,
     progress: Progress | None = None,
+    alone: GridYear | None = None,
 ) -> FleetResult:
     """A year of the fleet: ``demand`` dispatched among ``sites`` under each policy, every step
     checked with an AC power flow (normal limits).
@@ -217,9 +330,11 @@ def simulate(
         Tokens/s per step (DEMAND_COLUMNS) on the grid's profile index; default: the workload
         model sized to the sites (``modelled_demand``).
     settings : FleetSettings, optional
-        Policies, power model, queue, latency, limits (default: ``FleetSettings()``).
+        Policies, power model and modes, queue, latency, limits (default: ``FleetSettings()``).
     progress : callable, optional
         Called with a line of text as each part starts.
+    alone : GridYear, optional
+        The grid's year without the fleet (:func:`grid_year`), if already solved.
 
     Returns
     -------
@@ -236,17 +351,19 @@ def simulate(
         demand = modelled_demand(grid, sites, settings)
     if not demand.index.equals(grid.profiles.index):
         raise UsageError("the demand's time steps differ from the grid's profiles; resample it to them")
+    step_minutes = profile_step_minutes(grid.profiles)
+    wake_steps = settings.modes.wake_steps(step_minutes)
     model = prepare(copy.deepcopy(grid.net), sites["bus"].to_numpy(), grid.source)
     cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
-    year = profile_scenarios(model.net, grid.profiles)
-    states = States(year.element_values, None, year.n)
-    say(f"grid alone: {year.n:,} steps")
-    limits = state_limits(model, states, normal_limits(model, cap_settings))
-    fleet = _Fleet.build(sites, demand, settings.power)
+    if alone is None or alone.grid != grid.source or alone.limits_of != settings.limits:
+        say(f"grid alone: {len(grid.profiles):,} steps")
+        alone = grid_year(grid, settings, model)
+    states, limits = alone.states, alone.limits
+    fleet = _Fleet.build(sites, demand, settings.power, settings.modes, wake_steps)
     groups, allowed = demand_groups(grid, sites, settings.latency_km)
     new = fleet.total[:, None] * groups[None, :]
-    max_age = int(np.floor(settings.max_delay_minutes / profile_step_minutes(grid.profiles) + 1e-9))
-    flows = year.n
+    max_age = int(np.floor(settings.max_delay_minutes / step_minutes + 1e-9))
+    flows = states.n
     dispatches, results = [], []
     for policy in settings.policies:
         say(f"{policy} dispatch and the year's power flow")
@@ -256,7 +373,7 @@ def simulate(
             )
         else:
             dispatch, result, count = _grid_aware(
-                model, states, limits, fleet, new, allowed, max_age, cap_settings, say
+                model, states, limits, fleet, new, allowed, max_age, step_minutes, cap_settings, say
             )
         flows += count
         dispatches.append(dispatch)
@@ -289,7 +406,7 @@ def demand_groups(grid: Grid, sites: pd.DataFrame, latency_km: float | None) -> 
 
 @dataclass(frozen=True)
 class _Fleet:
-    """Per-site power curves and the demand on the simulation steps."""
+    """Per-site power curves, the power modes and the demand on the simulation steps."""
 
     n_gpus: np.ndarray  # (sites,)
     size_mw: np.ndarray
@@ -297,9 +414,13 @@ class _Fleet:
     share: np.ndarray  # (steps,) prefill share of the tokens
     capacity: np.ndarray  # (steps, sites) tokens/s with every GPU busy
     power: PowerModel
+    modes: PowerModes = field(default_factory=PowerModes)
+    wake_steps: int = 0
 
     @classmethod
-    def build(cls, sites: pd.DataFrame, demand: pd.DataFrame, power: PowerModel) -> _Fleet:
+    def build(
+        cls, sites: pd.DataFrame, demand: pd.DataFrame, power: PowerModel, modes: PowerModes, wake_steps: int
+    ) -> _Fleet:
         values = demand[DEMAND_COLUMNS].to_numpy(float)
         total = values.sum(axis=1)
         share = np.divide(values[:, 0], total, out=np.full(len(total), np.nan), where=total > 0)
@@ -307,27 +428,81 @@ class _Fleet:
         sizes = sites["size_mw"].to_numpy(float)
         n_gpus = np.array([gpus_for_site(size, power) for size in sizes])
         capacity = site_capacity_tokens_per_s(n_gpus[None, :], share[:, None], power)
-        return cls(n_gpus, sizes, total, share, capacity, power)
+        return cls(n_gpus, sizes, total, share, capacity, power, modes, wake_steps)
+
+    @property
+    def reserve(self) -> np.ndarray:
+        """GPUs each site keeps powered and idle while others are off."""
+        return self.modes.warm_reserve * self.n_gpus
 
     def power_mw(self, served: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Facility power (MW) of each site serving ``served`` tokens/s at the steps ``rows``."""
+        """Facility power (MW) of each site serving ``served`` tokens/s at the steps ``rows``,
+        every server powered."""
         share = self.share[rows][:, None]
         return site_power_mw(served * share, served * (1 - share), self.n_gpus[None, :], self.power)
 
+    def tight_power_mw(self, served: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Power at steps where the grid binds: idle servers off if the modes allow it."""
+        if not self.modes.shutdown:
+            return self.power_mw(served, rows)
+        share = self.share[rows][:, None]
+        return packed_power_mw(served, self.n_gpus[None, :], share, self.power, self.reserve[None, :])
+
     def tokens_for_power(self, power_mw: np.ndarray, site: int, rows: np.ndarray) -> np.ndarray:
-        return served_for_power(power_mw, self.n_gpus[site], self.share[rows], self.power)
+        """Most tokens/s site ``site`` serves within ``power_mw`` at the (grid-bound) steps ``rows``."""
+        n, share = self.n_gpus[site], self.share[rows]
+        if self.modes.shutdown:
+            return packed_served_for_power(power_mw, n, share, self.power, self.reserve[site])
+        tokens = served_for_power(power_mw, n, share, self.power)
+        # no GPU is capped below its lowest power limit: a smaller budget leaves them idle
+        lowest = self.power_mw(np.zeros((1, len(self.n_gpus))), slice(0, 1))[0, site] + (
+            n * (self.modes.min_cap_w - self.power.curve.idle_w) * self.power.pue / 1e6
+        )
+        return np.where(power_mw < lowest, 0.0, tokens)
+
+    def powered_gpus(self, served: np.ndarray, in_order: np.ndarray) -> np.ndarray:
+        """GPUs powered at each step (steps × sites): all of them except where the grid binds
+        and servers may be off; there the busy ones, the reserve, and those that must already
+        be up to serve within ``wake_steps``."""
+        on = np.broadcast_to(self.n_gpus.astype(float), served.shape).copy()
+        if not self.modes.shutdown or not in_order.any():
+            return on
+        busy = np.where(in_order[:, None], served / self.capacity * self.n_gpus[None, :], on)
+        ahead = busy.copy()
+        for shift in range(1, self.wake_steps + 1):
+            ahead[:-shift] = np.maximum(ahead[:-shift], busy[shift:])
+        on[in_order] = np.minimum(ahead[in_order] + self.reserve[None, :], self.n_gpus[None, :])
+        return on
+
+    def dispatch_power(self, served: np.ndarray, in_order: np.ndarray) -> np.ndarray:
+        """Facility power (MW) of the dispatch: :meth:`tight_power_mw` where the grid binds,
+        with the servers kept up for work within the wake-up delay."""
+        power = self.power_mw(served)
+        if self.modes.shutdown and in_order.any():
+            rows = np.flatnonzero(in_order)
+            on = self.powered_gpus(served, in_order)[rows]
+            share = self.share[rows][:, None]
+            power[rows] = packed_power_mw(
+                served[rows], self.n_gpus[None, :], share, self.power, 0.0, powered_gpus=on
+            )
+        return power
 
 
 def _blind(model, states, limits, fleet: _Fleet, new, allowed, max_age, q_per_mw):
-    served, late, dropped = _serve(new, fleet.capacity, allowed, max_age, fleet.size_mw, in_order=None)
-    power = fleet.power_mw(served)
+    queue = _serve(new, fleet.capacity, allowed, max_age, fleet.size_mw, in_order=None)
+    power = fleet.power_mw(queue.served)
     result = _year_flow(model, states, limits, power, q_per_mw)
-    return Dispatch("blind", served, power, late, dropped, 0, 0), result, states.n
+    none = np.zeros_like(power)
+    dispatch = Dispatch(
+        "blind", queue.served, power, queue.late, queue.dropped, 0, 0, queue.waiting, 0, none, none
+    )
+    return dispatch, result, states.n
 
 
-def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, cap_settings, say):
+def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, step_minutes, cap_settings, say):
     """Share like blind where all sites at full power fit the grid; elsewhere fill sites in
-    order up to their verified headroom. Re-check the year and tighten any step that fails."""
+    order up to their verified headroom, with the power modes. Re-check the year and tighten
+    any step that fails."""
     n, k = new.shape[0], len(fleet.size_mw)
     full = fleet.power_mw(fleet.capacity)
     result = _year_flow(model, states, limits, full, cap_settings.q_per_mw)
@@ -338,6 +513,7 @@ def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, cap
     order = np.lexsort((np.arange(k), -fleet.size_mw))
     idle_floor = np.zeros(n, dtype=bool)
     tight = np.flatnonzero(~ok)
+    bounds = _Bounds.of(fleet.modes, fleet.capacity, step_minutes)
     for _ in range(VERIFY_ROUNDS):
         if len(tight):
             say(f"  headroom of each site, one after another, at {len(tight):,} steps where the grid binds")
@@ -347,16 +523,27 @@ def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, cap
             flows += count
             idle_floor[tight] = floor
             in_order[tight] = True
-        served, late, dropped = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order)
-        power = fleet.power_mw(served)
+        queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
+        power = fleet.dispatch_power(queue.served, in_order)
         result = _year_flow(model, states, limits, power, cap_settings.q_per_mw)
         flows += n
         margin = worst_margin(result, limits, np.arange(n))[0]
         tight = np.flatnonzero((margin < 0) & ~in_order & ~idle_floor)
         if not len(tight):
             break
+    per_gpu = fleet.capacity[:, 0] / fleet.n_gpus[0]  # tokens/s of one busy GPU at each step
     dispatch = Dispatch(
-        "grid-aware", served, power, late, dropped, int(in_order.sum()), int(idle_floor.sum())
+        "grid-aware",
+        queue.served,
+        power,
+        queue.late,
+        queue.dropped,
+        int(in_order.sum()),
+        int(idle_floor.sum()),
+        queue.waiting,
+        int(queue.beyond.sum()),
+        queue.held / per_gpu,
+        fleet.n_gpus[None, :] - fleet.powered_gpus(queue.served, in_order),
     )
     return dispatch, result, flows
 
@@ -365,10 +552,10 @@ def _sequential_capacity(
     model, states: States, limits: StateLimits, fleet: _Fleet, rows, order, cap_settings
 ):
     """Tokens/s each site may serve at steps ``rows``: site by site in ``order``, the most power
-    its substation takes with earlier sites at theirs and later ones idle."""
+    its substation takes with earlier sites at theirs and later ones at their lowest power."""
     sub_states = states.take(rows)
     sub_limits = limits.take(rows)
-    idle = fleet.power_mw(np.zeros((len(rows), len(fleet.size_mw))), rows)
+    idle = fleet.tight_power_mw(np.zeros((len(rows), len(fleet.size_mw))), rows)
     fixed = idle.copy()
     at_idle = dataclasses.replace(sub_states, fixed_site_mw=fixed)
     scenarios = at_idle.scenarios(np.arange(len(rows)), q_per_mw=cap_settings.q_per_mw)
@@ -397,38 +584,73 @@ def _sequential_capacity(
         # the power the site really draws at that many tokens: the state the next site is checked in
         served = np.zeros((len(usable), len(fleet.size_mw)))
         served[:, site] = tokens[usable, site]
-        fixed[usable, site] = fleet.power_mw(served, rows[usable])[:, site]
+        fixed[usable, site] = fleet.tight_power_mw(served, rows[usable])[:, site]
     return tokens, floor, flows
 
 
-def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None):
+@dataclass(frozen=True)
+class _Bounds:
+    """How much work the fleet may hold back at a grid-bound step, and for how many steps."""
+
+    gpu_capacity: np.ndarray  # (steps, sites) tokens/s with every GPU busy
+    depth: float  # share of what the fleet could serve that it may hold back (0: none)
+    max_steps: int  # consecutive steps it may hold work back
+    enforce: bool  # serve what is held beyond the bounds (no capping); else only flag the step
+
+    @classmethod
+    def of(cls, modes: PowerModes, gpu_capacity: np.ndarray, step_minutes: float) -> _Bounds:
+        steps = int(np.floor(modes.max_hours * 60 / step_minutes + 1e-9))
+        return cls(gpu_capacity, modes.max_depth if modes.cap else 0.0, steps, not modes.cap)
+
+
+class _Queue(NamedTuple):
+    served: np.ndarray  # (steps, sites) tokens/s
+    late: np.ndarray  # (steps,) tokens/s served this step that had waited
+    dropped: np.ndarray  # (steps,) tokens/s dropped this step
+    waiting: float  # tokens/s still queued after the last step
+    beyond: np.ndarray  # (steps,) True where the work held back went beyond the bounds
+    held: np.ndarray  # (steps,) tokens/s the fleet had GPUs for but held back for the grid
+
+
+def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds: _Bounds | None = None):
     """Step through the year: new demand per group plus the queue, shared among the sites.
 
     ``in_order`` (steps,) marks steps filled site by site in ``order`` (None: never); other
-    steps share in proportion to site size, each site up to ``capacity`` (tokens/s).
-    Returns served (steps × sites), late and dropped (steps,), all tokens/s.
+    steps share in proportion to site size, each site up to ``capacity`` (tokens/s). With
+    ``bounds``, a step filled in order holds back at most ``bounds.depth`` of what the fleet
+    could serve, for at most ``bounds.max_steps`` steps in a row; the rest is served on the
+    sites' spare GPUs (in ``order``) whatever the grid. Every token of demand ends up served,
+    dropped or still waiting after the last step.
     """
     n, n_groups = new.shape
     n_sites = capacity.shape[1]
     served = np.zeros((n, n_sites))
     late = np.zeros(n)
     dropped = np.zeros(n)
+    beyond = np.zeros(n, dtype=bool)
+    held = np.zeros(n)
     queue = np.zeros((n_groups, max_age + 1))  # column a: demand that has waited a steps
     reachable = allowed.any(axis=1)
     weight = allowed * sizes[None, :]
     weight = weight / np.where(weight.sum(axis=1, keepdims=True) > 0, weight.sum(axis=1, keepdims=True), 1)
     group_order = np.argsort(allowed.sum(axis=1), kind="stable")  # fewest choices first
+    run = 0  # consecutive steps with work held back
     for t in range(n):
         queue[:, 0] = np.where(reachable, new[t], 0.0)
         dropped[t] = new[t][~reachable].sum()
         pending = queue.sum(axis=1)
         if in_order is not None and in_order[t]:
             taken = _fill_in_order(pending, capacity[t], allowed, order, group_order)
+            if bounds is not None:
+                taken, beyond[t], run = _within_bounds(
+                    taken, pending, bounds, t, run, allowed, order, group_order
+                )
+                held[t] = max(min(pending.sum(), bounds.gpu_capacity[t].sum()) - taken.sum(), 0.0)
         else:
             taken = _fill_in_proportion(pending, capacity[t], weight)
+            run = 0
         served[t] = taken.sum(axis=0)
         got = taken.sum(axis=1)
-        got = np.where(pending - got <= 1e-9 * pending, pending, got)  # rounding in the split
         # the oldest waiting demand is served first
         for age in range(max_age, -1, -1):
             used = np.minimum(queue[:, age], got)
@@ -439,7 +661,27 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None):
         dropped[t] += queue[:, max_age].sum()
         queue[:, 1:] = queue[:, :-1]
         queue[:, 0] = 0.0
-    return served, late, dropped
+    return _Queue(served, late, dropped, float(queue.sum()), beyond, held)
+
+
+def _within_bounds(taken, pending, bounds: _Bounds, t, run, allowed, order, group_order):
+    """Whether ``taken`` holds back more than the bounds allow; if they are enforced, with the
+    excess served on spare GPUs (in ``order``) whatever the grid."""
+    gpus = bounds.gpu_capacity[t]
+    could = min(pending.sum(), gpus.sum())
+    held = could - taken.sum()
+    if held <= 1e-9 * max(could, 1.0):
+        return taken, False, 0
+    allowed_held = bounds.depth * could if run < bounds.max_steps else 0.0
+    if held <= allowed_held:
+        return taken, False, run + 1
+    if not bounds.enforce:
+        return taken, True, run + 1
+    spare = np.maximum(gpus - taken.sum(axis=0), 0.0)
+    extra = _fill_in_order(
+        pending - taken.sum(axis=1), spare, allowed, order, group_order, held - allowed_held
+    )
+    return taken + extra, True, run + 1  # the run goes on until the grid no longer needs work held
 
 
 def _fill_in_proportion(pending, capacity, weight):
@@ -450,20 +692,22 @@ def _fill_in_proportion(pending, capacity, weight):
     return taken * np.minimum(scale, 1.0)[None, :]
 
 
-def _fill_in_order(pending, capacity, allowed, order, group_order):
-    """Sites filled one after another; each takes what the groups that reach it still need."""
+def _fill_in_order(pending, capacity, allowed, order, group_order, limit=np.inf):
+    """Sites filled one after another; each takes what the groups that reach it still need,
+    ``limit`` tokens/s in all at most."""
     taken = np.zeros(allowed.shape)
     left = pending.copy()
     for site in order:
         room = capacity[site]
         for group in group_order:
-            if room <= 0:
+            if room <= 0 or limit <= 0:
                 break
             if allowed[group, site] and left[group] > 0:
-                amount = min(left[group], room)
+                amount = min(left[group], room, limit)
                 taken[group, site] = amount
                 left[group] -= amount
                 room -= amount
+                limit -= amount
     return taken
 
 
@@ -584,8 +828,9 @@ def _policy_summary(
         "policy": dispatch.policy,
         "demand_tokens": demand,
         "served_tokens": served,
-        "deferred_tokens": dispatch.late.sum() * seconds,
+        "deferred_tokens": dispatch.late.sum() * seconds,  # served late (part of served_tokens)
         "dropped_tokens": dispatch.dropped.sum() * seconds,
+        "waiting_tokens": dispatch.waiting * seconds,  # still queued when the year ends
         "served_share": min(served / demand, 1.0) if demand > 0 else 1.0,
         "energy_mwh": fleet_mw.sum() * step_hours,
         "peak_mw": fleet_mw.max(),
@@ -604,6 +849,9 @@ def _policy_summary(
         "max_vm_pu": float(np.nanmax(result.vm_pu)),
         "grid_limited_steps": dispatch.grid_limited_steps,
         "idle_floor_steps": dispatch.idle_floor_steps,
+        "beyond_bound_steps": dispatch.beyond_bound_steps,
+        "capped_gpu_hours": float(dispatch.held_gpus.sum() * step_hours),
+        "shutdown_gpu_hours": float(dispatch.off_gpus.sum() * step_hours),
     }
 
 

@@ -348,3 +348,74 @@ def measured_points(path: Path | None = None) -> pd.DataFrame:
         ]
     )
     return pd.concat([out, row], ignore_index=True)
+
+
+def full_load_board_w(prefill_share: float | np.ndarray, curve: GpuCurve) -> np.ndarray:
+    """Board power of one GPU serving its full capacity at a prefill share of tokens (W)."""
+    _t, board = _knots(_check_share(prefill_share), curve)
+    return board[..., -1]
+
+
+def packed_power_mw(
+    served_tokens_per_s: float | np.ndarray,
+    n_gpus: int | np.ndarray,
+    prefill_share: float | np.ndarray,
+    model: PowerModel,
+    reserve_gpus: float | np.ndarray,
+    powered_gpus: float | np.ndarray | None = None,
+) -> np.ndarray:
+    """Facility power (MW) of a site that powers idle servers down.
+
+    The work is packed onto the fewest GPUs, each at full load: board power is concave in
+    tokens/s, so this is the least power for the work (n·f(T/n) grows with n). ``reserve_gpus``
+    more stay powered and idle (the warm reserve); the rest are off and draw nothing, while the
+    auxiliary load stays on. ``powered_gpus`` (at least the busy ones) counts GPUs kept on for
+    another reason, e.g. booting for work they serve soon; they draw idle power. GPU counts are
+    continuous: at a site of thousands of GPUs the rounding is below one GPU's power.
+    """
+    n = _check_gpus(n_gpus)
+    p = _check_share(prefill_share)
+    served = np.asarray(served_tokens_per_s, dtype=float)
+    if np.any(~np.isfinite(served)) or np.any(served < 0):
+        raise UsageError("served tokens/s must be finite and not negative")
+    per_gpu = site_capacity_tokens_per_s(1, p, model)
+    busy = served / per_gpu
+    if np.any(busy > n * (1 + 1e-9)):
+        raise UsageError("served tokens/s above the site's capacity; cap the dispatch")
+    busy = np.minimum(busy, n)
+    on = busy if powered_gpus is None else np.maximum(busy, powered_gpus)
+    on = np.minimum(on + reserve_gpus, n)
+    host = model.host_w_per_gpu
+    it_w = busy * (full_load_board_w(p, model.curve) + host) + (on - busy) * (model.curve.idle_w + host)
+    return it_w * model.pue / 1e6 + _aux_mw(n, model)
+
+
+def packed_served_for_power(
+    power_mw: float | np.ndarray,
+    n_gpus: int | np.ndarray,
+    prefill_share: float | np.ndarray,
+    model: PowerModel,
+    reserve_gpus: float | np.ndarray,
+) -> np.ndarray:
+    """Most tokens/s whose :func:`packed_power_mw` (no extra powered GPUs) is at most ``power_mw``.
+
+    The exact inverse: power is linear in the busy GPUs, with one slope while the reserve is
+    whole and another once every GPU is on. 0 below the floor (auxiliary load and reserve).
+    """
+    n = _check_gpus(n_gpus)
+    p = _check_share(prefill_share)
+    pw = np.asarray(power_mw, dtype=float)
+    if np.any(~np.isfinite(pw)):
+        raise UsageError("power must be finite")
+    host = model.host_w_per_gpu
+    busy_w = full_load_board_w(p, model.curve) + host  # per busy GPU
+    idle_w = model.curve.idle_w + host  # per powered idle GPU
+    reserve = np.minimum(reserve_gpus, n)
+    it_w = (pw - _aux_mw(n, model)) * 1e6 / model.pue
+    knee = (n - reserve) * busy_w + reserve * idle_w  # every GPU on from here
+    with np.errstate(divide="ignore", invalid="ignore"):
+        busy = np.where(
+            it_w <= knee, (it_w - reserve * idle_w) / busy_w, (it_w - n * idle_w) / (busy_w - idle_w)
+        )
+    busy = np.clip(busy, 0.0, n)
+    return busy * site_capacity_tokens_per_s(1, p, model)

@@ -76,7 +76,8 @@ def test_blind_overloads_a_line_the_grid_aware_policy_keeps_within_its_rating(bu
     assert summary.at["grid-aware", "violations"] == 0
     assert summary.at["grid-aware", "grid_limited_steps"] > 0
     # the grid-aware policy pays for it in deferred (not dropped) demand
-    assert summary.at["grid-aware", "served_tokens"] < summary.at["blind", "served_tokens"]
+    assert summary.at["grid-aware", "deferred_tokens"] > 0 == summary.at["blind", "deferred_tokens"]
+    assert summary.at["grid-aware", "dropped_tokens"] == 0
     assert summary.at["grid-aware", "served_share"] > 0.99
 
 
@@ -100,7 +101,7 @@ def test_grid_aware_dispatch_never_exceeds_headroom_checked_with_runpp(busy_day,
 def test_blind_shares_demand_in_proportion_to_site_size():
     new = np.array([[30.0], [60.0]])
     capacity = np.full((2, 2), 1e9)
-    served, late, dropped = _serve(new, capacity, np.ones((1, 2), bool), 1, np.array([10.0, 20.0]), None)
+    served, late, dropped, *_ = _serve(new, capacity, np.ones((1, 2), bool), 1, np.array([10.0, 20.0]), None)
     np.testing.assert_allclose(served, [[10.0, 20.0], [20.0, 40.0]])
     assert late.sum() == 0 and dropped.sum() == 0
 
@@ -108,13 +109,13 @@ def test_blind_shares_demand_in_proportion_to_site_size():
 def test_unserved_demand_waits_up_to_the_delay_then_is_dropped():
     new = np.array([[10.0], [10.0], [0.0], [0.0]])
     capacity = np.array([[4.0], [4.0], [4.0], [4.0]])
-    served, late, dropped = _serve(new, capacity, np.ones((1, 1), bool), 1, np.array([1.0]), None)
+    served, late, dropped, *_ = _serve(new, capacity, np.ones((1, 1), bool), 1, np.array([1.0]), None)
     # step 0 serves 4 and defers 6; step 1 serves 4 of the 6 waiting, drops 2, defers 10 new
     np.testing.assert_allclose(served[:, 0], [4, 4, 4, 0])
     np.testing.assert_allclose(late, [0, 4, 4, 0])
     np.testing.assert_allclose(dropped, [0, 2, 6, 0])
     # without a delay nothing waits
-    served, late, dropped = _serve(new, capacity, np.ones((1, 1), bool), 0, np.array([1.0]), None)
+    served, late, dropped, *_ = _serve(new, capacity, np.ones((1, 1), bool), 0, np.array([1.0]), None)
     np.testing.assert_allclose(dropped, [6, 6, 0, 0])
 
 

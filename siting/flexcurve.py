@@ -1,0 +1,221 @@
+"""How many MW flexibility buys: the fleet connectable firm, at N-0 and flexibly, and its year.
+
+For one grid and one set of candidate substations, each *level* sizes every candidate to
+its own capacity under a criterion (from the capacity table, capped at the largest site and
+dropped below the smallest):
+
+- ``firm``: N-1 hosting capacity at peak (``hc_n1_mw``), what a firm interconnection gets;
+- ``peak``: N-0 hosting capacity at peak (``hc_n0_mw``);
+- ``flex-<percent>``: flexible capacity at that curtailment limit (Norris et al. on the
+  substation's year of headroom, ``flex_<percent>pct_mw``), connected under a curtailment
+  obligation.
+
+Each fleet then runs the year under the grid-aware policy with the site power modes
+(:class:`siting.fleet.PowerModes`), which is the obligation: at every step each site's power
+fits its substation's headroom with every other site at its dispatched power, and a step
+where the modes cannot meet it is reported as a violation. Demand follows the workload model
+scaled to each fleet (its peak at ``peak_utilisation`` of the fleet's capacity), so the curve
+answers: this many more MW connect, at this cost in served work. Sizes are per substation,
+as the capacity table gives them; the joint check is the year's dispatch itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from siting.engine.flow import prepare, solve
+from siting.engine.search import States, worst_margin
+from siting.errors import UsageError
+from siting.fleet import FleetSettings, fleet_sites, grid_year, modelled_demand, simulate
+from siting.power import site_capacity_tokens_per_s
+from siting.progress import silent
+from siting.sources.grid import Grid
+from siting.sources.profiles import profile_step_minutes
+from siting.workload import DEMAND_COLUMNS, token_mix
+
+LEVELS = ("firm", "peak", "flex-0.25", "flex-0.5", "flex-1", "flex-5")
+LEVEL_COLUMN = {"firm": "hc_n1_mw", "peak": "hc_n0_mw"}
+
+CURVE_COLUMNS = [
+    "level",
+    "sites",
+    "connected_mw",
+    "energy_mwh",
+    "demand_tokens",
+    "served_tokens",
+    "served_share",
+    "deferred_share",
+    "dropped_share",
+    "capped_gpu_hours",
+    "shutdown_gpu_hours",
+    "worst_loading_percent",
+    "violation_steps",
+    "beyond_bound_steps",
+    "idle_floor_steps",
+    "grid_limited_steps",
+]
+
+
+def level_column(level: str) -> str:
+    """The capacity-table column that sizes the sites at ``level`` (firm, peak, flex-<percent>)."""
+    if level in LEVEL_COLUMN:
+        return LEVEL_COLUMN[level]
+    if level.startswith("flex-"):
+        try:
+            percent = float(level.removeprefix("flex-"))
+        except ValueError:
+            percent = float("nan")
+        if not 0 < percent < 100:
+            raise UsageError(f"level {level}: a flex percentage must be in (0, 100), e.g. flex-0.5")
+        return f"flex_{percent:g}pct_mw"
+    raise UsageError(f"level {level}: use firm, peak or flex-<percent> (e.g. flex-0.5)")
+
+
+def level_fleets(
+    capacity: pd.DataFrame,
+    levels: tuple[str, ...] = LEVELS,
+    min_mw: float = 5.0,
+    max_mw: float = 20.0,
+    substations: list[int] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Sites (``substation``, ``size_mw``) at each level: every candidate at its own capacity
+    under the level's criterion, capped at ``max_mw``; candidates below ``min_mw`` are left out.
+
+    ``capacity`` is the capacity stage's table (with the year for the flex levels);
+    ``substations`` limits the candidates (default: every row).
+    """
+    if not 0 < min_mw <= max_mw:
+        raise UsageError(f"site size range {min_mw:g}–{max_mw:g} MW: need 0 < min ≤ max")
+    table = capacity if substations is None else capacity[capacity["substation"].isin(substations)]
+    fleets = {}
+    for level in levels:
+        column = level_column(level)
+        if column not in table or table[column].isna().all():
+            need = "with a year of headroom" if level.startswith("flex-") else "with N-1"
+            raise UsageError(f"level {level}: the capacity table has no {column}; compute capacity {need}")
+        size = table[column].clip(upper=max_mw)
+        keep = size >= min_mw
+        fleets[level] = pd.DataFrame(
+            {"substation": table.loc[keep, "substation"].to_numpy(int), "size_mw": size[keep].to_numpy(float)}
+        )
+    return fleets
+
+
+def flex_curve(
+    grid: Grid,
+    fleets: dict[str, pd.DataFrame],
+    settings: FleetSettings | None = None,
+    demand: pd.DataFrame | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """One row per level (see :data:`CURVE_COLUMNS`): the MW connected and its simulated year.
+
+    ``fleets`` maps a level to its sites (``substation``, ``size_mw``), e.g. from
+    :func:`level_fleets` or from ``select_sites`` under each criterion. A level with no site
+    connects 0 MW and serves nothing. ``demand`` (tokens/s, ``DEMAND_COLUMNS`` on the grid's
+    steps, e.g. a demand file) is served by every level; by default each level gets the
+    workload model scaled to its fleet. Shares are of the level's demand; energy in MWh, tokens
+    over the year, GPU-hours of work held back by power budgets (capping) and of servers off.
+    """
+    say = progress or silent
+    settings = dataclasses.replace(settings or FleetSettings(), policies=("grid-aware",))
+    if demand is not None:
+        _check_needs_a_site(demand, settings)
+    alone = grid_year(grid, settings)  # shared by every level
+    done: dict[tuple, dict] = {}  # levels that size the same fleet share its year
+    rows = []
+    for level, table in fleets.items():
+        level_column(level)
+        if not len(table):
+            rows.append({"level": level, "sites": 0, "connected_mw": 0.0})
+            continue
+        sites = fleet_sites(table, grid, source=f"level {level}")
+        key = tuple(zip(sites["substation"], sites["size_mw"], strict=True))
+        if key not in done:
+            say(f"{level}: {len(sites)} sites, {sites['size_mw'].sum():.1f} MW")
+            work = modelled_demand(grid, sites, settings) if demand is None else demand
+            summary = simulate(grid, sites, work, settings, progress=progress, alone=alone).summary.iloc[0]
+            total = summary["demand_tokens"]
+            done[key] = {
+                "sites": len(sites),
+                "connected_mw": float(sites["size_mw"].sum()),
+                **{column: summary[column] for column in CURVE_COLUMNS if column in summary.index},
+                "deferred_share": summary["deferred_tokens"] / total,
+                "dropped_share": summary["dropped_tokens"] / total,
+            }
+        rows.append({**done[key], "level": level})
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS).fillna(
+        {"energy_mwh": 0.0, "demand_tokens": 0.0, "served_tokens": 0.0}
+    )
+
+
+def _check_needs_a_site(demand: pd.DataFrame, settings: FleetSettings) -> None:
+    """A demand whose peak one GPU serves needs no site: refuse it rather than chart nothing."""
+    total = demand[DEMAND_COLUMNS].to_numpy(float).sum(axis=1)
+    one_gpu = float(site_capacity_tokens_per_s(1, token_mix().prefill_share, settings.power))
+    if not total.size or not total.max() > one_gpu:
+        raise UsageError(
+            f"demand: its peak, {total.max(initial=0.0):,.0f} tokens/s, is within one GPU's "
+            f"{one_gpu:,.0f} tokens/s and needs no site; give a fleet-sized demand (or scale it)"
+        )
+
+
+def unused_over_year(
+    grid: Grid,
+    settings: FleetSettings | None = None,
+    every: int = 1,
+    top: float = 4.0,
+    resolution: float = 0.01,
+    fleet_mwh: float | None = None,
+) -> dict[str, float]:
+    """The "~10 % unused" claim over a year: how much more load the grid carries within limits.
+
+    At every ``every``-th step of the profiles, the largest uniform growth λ_t (to
+    ``resolution``, at most ``top``) of all existing loads that keeps the grid within its
+    limits (one batched bisection over the steps). Returns ``unused_mwh_share`` =
+    Σ(λ_t − 1)·L_t / Σ λ_t·L_t, the share of MW-hours the grid could carry but does not;
+    ``unused_mwh`` those MW-hours over the simulated span; and, given ``fleet_mwh`` (e.g. a
+    flex level's ``energy_mwh``), ``reachable_share``: the part of the unused MW-hours that a
+    fleet of sites at the substations actually drew within limits.
+    """
+    settings = settings or FleetSettings()
+    if grid.profiles is None:
+        raise UsageError(f"{grid.name}: has no time-series profiles to check a year on")
+    if every < 1 or top <= 1 or resolution <= 0:
+        raise UsageError(f"every {every}, top {top}, resolution {resolution}: need ≥ 1, > 1 and > 0")
+    model = prepare(grid.net, [], grid.source)
+    rows = np.arange(0, len(grid.profiles), every)
+    alone = grid_year(dataclasses.replace(grid, profiles=grid.profiles.iloc[rows]), settings, model)
+    states, limits = alone.states, alone.limits
+    base = {}
+    for column in ("p_mw", "q_mvar"):
+        model_value = model.net.load[column].to_numpy(float)
+        value = states.values.get(("load", column), np.tile(model_value, (states.n, 1)))
+        base[column] = np.where(np.isnan(value), model_value, value)
+    low, high = np.ones(states.n), np.full(states.n, float(top))
+    while (high - low).max() > resolution:
+        mid = (low + high) / 2
+        values = {**states.values, **{("load", c): v * mid[:, None] for c, v in base.items()}}
+        result = solve(model, States(values, None, states.n).scenarios(np.arange(states.n)))
+        ok = worst_margin(result, limits, np.arange(states.n))[0] >= 0
+        low, high = np.where(ok, mid, low), np.where(ok, high, mid)
+    low = np.where(limits.usable, low, 1.0)
+    load = base["p_mw"].sum(axis=1)
+    step_hours = profile_step_minutes(grid.profiles) / 60 * every
+    unused = float(((low - 1) * load).sum() * step_hours)
+    out = {
+        "unused_mwh_share": unused / float((low * load).sum() * step_hours),
+        "unused_mwh": unused,
+        "min_growth": float(low.min()),
+        "median_growth": float(np.median(low)),
+        "at_top_share": float(
+            (low >= top - resolution).mean()
+        ),  # steps where λ reached ``top``: a lower bound there
+    }
+    if fleet_mwh is not None:
+        out["reachable_share"] = min(fleet_mwh / unused, 1.0) if unused > 0 else 0.0
+    return out
