@@ -15,7 +15,7 @@ from pathlib import Path
 
 from siting.capacity import CapacitySettings, CapacityStudy
 from siting.errors import SettingError, SitingError, UsageError, check_number
-from siting.fleet import FleetResult, FleetSettings
+from siting.fleet import FleetResult, FleetSettings, PowerModes
 from siting.geography import GeoRules
 from siting.limits import StudyLimits
 from siting.outputs import check_output_folder, safe_name
@@ -68,6 +68,13 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "step_minutes": (int, float),
         "max_delay_minutes": (int, float),
         "latency_km": (int, float),
+        "power_cap": bool,
+        "min_cap_w": (int, float),
+        "shutdown": bool,
+        "wake_minutes": (int, float),
+        "warm_reserve": (int, float),
+        "flex_depth": (int, float),
+        "flex_hours": (int, float),
     },
 }
 
@@ -142,6 +149,8 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         **selection_data,
     )
     power = _settings(PowerModel, "power", source, curve=load_gpu_curve(), **data.get("power", {}))
+    mode_keys = {key: simulation[key] for key in MODE_KEYS if key in simulation}
+    modes = _settings(PowerModes, "simulation", source, **{MODE_KEYS[k]: v for k, v in mode_keys.items()})
     fleet_keys = {"peak_utilisation": workload.get("utilisation", 0.9), "seed": workload.get("seed", 0)}
     fleet = _settings(
         FleetSettings,
@@ -153,6 +162,7 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         latency_km=simulation.get("latency_km"),
         pf=capacity.pf,
         limits=limits,
+        modes=modes,
         **fleet_keys,
     )
     load_scale = simulation.get("load_scale", 1.0)
@@ -179,10 +189,24 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
     )
 
 
+# Study keys of the fleet's power modes → PowerModes fields.
+MODE_KEYS = {
+    "power_cap": "cap",
+    "min_cap_w": "min_cap_w",
+    "shutdown": "shutdown",
+    "wake_minutes": "wake_minutes",
+    "warm_reserve": "warm_reserve",
+    "flex_depth": "max_depth",
+    "flex_hours": "max_hours",
+}
 # Settings fields whose study key differs from the field name (table → field → key).
 STUDY_KEYS = {
     "limits": {"emergency_factor": "emergency_percent"},
-    "simulation": {"peak_utilisation": "workload.utilisation", "seed": "workload.seed"},
+    "simulation": {
+        "peak_utilisation": "workload.utilisation",
+        "seed": "workload.seed",
+        **{field: key for key, field in MODE_KEYS.items()},
+    },
 }
 
 

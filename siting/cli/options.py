@@ -25,6 +25,9 @@ FLAGS = {
     "policies": "--policy",
     "step_minutes": "--step",
     "resolution_mw": "--resolution",
+    "cap": "--power-cap",
+    "max_depth": "--flex-depth",
+    "max_hours": "--flex-hours",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

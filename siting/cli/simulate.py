@@ -41,6 +41,30 @@ def add(commands) -> None:
     parser.add_argument("--latency-km", type=float, help="demand only to sites this close (default: any)")
     add_pf(parser, "the sites")
     parser.add_argument("--seed", type=int, default=0, help="seed of the workload model")
+    modes = parser.add_argument_group("site power modes (grid-aware dispatch, where the grid binds)")
+    modes.add_argument(
+        "--power-cap",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="GPU power capping (default: on)",
+    )
+    modes.add_argument("--min-cap-w", type=float, default=200.0, help="lowest GPU power limit (W)")
+    modes.add_argument(
+        "--shutdown",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="power idle servers down (default: on)",
+    )
+    modes.add_argument(
+        "--wake-minutes", type=float, default=10.0, help="power-on to serving of a server (min)"
+    )
+    modes.add_argument(
+        "--warm-reserve", type=float, default=0.1, help="share of GPUs kept powered while others are off"
+    )
+    modes.add_argument(
+        "--flex-depth", type=float, default=0.25, help="share of work that may be held back at a step"
+    )
+    modes.add_argument("--flex-hours", type=float, default=3.0, help="longest run of held-back hours")
     add_limits(parser)
     parser.set_defaults(run=run)
 
@@ -51,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from siting.errors import UsageError
-    from siting.fleet import FleetSettings, modelled_demand, read_sites, simulate, write_fleet
+    from siting.fleet import FleetSettings, PowerModes, modelled_demand, read_sites, simulate, write_fleet
     from siting.outputs import check_output_folder, write_output
     from siting.power import PowerModel, load_gpu_curve
     from siting.progress import Reporter
@@ -69,6 +93,15 @@ def run(args: argparse.Namespace) -> int:
         pf=args.pf,
         seed=args.seed,
         limits=limits_from(args),
+        modes=PowerModes(
+            cap=args.power_cap,
+            min_cap_w=args.min_cap_w,
+            shutdown=args.shutdown,
+            wake_minutes=args.wake_minutes,
+            warm_reserve=args.warm_reserve,
+            max_depth=args.flex_depth,
+            max_hours=args.flex_hours,
+        ),
     )
     out = check_output_folder(Path(args.out))
     for flag, path in (("--sites", args.sites), ("--demand", args.demand)):
