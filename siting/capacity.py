@@ -28,7 +28,7 @@ from siting.engine.search import (
     worst_margin,
 )
 from siting.errors import GridError, UsageError
-from siting.limits import ElementLimits, StudyLimits, element_limits
+from siting.limits import ElementLimits, StudyLimits, deviation_band, element_limits, load_bus_positions
 from siting.sources.grid import Grid
 
 
@@ -40,8 +40,13 @@ class CapacitySettings:
     cap_mw: float = 100.0
     resolution_mw: float = 0.1
     limits: StudyLimits = field(default_factory=StudyLimits)
+    # firm criterion option: post-contingency voltage deviation at load buses (pu of the
+    # pre-outage voltage), e.g. 0.08 for WECC TPL-001-WECC-CRT; None leaves only the band
+    deviation_limit_pu: float | None = None
 
     def __post_init__(self) -> None:
+        if self.deviation_limit_pu is not None and not 0 < self.deviation_limit_pu < 2:
+            raise UsageError(f"--deviation {self.deviation_limit_pu}: a deviation in pu must be in (0, 2)")
         if not 0 < self.pf <= 1:
             raise UsageError(f"--pf {self.pf}: a power factor must be in (0, 1]")
         if self.cap_mw <= 0:
@@ -246,7 +251,7 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None):
         near = near[near.any(axis=1)]
     values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
     states = States(values, tuple(outages), len(outages))
-    limits = state_limits(model, states, contingency_limits(model, settings))
+    limits = state_limits(model, states, _firm_limits(model, point, settings))
     pairs = None if near is None else np.nonzero(near)
     result = hosting_capacity(model, states, limits, settings, pairs=pairs)
     names = [outage_name(net, outage) for outage in outages]
@@ -270,6 +275,15 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None):
                 names[state],
             )
     return _mw(firm), binding, skipped, result.flows + len(outages)
+
+
+def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
+    """Contingency limits, with the deviation criterion at load buses when one is set."""
+    limits = contingency_limits(model, settings)
+    if settings.deviation_limit_pu is None:
+        return limits
+    pre = solve(model, States({k: v[None, :] for k, v in point.values.items()}, None, 1).scenarios(np.arange(1)))
+    return deviation_band(limits, pre.vm_pu[0], load_bus_positions(model.net), settings.deviation_limit_pu)
 
 
 def _year_headroom(model, grid, settings, subs):

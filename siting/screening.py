@@ -477,7 +477,7 @@ def _calc_sc(sc_net: pandapowerNet, buses: np.ndarray, case: str) -> pd.DataFram
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sc.calc_sc(sc_net, bus=list(buses), case=case, fault="3ph")
+            sc.calc_sc(sc_net, bus=list(buses), case=case, fault="3ph", inverse_y=False)
     except (ValueError, KeyError, IndexError, np.linalg.LinAlgError, RuntimeError, ZeroDivisionError, UserWarning) as err:
         log.debug("calc_sc failed for %s: %s", list(buses), err)
         return None
@@ -500,7 +500,7 @@ def retained_voltages(sc_net: pandapowerNet, fault_buses: np.ndarray, site_buses
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # sets the options (case min, 3-phase) that the ppc conversion below reads
-        sc.calc_sc(sc_net, bus=[int(fault_buses[0])], case="min", fault="3ph")
+        sc.calc_sc(sc_net, bus=[int(fault_buses[0])], case="min", fault="3ph", inverse_y=False)
         _, ppci = _init_ppc(sc_net)
         ppci_fault = _get_is_ppci_bus(sc_net, fault_buses)
         _, ppci, _ = _create_k_updated_ppci(sc_net, ppci, ppci_bus=ppci_fault)
