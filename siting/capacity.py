@@ -282,7 +282,8 @@ def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
     limits = contingency_limits(model, settings)
     if settings.deviation_limit_pu is None:
         return limits
-    pre = solve(model, States({k: v[None, :] for k, v in point.values.items()}, None, 1).scenarios(np.arange(1)))
+    state = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
+    pre = solve(model, state.scenarios(np.arange(1)))
     return deviation_band(limits, pre.vm_pu[0], load_bus_positions(model.net), settings.deviation_limit_pu)
 
 

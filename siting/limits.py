@@ -76,7 +76,9 @@ def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) ->
     return ElementLimits(vmin, vmax, line, trafo, from_model)
 
 
-def deviation_band(limits: ElementLimits, pre_vm: np.ndarray, buses: np.ndarray, deviation_pu: float) -> ElementLimits:
+def deviation_band(
+    limits: ElementLimits, pre_vm: np.ndarray, buses: np.ndarray, deviation_pu: float
+) -> ElementLimits:
     """Contingency limits with the post-contingency voltage deviation criterion added.
 
     At ``buses`` (positions in ``net.bus``; the load-serving buses) the voltage after an

@@ -1,4 +1,4 @@
-"""An interconnection screening sheet per site: voltage step, fleet trip, fault strength, fault-induced load loss.
+"""An interconnection screening sheet per site: voltage step, fleet trip, fault strength, load loss.
 
 Large electronic loads come with study items beyond thermal and voltage headroom. For each
 site this stage reports
@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pandapower as pp
 import pandapower.shortcircuit as sc
+import pandas as pd
 from pandapower.auxiliary import pandapowerNet
 from scipy.sparse import csc_matrix
 from scipy.sparse.linalg import splu
@@ -41,6 +41,18 @@ from siting.limits import StudyLimits, element_limits
 from siting.sources.grid import Grid
 
 log = logging.getLogger(__name__)
+
+# what pandapower's calc_sc raises for a bus or model it cannot compute (missing data is a
+# UserWarning raised as an exception)
+SC_FAILURES = (
+    ValueError,
+    KeyError,
+    IndexError,
+    np.linalg.LinAlgError,
+    RuntimeError,
+    ZeroDivisionError,
+    UserWarning,
+)
 
 
 @dataclass(frozen=True)
@@ -162,12 +174,16 @@ def screening_sites(sites: pd.DataFrame, grid: Grid, source: str = "sites") -> p
     net = grid.net
     unknown = sorted(set(bus.astype(int)) - set(net.bus.index))
     if unknown:
-        raise UsageError(f"{source}: bus(es) {unknown} are not buses of {grid.name}; was it made for another grid?")
+        raise UsageError(
+            f"{source}: bus(es) {unknown} are not buses of {grid.name}; was it made for another grid?"
+        )
     off = [b for b in bus.astype(int) if not bool(net.bus.at[b, "in_service"])]
     if off:
         raise UsageError(f"{source}: bus(es) {off} are out of service in {grid.name}")
     if bus.duplicated().any():
-        raise UsageError(f"{source}: bus {int(bus[bus.duplicated()].iloc[0])} carries two sites; list it once")
+        raise UsageError(
+            f"{source}: bus {int(bus[bus.duplicated()].iloc[0])} carries two sites; list it once"
+        )
     if "substation" in table:
         known = grid.substations.set_index("id")
         ids = pd.to_numeric(table["substation"], errors="coerce")
@@ -238,7 +254,9 @@ def _passes(ok: pd.Series, value: pd.Series) -> pd.Series:
 # --- voltage steps ----------------------------------------------------------------------
 
 
-def _voltage_steps(model: FlowModel, size: np.ndarray, q_per_mw: float, settings: ScreeningSettings) -> pd.DataFrame:
+def _voltage_steps(
+    model: FlowModel, size: np.ndarray, q_per_mw: float, settings: ScreeningSettings
+) -> pd.DataFrame:
     """Energise / trip each site with the others connected, taps locked: one batch of n + 1 flows.
 
     Scenario 0 has every site at its size; scenario i + 1 has site i off. With taps and
@@ -275,7 +293,9 @@ def _voltage_steps(model: FlowModel, size: np.ndarray, q_per_mw: float, settings
     return frame
 
 
-def after_controllers(net: pandapowerNet, buses: np.ndarray, size: np.ndarray, q_per_mw: float) -> pd.DataFrame:
+def after_controllers(
+    net: pandapowerNet, buses: np.ndarray, size: np.ndarray, q_per_mw: float
+) -> pd.DataFrame:
     """Voltage steps at each site's bus once the model's pandapower controllers have acted.
 
     Energising: settled with the site on minus settled with it off. Tripping: from the settled
@@ -379,7 +399,9 @@ def _fleet_trip(model: FlowModel, peak: np.ndarray, q_per_mw: float, settings: S
 # --- short circuit ----------------------------------------------------------------------
 
 
-def short_circuit_net(net: pandapowerNet, settings: ScreeningSettings) -> tuple[pandapowerNet, dict[str, int]]:
+def short_circuit_net(
+    net: pandapowerNet, settings: ScreeningSettings
+) -> tuple[pandapowerNet, dict[str, int]]:
     """A copy of ``net`` with IEC 60909 data filled in where missing, and what was assumed.
 
     Returns the net and a count per kind of default used (empty when the model had it all).
@@ -395,11 +417,12 @@ def short_circuit_net(net: pandapowerNet, settings: ScreeningSettings) -> tuple[
         filled = np.where(as_gen, gen_mva / settings.gen_xdss_pu, settings.ext_grid_sc_mva)
         ext["s_sc_max_mva"] = np.where(missing, filled, ext_sc)
         ext_min = _column(ext, "s_sc_min_mva")
-        ext["s_sc_min_mva"] = np.where(np.isnan(ext_min), ext["s_sc_max_mva"] * settings.sc_min_share, ext_min)
+        share = ext["s_sc_max_mva"].to_numpy(float) * settings.sc_min_share
+        ext["s_sc_min_mva"] = np.where(np.isnan(ext_min), share, ext_min)
         for column in ("rx_max", "rx_min"):
             values = _column(ext, column)
             ext[column] = np.where(np.isnan(values), settings.ext_grid_rx, values)
-        _count(assumed, "ext_grid short-circuit power from its generator rating", int((missing & as_gen).sum()))
+        _count(assumed, "ext_grid short-circuit power from its generator", int((missing & as_gen).sum()))
         _count(assumed, "ext_grid short-circuit power default", int((missing & ~as_gen).sum()))
         _count(assumed, "ext_grid minimum short-circuit power", int(np.isnan(ext_min).sum() - missing.sum()))
     gen = out.gen
@@ -407,7 +430,8 @@ def short_circuit_net(net: pandapowerNet, settings: ScreeningSettings) -> tuple[
         xdss = _column(gen, "xdss_pu")
         missing = np.isnan(xdss)
         sn = _column(gen, "sn_mva")
-        sn = np.where(np.isnan(sn) | (sn <= 0), np.abs(gen["p_mw"].to_numpy(float)) / settings.gen_cos_phi, sn)
+        from_p = np.abs(gen["p_mw"].to_numpy(float)) / settings.gen_cos_phi
+        sn = np.where(np.isnan(sn) | (sn <= 0), from_p, sn)
         sn = np.where(sn > 0, sn, 1.0)  # an idle generator without a rating: 1 MVA, nearly no contribution
         gen["sn_mva"] = sn
         vn = _column(gen, "vn_kv")
@@ -478,7 +502,7 @@ def _calc_sc(sc_net: pandapowerNet, buses: np.ndarray, case: str) -> pd.DataFram
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sc.calc_sc(sc_net, bus=list(buses), case=case, fault="3ph", inverse_y=False)
-    except (ValueError, KeyError, IndexError, np.linalg.LinAlgError, RuntimeError, ZeroDivisionError, UserWarning) as err:
+    except SC_FAILURES as err:
         log.debug("calc_sc failed for %s: %s", list(buses), err)
         return None
     return sc_net.res_bus_sc.loc[buses, ["skss_mw", "ikss_ka"]]

@@ -13,8 +13,8 @@ import pandapower.shortcircuit as sc
 import pandas as pd
 import pytest
 
-from siting.errors import UsageError
 from siting.engine.search import WORSENING_PU
+from siting.errors import UsageError
 from siting.screening import (
     ScreeningSettings,
     after_controllers,
@@ -58,6 +58,7 @@ def il_screen(illinois):
     return sites, screen_sites(illinois, sites)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["hv_screen", "il_screen"])
 def test_voltage_step_and_fleet_trip_match_pandapower(case, request):
     grid = request.getfixturevalue("hv_mixed" if case == "hv_screen" else "illinois")
@@ -231,22 +232,23 @@ def test_a_bus_whose_short_circuit_fails_is_named(hv_mixed):
     assert np.isnan(out["sk_max_mva"].iloc[1]) and str(island) in out["sc_error"].iloc[1]
 
 
+@pytest.mark.slow
 def test_controllers_act_after_the_step(hv_mixed):
     from pandapower.control import DiscreteTapControl
 
     net = copy.deepcopy(hv_mixed.net)
-    sites = _sites(hv_mixed, [5], size_mw=20.0)
-    bus = int(sites["bus"].iloc[0])
-    trafo = int(net.trafo.index[net.trafo["lv_bus"] == bus][0]) if (net.trafo["lv_bus"] == bus).any() else None
-    if trafo is None:  # regulate the transformer feeding the HV grid nearest the site
-        trafo = int(net.trafo.index[0])
+    trafo = int(net.trafo.index[0])  # an EHV/HV transformer, given an on-load tap changer
     net.trafo.loc[trafo, ["tap_side", "tap_neutral", "tap_min", "tap_max", "tap_step_percent", "tap_pos"]] = [
-        "hv", 0, -9, 9, 1.5, 0,
+        "hv",
+        0,
+        -9,
+        9,
+        1.5,
+        0,
     ]
     controlled = int(net.trafo.at[trafo, "lv_bus"])
     DiscreteTapControl(net, trafo, vm_lower_pu=1.0, vm_upper_pu=1.01, side="lv")
-    size = sites["size_mw"].to_numpy()
-    out = after_controllers(net, np.array([controlled]), size, np.tan(np.arccos(0.95)))
+    out = after_controllers(net, np.array([controlled]), np.array([20.0]), np.tan(np.arccos(0.95)))
     assert out["controllers"].iloc[0].startswith("1 controller")
     # by hand: settled with and without the load
     on, off = copy.deepcopy(net), copy.deepcopy(net)
@@ -281,6 +283,7 @@ def test_ten_sites_on_hv_mv_within_a_minute():
     assert elapsed <= 60, f"{elapsed:.1f} s"
 
 
+@pytest.mark.slow
 def test_firm_capacity_with_the_deviation_criterion(hv_mixed):
     """The deviation option binds where pandapower shows the 2 % deviation is reached."""
     from siting.capacity import CapacitySettings, substation_capacity
