@@ -22,7 +22,7 @@ from reportlab.lib.units import cm
 from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from siting.report import ReportInputs
-from siting.screening import Screening
+from siting.screening import Screening, site_faults, site_sheet
 
 PAGE = landscape(A4)
 MARGIN = 1.2 * cm
@@ -31,25 +31,6 @@ MAX_COLUMNS = 12
 FIGURE_WIDTH = PAGE[0] - 2 * MARGIN
 FIGURE_HEIGHT = PAGE[1] - 2 * MARGIN - 2.5 * cm  # room for a heading above
 PASS_COLORS = {"pass": colors.HexColor("#d9f2d9"), "fail": colors.HexColor("#f8d0d0")}
-# the site sheet: (label, column, unit, limit column, pass column)
-SHEET_ROWS = (
-    ("Voltage step at energising, site bus", "step_energise_pu", "pu", "step_limit_pu", "step_pass"),
-    ("Voltage step at trip, site bus", "step_trip_pu", "pu", "step_limit_pu", "step_pass"),
-    ("Worst voltage step nearby", "step_worst_pu", "pu", "step_limit_pu", "step_pass"),
-    ("Worst bus nearby", "step_worst_bus_name", "", None, None),
-    ("Step at energising after controllers", "step_energise_settled_pu", "pu", None, None),
-    ("Controllers", "controllers", "", None, None),
-    ("Sk″ maximum (IEC 60909)", "sk_max_mva", "MVA", None, None),
-    ("Sk″ minimum (IEC 60909)", "sk_min_mva", "MVA", None, None),
-    ("Short-circuit ratio Sk″min / MW", "scr_min", "", "scr_limit", "scr_pass"),
-    ("Short-circuit figures assumed", "sc_assumed", "", None, None),
-    ("Short-circuit error", "sc_error", "", None, None),
-    ("Faults screened", "faults_screened", "", None, None),
-    ("Faults below ride-through", "faults_below_ride_through", "", "ride_through_pu", None),
-    ("Deepest dip from a remote fault", "worst_remote_retained_pu", "pu", "ride_through_pu", None),
-    ("Fault bus of that dip", "worst_remote_fault_bus", "", None, None),
-    ("Most MW dropping with this site", "max_mw_dropping_with_it", "MW", None, None),
-)
 
 
 def write_pdf(
@@ -64,7 +45,9 @@ def write_pdf(
     styles = getSampleStyleSheet()
     story: list = [
         Paragraph(_text(inputs.title), styles["Title"]),
-        Paragraph(_text(f"grid {inputs.grid_name} · operating point {inputs.operating_point}"), styles["Normal"]),
+        Paragraph(
+            _text(f"grid {inputs.grid_name} · operating point {inputs.operating_point}"), styles["Normal"]
+        ),
         Spacer(1, 0.3 * cm),
         _key_values(inputs.headline),
         Spacer(1, 0.3 * cm),
@@ -112,36 +95,31 @@ def _screening_story(screening: Screening, styles) -> list:
 def _site_sheet(site: pd.Series, screening: Screening, styles) -> list:
     """One site's sheet: every figure with its limit and verdict, then the faults that take it
     below the ride-through threshold."""
-    title = f"Site {site['name']} (substation {site['substation']}, bus {site['bus']}, {site['size_mw']:g} MW)"
-    rows = [["figure", "value", "limit", "verdict"]]
-    verdicts = []
-    for label, column, unit, limit, verdict in SHEET_ROWS:
-        if column not in site:
-            continue
-        value = _cell(site[column]) + (f" {unit}" if unit and _cell(site[column]) else "")
-        if column in ("step_energise_settled_pu",) and pd.isna(site[column]):
-            value = "n/a"
-        rows.append([label, value, _cell(site[limit]) if limit else "", _cell(site[verdict]) if verdict else ""])
-        verdicts.append(site[verdict] if verdict else "")
+    title = (
+        f"Site {site['name']} (substation {site['substation']}, bus {site['bus']}, {site['size_mw']:g} MW)"
+    )
+    sheet = site_sheet(site)
+    rows = [list(sheet.columns), *sheet.astype(str).to_numpy().tolist()]
     table = Table([[_para(c) for c in row] for row in rows], repeatRows=1, hAlign="LEFT")
     style = _grid_style()
-    for i, verdict in enumerate(verdicts, start=1):
+    for i, verdict in enumerate(sheet["verdict"], start=1):
         if verdict in PASS_COLORS:
             style.add("BACKGROUND", (3, i), (3, i), PASS_COLORS[verdict])
     table.setStyle(style)
-    label = f"v_{int(site['substation'])}" if int(site["substation"]) >= 0 else f"v_bus{int(site['bus'])}"
     faults = screening.faults
-    deep = faults[faults[label] < screening.summary["ride_through_pu"]].sort_values("mw_below", ascending=False)
-    deep = deep[["fault_bus", "fault_bus_name", "vn_kv", label, "sites_below", "mw_below", "sites_below_list"]]
-    deep = deep.rename(columns={label: "retained_pu"})
-    note = "Every short-circuit figure uses documented defaults (marked assumed)." if site["sc_assumed"] else ""
+    deep = site_faults(screening, site)
+    note = (
+        "Every short-circuit figure uses documented defaults (marked assumed)." if site["sc_assumed"] else ""
+    )
     return [
         Paragraph(_text(title), styles["Heading2"]),
         table,
         Spacer(1, 0.3 * cm),
         Paragraph(
-            _text(f"Faults that take this site below {screening.summary['ride_through_pu']:g} pu "
-                  f"({len(deep)} of {len(faults)}), most MW first. {note}"),
+            _text(
+                f"Faults that take this site below {screening.summary['ride_through_pu']:g} pu "
+                f"({len(deep)} of {len(faults)}), most MW first. {note}"
+            ),
             styles["Normal"],
         ),
         *_table(deep),

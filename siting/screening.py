@@ -621,6 +621,56 @@ def _worst_fault(faults: pd.DataFrame, settings: ScreeningSettings) -> dict[str,
     }
 
 
+# a site's sheet: (label, column, unit, limit column, verdict column)
+SHEET_ROWS = (
+    ("voltage step at energising, site bus", "step_energise_pu", "pu", "step_limit_pu", "step_pass"),
+    ("voltage step at trip, site bus", "step_trip_pu", "pu", "step_limit_pu", "step_pass"),
+    ("worst voltage step nearby", "step_worst_pu", "pu", "step_limit_pu", "step_pass"),
+    ("worst bus nearby", "step_worst_bus_name", "", None, None),
+    ("step at energising after controllers", "step_energise_settled_pu", "pu", None, None),
+    ("step at trip after controllers", "step_trip_settled_pu", "pu", None, None),
+    ("controllers", "controllers", "", None, None),
+    ("Sk'' maximum (IEC 60909)", "sk_max_mva", "MVA", None, None),
+    ("Sk'' minimum (IEC 60909)", "sk_min_mva", "MVA", None, None),
+    ("short-circuit ratio Sk''min / MW", "scr_min", "", "scr_limit", "scr_pass"),
+    ("short-circuit figures assumed", "sc_assumed", "", None, None),
+    ("short-circuit error", "sc_error", "", None, None),
+    ("faults screened", "faults_screened", "", None, None),
+    ("faults below ride-through", "faults_below_ride_through", "", "ride_through_pu", None),
+    ("deepest dip from a remote fault", "worst_remote_retained_pu", "pu", "ride_through_pu", None),
+    ("fault bus of that dip", "worst_remote_fault_bus", "", None, None),
+    ("most MW dropping together with this site", "max_mw_dropping_with_it", "MW", None, None),
+)
+
+
+def site_sheet(site: pd.Series) -> pd.DataFrame:
+    """One row of ``Screening.sites`` as a sheet: figure, value (with unit), limit, verdict."""
+    rows = []
+    for label, column, unit, limit, verdict in SHEET_ROWS:
+        value = site[column]
+        missing = value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
+        text = "n/a" if missing else (f"{value:.4g}" if isinstance(value, float) else str(value))
+        rows.append(
+            {
+                "figure": label,
+                "value": text + (f" {unit}" if unit and not missing else ""),
+                "limit": f"{site[limit]:g}" if limit else "",
+                "verdict": str(site[verdict]) if verdict else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def site_faults(screening: Screening, site: pd.Series) -> pd.DataFrame:
+    """The faults that take ``site`` below the ride-through threshold, most MW first."""
+    label = f"v_{_site_label(site)}"
+    faults = screening.faults
+    deep = faults[faults[label] < screening.summary["ride_through_pu"]]
+    deep = deep.sort_values("mw_below", ascending=False, kind="stable")
+    columns = ["fault_bus", "fault_bus_name", "vn_kv", label, "sites_below", "mw_below", "sites_below_list"]
+    return deep[columns].rename(columns={label: "retained_pu"}).reset_index(drop=True)
+
+
 def write_screening(screening: Screening, folder: Path) -> list[str]:
     """Write ``interconnection.csv``, ``fault_exposure.csv``, ``fleet_trip_buses.csv`` and
     ``screening_summary.csv`` into ``folder``; return the names written."""

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import re
+import zlib
+
 import geopandas as gpd
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from siting.capacity import substation_capacity
 from siting.pdf import write_pdf
-from siting.report import ReportInputs, lines_frame
+from siting.report import ReportInputs, lines_frame, write_report
 from siting.screening import screen_sites
 
 NAME = "<b>Bus & 'site'</b>"
@@ -24,14 +29,18 @@ def pdf_case(hv_mixed, tmp_path_factory):
     screening = screen_sites(hv_mixed, sites)
     site_points = gpd.GeoDataFrame(sites, geometry=gpd.points_from_xy(subs["lon"], subs["lat"]), crs=4326)
     loading = pd.Series(50.0, index=hv_mixed.net.line.index)
+    capacity = substation_capacity(hv_mixed, year=False, n1_hops=1).table
+    substations = gpd.GeoDataFrame(
+        capacity, geometry=gpd.points_from_xy(capacity["lon"], capacity["lat"]), crs=4326
+    )
     inputs = ReportInputs(
         title="screening record",
         grid_name=hv_mixed.name,
         operating_point="model values",
-        substations=hv_mixed.substations,
+        substations=substations,
         lines=lines_frame(hv_mixed, loading),
         sites=site_points,
-        candidates=site_points.iloc[:0],
+        candidates=site_points.assign(status="selected", capacity_mw=15.0, reason="picked"),
         regions=None,
         headroom=None,
         fleet_summary=pd.DataFrame({"policy": ["blind"], "violations": [0]}),
@@ -47,22 +56,48 @@ def pdf_case(hv_mixed, tmp_path_factory):
     figure.savefig(png)
     path = write_pdf(inputs, [png], folder / "report.pdf", screening=screening)
     again = write_pdf(inputs, [png], folder / "again.pdf", screening=screening)
-    return path, again, screening
+    return path, again, screening, inputs
 
 
 def test_pdf_has_every_part(pdf_case):
-    path, _, screening = pdf_case
+    path, _, screening, _ = pdf_case
     data = path.read_bytes()
     assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
-    pages = data.count(b"/Type /Page\n") + data.count(b"/Type /Page ")
+    pages = len(re.findall(rb"/Type /Page\b(?!s)", data))
     # title page + tables + one figure + screening + one sheet per site
     assert pages >= 3 + len(screening.sites)
+    data = _page_text(data)
     assert b"Interconnection screening" in data
-    assert b"Short-circuit ratio" in data
+    assert b"short-circuit ratio" in data
     # the hostile name is printed as written, not taken as mark-up
     assert b"<b>Bus & 'site'</b>" in data
 
 
 def test_pdf_is_reproducible(pdf_case):
-    path, again, _ = pdf_case
+    path, again, _, _ = pdf_case
     assert path.read_bytes() == again.read_bytes()
+
+
+def test_report_hook_writes_the_pdf_and_a_section_per_site(pdf_case, tmp_path):
+    _, _, screening, inputs = pdf_case
+    written = write_report(inputs, tmp_path, screening=screening, pdf=True)
+    assert tmp_path / "report.pdf" in written
+    assert _page_text((tmp_path / "report.pdf").read_bytes()).count(b"Site ") >= len(screening.sites)
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "Interconnection screening" in page
+    assert page.count("<h3>Faults below the ride-through threshold</h3>") == len(screening.sites)
+    assert NAME not in page and "&lt;b&gt;Bus &amp;" in page  # shown as text, never as mark-up
+    assert page.count("short-circuit ratio") == len(screening.sites)
+
+
+def _page_text(pdf: bytes) -> bytes:
+    """The text the PDF's pages show: every stream decoded (ASCII85, then deflate), and the
+    strings of its text operators joined."""
+    out = []
+    for stream in re.findall(rb"stream\r?\n(.*?)endstream", pdf, flags=re.S):
+        text = stream.strip()
+        try:
+            out.append(zlib.decompress(base64.a85decode(text.removesuffix(b"~>"))))
+        except ValueError:
+            out.append(text)
+    return b"".join(re.findall(rb"\((.*?)\) Tj", b"\n".join(out)))
