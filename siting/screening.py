@@ -224,6 +224,9 @@ def screen_sites(
         raise UsageError("peak_mw: give one non-negative MW value per site")
     q_per_mw = float(np.tan(np.arccos(settings.pf)))
     model = prepare(net, buses, grid.source)
+    islanded = sorted(set(buses) & set(model.islanded_buses))
+    if islanded:
+        raise UsageError(f"sites: bus(es) {islanded} are not connected to any source in {grid.name}")
     table = sites[["substation", "name", "bus", "size_mw"]].copy()
     table["peak_mw"] = peak
     steps = _voltage_steps(model, size, q_per_mw, settings)

@@ -318,3 +318,11 @@ def test_firm_capacity_with_the_deviation_criterion(hv_mixed):
     assert excess[1] <= 1e-4 and excess[2] > 0
     with pytest.raises(UsageError, match="deviation"):
         CapacitySettings(deviation_limit_pu=0)
+
+
+def test_a_site_without_a_source_is_refused(hv_mixed):
+    net = copy.deepcopy(hv_mixed.net)
+    island = pp.create_bus(net, vn_kv=110.0, name="island")
+    grid = dataclasses.replace(hv_mixed, net=net)
+    with pytest.raises(UsageError, match="not connected"):
+        screen_sites(grid, pd.DataFrame({"bus": [island], "size_mw": [10.0]}))
