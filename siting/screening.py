@@ -187,11 +187,17 @@ def screening_sites(sites: pd.DataFrame, grid: Grid, source: str = "sites") -> p
     if "substation" in table:
         known = grid.substations.set_index("id")
         ids = pd.to_numeric(table["substation"], errors="coerce")
-        for sub, b in zip(ids, bus.astype(int), strict=True):
+        names = table["name"] if "name" in table else pd.Series([None] * len(table))
+        for sub, b, name in zip(ids, bus.astype(int), names, strict=True):
             if pd.isna(sub) or int(sub) not in known.index or int(known.at[int(sub), "bus"]) != b:
                 raise UsageError(
                     f"{source}: substation {sub} is not at bus {b} in {grid.name}; "
                     "the selection was made for another grid"
+                )
+            if isinstance(name, str) and name != str(known.at[int(sub), "name"]):
+                raise UsageError(
+                    f"{source}: substation {int(sub)} is '{known.at[int(sub), 'name']}' in {grid.name}, "
+                    f"not '{name}'; the selection was made for another grid"
                 )
     else:
         table["substation"] = -1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 import zlib
 
@@ -21,11 +22,13 @@ NAME = "<b>Bus & 'site'</b>"
 
 @pytest.fixture(scope="module")
 def pdf_case(hv_mixed, tmp_path_factory):
+    named = hv_mixed.substations.copy()
+    named.loc[named["id"] == 5, "name"] = NAME  # a hostile name from the model must print as text
+    hv_mixed = dataclasses.replace(hv_mixed, substations=named)
     subs = hv_mixed.substations.iloc[[5, 12]]
     sites = pd.DataFrame(
         {"substation": subs["id"], "name": subs["name"], "bus": subs["bus"], "size_mw": 15.0}
     ).reset_index(drop=True)
-    sites.loc[0, "name"] = NAME  # a hostile name must print as text
     screening = screen_sites(hv_mixed, sites)
     site_points = gpd.GeoDataFrame(sites, geometry=gpd.points_from_xy(subs["lon"], subs["lat"]), crs=4326)
     loading = pd.Series(50.0, index=hv_mixed.net.line.index)

@@ -208,6 +208,8 @@ def test_bad_input_is_one_line(hv_mixed, illinois):
         screen_sites(hv_mixed, sites.assign(bus=99_999))
     with pytest.raises(UsageError, match="another grid"):
         screen_sites(illinois, sites)  # substation 5 of illinois200 is at another bus
+    with pytest.raises(UsageError, match="another grid"):
+        screen_sites(hv_mixed, sites.assign(name="ELSEWHERE"))  # same id and bus, another name
     for bad in (
         {"step_limit_pu": -0.01},
         {"ride_through_pu": 2.5},
