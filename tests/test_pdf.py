@@ -94,10 +94,12 @@ def test_report_hook_writes_the_pdf_and_a_section_per_site(pdf_case, tmp_path):
 
 
 def _page_text(pdf: bytes) -> bytes:
-    """The text the PDF's pages show: every stream decoded (ASCII85, then deflate), and the
-    strings of its text operators joined."""
+    """The text the PDF's pages show: every content stream decoded (ASCII85, then deflate;
+    images skipped), and the strings of its text operators joined."""
     out = []
-    for stream in re.findall(rb"stream\r?\n(.*?)endstream", pdf, flags=re.S):
+    for header, stream in re.findall(rb"obj\s*<<(.*?)>>\s*stream\r?\n(.*?)endstream", pdf, flags=re.S):
+        if b"/Image" in header:
+            continue
         text = stream.strip()
         try:
             out.append(zlib.decompress(base64.a85decode(text.removesuffix(b"~>"))))
