@@ -81,6 +81,7 @@ def test_pdf_is_reproducible(pdf_case):
     assert path.read_bytes() == again.read_bytes()
 
 
+@pytest.mark.slow
 def test_report_hook_writes_the_pdf_and_a_section_per_site(pdf_case, tmp_path):
     _, _, screening, inputs = pdf_case
     written = write_report(inputs, tmp_path, screening=screening, pdf=True)
