@@ -29,7 +29,7 @@ from siting.engine.search import (
 )
 from siting.errors import DataError, GridError, SettingError, UsageError, check_number
 from siting.flexible import DEFAULT_LIMITS, flex_column
-from siting.limits import ElementLimits, StudyLimits, element_limits
+from siting.limits import ElementLimits, StudyLimits, deviation_band, element_limits, load_bus_positions
 from siting.progress import Progress, silent
 from siting.sources.grid import Grid
 
@@ -66,6 +66,9 @@ class CapacitySettings:
     n1: bool = True
     year: bool = True
     n1_hops: int | None = None
+    # firm criterion option: post-contingency voltage deviation at load buses (pu of the
+    # pre-outage voltage), e.g. 0.08 for WECC TPL-001-WECC-CRT; None leaves only the band
+    deviation_limit_pu: float | None = None
 
     def __post_init__(self) -> None:
         check_number("pf", self.pf, above=0, at_most=1)
@@ -75,6 +78,8 @@ class CapacitySettings:
             raise SettingError(
                 "resolution_mw", self.resolution_mw, f"must be at most cap_mw ({self.cap_mw:g} MW)"
             )
+        if self.deviation_limit_pu is not None:
+            check_number("deviation_limit_pu", self.deviation_limit_pu, above=0, below=2)
         if self.n1_hops is not None:
             check_number("n1_hops", self.n1_hops, at_least=0, whole=True)
         if self.at is not None and not isinstance(self.at, str):
@@ -306,7 +311,7 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progres
         near = near[near.any(axis=1)]
     values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
     states = States(values, tuple(outages), len(outages))
-    limits = state_limits(model, states, contingency_limits(model, settings))
+    limits = state_limits(model, states, _firm_limits(model, point, settings))
     pairs = None if near is None else np.nonzero(near)
     result = hosting_capacity(
         model, states, limits, settings, pairs=pairs, progress=progress, label="(outage, substation) pairs"
@@ -325,6 +330,16 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progres
         name = criterion_element_name(model, code[site], element[site])
         binding[site] = (CRITERIA[code[site]], name, names[state[site]])
     return _mw(firm), binding, skipped, result.flows + len(outages)
+
+
+def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
+    """Contingency limits, with the deviation criterion at load buses when one is set."""
+    limits = contingency_limits(model, settings)
+    if settings.deviation_limit_pu is None:
+        return limits
+    state = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
+    pre = solve(model, state.scenarios(np.arange(1)))
+    return deviation_band(limits, pre.vm_pu[0], load_bus_positions(model.net), settings.deviation_limit_pu)
 
 
 def _year_headroom(model, grid, settings, subs, progress=None):

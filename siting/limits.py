@@ -90,6 +90,30 @@ def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) ->
     return ElementLimits(vmin, vmax, line, trafo, from_model)
 
 
+def deviation_band(
+    limits: ElementLimits, pre_vm: np.ndarray, buses: np.ndarray, deviation_pu: float
+) -> ElementLimits:
+    """Contingency limits with the post-contingency voltage deviation criterion added.
+
+    At ``buses`` (positions in ``net.bus``; the load-serving buses) the voltage after an
+    outage must also stay within ``deviation_pu`` of its pre-outage value ``pre_vm`` (pu, per
+    ``net.bus`` row), as WECC's TPL-001-WECC-CRT asks (8 % after a single contingency), next
+    to the absolute band: whichever is tighter binds. Measured from the pre-outage voltage
+    without the added load, which is at or above the one with it, so the band is never looser
+    than the criterion's.
+    """
+    vmin, vmax = limits.vmin_pu.copy(), limits.vmax_pu.copy()
+    vmin[buses] = np.fmax(vmin[buses], pre_vm[buses] * (1 - deviation_pu))
+    vmax[buses] = np.fmin(vmax[buses], pre_vm[buses] * (1 + deviation_pu))
+    return ElementLimits(vmin, vmax, limits.line_percent, limits.trafo_percent, limits.from_model)
+
+
+def load_bus_positions(net: pandapowerNet) -> np.ndarray:
+    """Positions in ``net.bus`` of buses that serve load (an in-service load with power)."""
+    on = net.load["in_service"].astype(bool) & (net.load["p_mw"] != 0)
+    return np.unique(net.bus.index.get_indexer(net.load.loc[on, "bus"]))
+
+
 def _column(frame, column: str) -> np.ndarray:
     if column not in frame.columns:
         return np.full(len(frame), np.nan)

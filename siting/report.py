@@ -28,6 +28,7 @@ from plotly.offline import get_plotlyjs
 from siting.engine.flow import Scenarios, prepare, profile_scenarios, solve
 from siting.figures import PALETTE, Chart, charts, esc
 from siting.outputs import atomic_folder, manifest, write_json
+from siting.screening import Screening, site_faults, site_sheet
 from siting.sources.geo import WGS84, bus_lonlat
 from siting.sources.grid import Grid
 
@@ -152,6 +153,8 @@ def write_report(
     fleet: FleetResult | None = None,
     title: str = "",
     description: str = "",
+    screening: Screening | None = None,
+    pdf: bool = False,
 ) -> list[str]:
     """Write the report folder ``folder`` whole or not at all, from the stages' results.
 
@@ -164,6 +167,10 @@ def write_report(
         ``simulate``.
     title, description : str
         Shown at the top of the page (default title: the grid's name).
+    screening : Screening, optional
+        The interconnection screening of the sites (``siting.screening.screen_sites``).
+    pdf : bool
+        Also write ``report.pdf``.
 
     Returns
     -------
@@ -186,7 +193,7 @@ def write_report(
             headline=headline,
             manifest=record,
         )
-        written = write_report_files(inputs, staging)
+        written = write_report_files(inputs, staging, screening=screening, pdf=pdf)
         return [path.relative_to(staging).as_posix() for path in written]
 
 
@@ -270,8 +277,14 @@ def _points(table: pd.DataFrame) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(table, geometry=gpd.points_from_xy(table["lon"], table["lat"]), crs=WGS84)
 
 
-def write_report_files(inputs: ReportInputs, folder: Path) -> list[Path]:
-    """Write the report into ``folder`` (an existing staging folder); return the files written."""
+def write_report_files(
+    inputs: ReportInputs, folder: Path, screening: Screening | None = None, pdf: bool = False
+) -> list[Path]:
+    """Write the report into ``folder`` (an existing staging folder); return the files written.
+
+    With ``screening``, the page gets the interconnection screening and a sheet per site; with
+    ``pdf``, the whole report is also written as ``report.pdf`` (no browser needed).
+    """
     folder = Path(folder)
     (folder / "figures").mkdir(exist_ok=True)
     found = charts(inputs.substations, inputs.sites, inputs.headroom, inputs.site_power, inputs.violations)
@@ -279,8 +292,13 @@ def write_report_files(inputs: ReportInputs, folder: Path) -> list[Path]:
     for chart in found:
         chart.save_png(folder / "figures" / f"{chart.name}.png")
         written.append(folder / "figures" / f"{chart.name}.png")
-    (folder / "index.html").write_text(page(inputs, found), encoding="utf-8")
+    (folder / "index.html").write_text(page(inputs, found, screening), encoding="utf-8")
     written.append(folder / "index.html")
+    if pdf:
+        from siting.pdf import write_pdf  # it draws on this module's inputs
+
+        pngs = [folder / "figures" / f"{chart.name}.png" for chart in found]
+        written.append(write_pdf(inputs, pngs, folder / "report.pdf", screening))
     manifest = folder / "manifest.json"
     files = [path.relative_to(folder).as_posix() for path in [*written, manifest]]
     write_json(manifest, {**inputs.manifest, "report_files": files})
@@ -358,7 +376,7 @@ def _write_parquet(inputs: ReportInputs, folder: Path) -> list[Path]:
 # --- page ------------------------------------------------------------------------------------------
 
 
-def page(inputs: ReportInputs, found: list[Chart]) -> str:
+def page(inputs: ReportInputs, found: list[Chart], screening: Screening | None = None) -> str:
     """The whole self-contained HTML page."""
     figure = map_figure(inputs)
     # JSON inside a script element: with "<" and "/" escaped nothing in it can close the element
@@ -382,6 +400,7 @@ def page(inputs: ReportInputs, found: list[Chart]) -> str:
             f"Up to {MAX_TABLE_ROWS} rows, most steps first.",
             _table(_most_steps(inputs.violations).head(MAX_TABLE_ROWS)),
         ),
+        *([] if screening is None else _screening_sections(screening)),
     ]
     return _PAGE.format(
         title=esc(inputs.title),
@@ -586,6 +605,20 @@ def _hover(frame: pd.DataFrame, fields: tuple[tuple[str, str, str], ...]) -> lis
                 parts.append("<br>  ".join(esc(piece) for piece in pieces))
         notes.append("<br>".join(parts))
     return notes
+
+
+def _screening_sections(screening: Screening) -> list[str]:
+    """The screening's headline and one section per site: its sheet and its deep faults."""
+    summary = pd.DataFrame({"item": list(screening.summary), "value": list(screening.summary.values())})
+    sections = [
+        _section("Interconnection screening", "One row per site in interconnection.csv.", _table(summary))
+    ]
+    for _, site in screening.sites.iterrows():
+        title = esc(f"Site {site['name']} — substation {site['substation']}, {site['size_mw']:g} MW")
+        faults = site_faults(screening, site).head(MAX_TABLE_ROWS)
+        body = _table(site_sheet(site)) + "<h3>Faults below the ride-through threshold</h3>" + _table(faults)
+        sections.append(_section(title, "", body))
+    return sections
 
 
 def _table(frame: pd.DataFrame) -> str:
