@@ -7,7 +7,7 @@ import pandapower as pp
 import pandas as pd
 import pytest
 
-from siting import UsageError
+from siting import DataError, UsageError
 from siting.cli import main
 from siting.engine.flow import profile_scenarios
 from siting.engine.reference import scenario_net
@@ -133,13 +133,13 @@ def test_latency_limit_sends_demand_only_to_sites_in_reach(hv_mixed):
 def test_sites_naming_unknown_substations_are_refused(hv_mixed, tmp_path):
     path = tmp_path / "sites.csv"
     path.write_text("substation,size_mw\n3,10\n99,10\n")
-    with pytest.raises(UsageError, match=r"substation id\(s\) \[99\]"):
+    with pytest.raises(DataError, match=r"substation id\(s\) \[99\]"):
         read_sites(path, hv_mixed)
     path.write_text("substation,size_mw\n3,10\n3,5\n")
-    with pytest.raises(UsageError, match="listed twice"):
+    with pytest.raises(DataError, match="listed twice"):
         read_sites(path, hv_mixed)
     path.write_text("substation\n3\n")
-    with pytest.raises(UsageError, match="missing column"):
+    with pytest.raises(DataError, match="missing column"):
         read_sites(path, hv_mixed)
     with pytest.raises(UsageError, match="no such file"):
         read_sites(tmp_path / "none.csv", hv_mixed)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from siting.errors import UsageError
+from siting.errors import DataError, UsageError
 from siting.workload import (
     AZURE_FILES,
     DEMAND_COLUMNS,
@@ -169,7 +169,7 @@ def test_tz_aware_index_converts_offsets(tmp_path: Path) -> None:
 )
 def test_bad_demand_files(tmp_path: Path, times: list, columns: dict, words: str) -> None:
     path = _write(tmp_path / "bad.csv", times, **columns)
-    with pytest.raises(UsageError, match=words) as info:
+    with pytest.raises(DataError, match=words) as info:
         read_demand_csv(path, DAY)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
@@ -178,5 +178,5 @@ def test_missing_demand_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not found"):
         read_demand_csv(tmp_path / "none.csv", DAY)
     (tmp_path / "notime.csv").write_text("when,tokens_per_s\n2016-01-01,1\n")
-    with pytest.raises(UsageError, match="'time' column"):
+    with pytest.raises(DataError, match="'time' column"):
         read_demand_csv(tmp_path / "notime.csv", DAY)
