@@ -209,6 +209,11 @@ HEADLINE_LABELS = {
     "joint_check_passes": "joint AC check of the selected set",
     "naive_violations": "violations of the naive top-K set",
     "load_scale": "load growth in the simulated year",
+    "screening_fleet_trip_mw": "the whole fleet trips at once",
+    "screening_fleet_trip_mw_pass": "fleet trip against the load-loss limit",
+    "screening_worst_fault_mw": "worst fault: sites' MW that ride through too low",
+    "screening_worst_fault_bus_name": "worst fault: at bus",
+    "screening_worst_fault_sites": "worst fault: sites that drop",
 }
 
 

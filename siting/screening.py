@@ -36,7 +36,7 @@ from scipy.sparse.linalg import splu
 
 from siting.engine.flow import FlowModel, Scenarios, prepare, solve
 from siting.engine.topology import bus_hops
-from siting.errors import GridError, UsageError
+from siting.errors import GridError, UsageError, check_number
 from siting.limits import StudyLimits, element_limits
 from siting.sources.grid import Grid
 
@@ -111,23 +111,21 @@ class ScreeningSettings:
 
     def __post_init__(self) -> None:
         for name in ("step_limit_pu", "ride_through_pu", "deviation_limit_pu"):
-            value = getattr(self, name)
-            if not 0 < value < 2:
-                raise UsageError(f"{name} {value}: a voltage in pu must be between 0 and 2")
-        for name in ("system_loss_limit_mw", "min_scr", "ext_grid_sc_mva", "gen_xdss_pu"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise UsageError(f"{name} {value}: must be more than 0")
+            check_number(name, getattr(self, name), above=0, below=2)
+        for name in (
+            "system_loss_limit_mw",
+            "min_scr",
+            "ext_grid_sc_mva",
+            "gen_xdss_pu",
+            "line_endtemp_degree",
+        ):
+            check_number(name, getattr(self, name), above=0)
         for name in ("step_hops", "fault_hops"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 0):
-                raise UsageError(f"{name} {value}: give a whole number of branch hops, 0 or more")
+            check_number(name, getattr(self, name), at_least=0, whole=True)
         for name in ("pf", "sc_min_share", "gen_cos_phi"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise UsageError(f"{name} {value}: must be in (0, 1]")
-        if self.ext_grid_rx < 0 or self.sgen_k < 0:
-            raise UsageError("ext_grid_rx and sgen_k must not be negative")
+            check_number(name, getattr(self, name), above=0, at_most=1)
+        for name in ("ext_grid_rx", "sgen_k"):
+            check_number(name, getattr(self, name), at_least=0)
 
     def record(self) -> dict[str, object]:
         """The settings as plain data, for manifests."""
@@ -229,7 +227,7 @@ def screen_sites(
     if peak.shape != size.shape or (peak < 0).any() or np.isnan(peak).any():
         raise UsageError("peak_mw: give one non-negative MW value per site")
     q_per_mw = float(np.tan(np.arccos(settings.pf)))
-    model = prepare(net, buses, grid.source)
+    model = prepare(copy.deepcopy(net), buses, grid.source)
     islanded = sorted(set(buses) & set(model.islanded_buses))
     if islanded:
         raise UsageError(f"sites: bus(es) {islanded} are not connected to any source in {grid.name}")

@@ -22,6 +22,7 @@ from siting.outputs import check_output_folder, safe_name
 from siting.power import PowerModel, load_gpu_curve
 from siting.progress import Progress, indented, silent
 from siting.report import headline_numbers
+from siting.screening import Screening, ScreeningSettings
 from siting.selection import Selection, SelectionSettings
 from siting.sources.grid import Grid
 from siting.sources.profiles import PEAK_CASE
@@ -45,6 +46,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "cap_mw": (int, float),
         "pf": (int, float),
         "year": bool,
+        "deviation_limit_pu": (int, float),
     },
     "selection": {
         "criterion": str,
@@ -61,6 +63,22 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "layers": dict,
     },
     "workload": {"utilisation": (int, float), "seed": int, "demand": str},
+    "screening": {
+        "step_limit_pu": (int, float),
+        "step_hops": int,
+        "system_loss_limit_mw": (int, float),
+        "min_scr": (int, float),
+        "fault_hops": int,
+        "ride_through_pu": (int, float),
+        "deviation_limit_pu": (int, float),
+        "ext_grid_sc_mva": (int, float),
+        "sc_min_share": (int, float),
+        "gen_xdss_pu": (int, float),
+        "sgen_k": (int, float),
+        "line_endtemp_degree": (int, float),
+        "peak_policy": str,
+    },
+    "report": {"pdf": bool},
     "power": {"pue": (int, float), "aux_fraction": (int, float), "host_w_per_gpu": (int, float)},
     "simulation": {
         "policies": list,
@@ -96,6 +114,9 @@ class Study:
     demand: Path | None = None
     out: Path | None = None
     description: str = ""
+    screening: ScreeningSettings | None = None  # None: no interconnection screening
+    screening_peak_policy: str = "grid-aware"  # whose simulated peaks trip in the fleet trip
+    pdf: bool = False
 
 
 def read_study(path: Path | None = None) -> Study:
@@ -172,6 +193,19 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
     if step_minutes is not None:
         _checked(source, "simulation.step_minutes", check_number, "step_minutes", step_minutes, above=0)
     demand = workload.get("demand")
+    screening = None
+    screening_data = dict(data.get("screening", {})) if "screening" in data else None
+    peak_policy = "grid-aware"
+    if screening_data is not None:
+        peak_policy = screening_data.pop("peak_policy", peak_policy)
+        if peak_policy not in fleet.policies:
+            raise UsageError(
+                f"{source}: screening.peak_policy = {peak_policy!r}: use one of the simulated policies "
+                f"({', '.join(fleet.policies)})"
+            )
+        screening = _settings(
+            ScreeningSettings, "screening", source, pf=capacity.pf, limits=limits, **screening_data
+        )
     return Study(
         name=name,
         grid=data["grid"],
@@ -186,9 +220,20 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         demand=_existing(resolve_path(base, demand), "workload.demand", source) if demand else None,
         out=resolve_path(base, data["out"]) if "out" in data else None,
         description=data.get("description", ""),
+        screening=screening,
+        screening_peak_policy=peak_policy,
+        pdf=bool(data.get("report", {}).get("pdf", False)),
     )
 
 
+# The screening numbers a study leads with (the rest is in screening/ and the report).
+SCREENING_HEADLINE = (
+    "fleet_trip_mw",
+    "fleet_trip_mw_pass",
+    "worst_fault_mw",
+    "worst_fault_bus_name",
+    "worst_fault_sites",
+)
 # Study keys of the fleet's power modes → PowerModes fields.
 MODE_KEYS = {
     "power_cap": "cap",
@@ -302,9 +347,10 @@ def study_summary(study: Study) -> dict[str, object]:
         "load_scale": study.load_scale,
         "step_minutes": study.step_minutes,
         "demand": str(study.demand) if study.demand else "workload model",
+        "screening": study.screening.record() if study.screening is not None else None,
+        "screening_peak_policy": study.screening_peak_policy,
+        "pdf": study.pdf,
     }
-
-
 
 
 @dataclass(frozen=True)
@@ -319,6 +365,7 @@ class StudyResults:
     load_factor: float | None  # the factor applied to the load profiles
     headline: dict[str, object]
     started: datetime
+    screening: Screening | None = None
 
 
 def compute_study(
@@ -336,6 +383,7 @@ def compute_study(
     """
     from siting.fleet import fleet_sites, modelled_demand, simulate
     from siting.geography import read_layers
+    from siting.screening import screen_sites
     from siting.selection import select_sites
     from siting.sources.grid import load_grid
     from siting.sources.peak import operating_point
@@ -373,8 +421,30 @@ def compute_study(
             demand = modelled_demand(year, sites, study.fleet)
         say(f"[3/4] simulating the fleet over {len(year.profiles):,} steps")
         fleet = simulate(year, sites, demand, study.fleet, progress=indented(say))
+    screening = None
+    if study.screening is not None:
+        say("screening the sites: voltage steps, fleet trip, short circuit, fault ride-through")
+        screening = screen_sites(
+            grid,
+            selection.sites,
+            settings=study.screening,
+            peak_mw=_site_peaks(fleet, selection, study.screening_peak_policy),
+        )
     headline = {"study": study.name, **headline_numbers(grid, capacity, selection, fleet, factor)}
-    return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started)
+    if screening is not None:
+        headline.update(
+            {f"screening_{k}": screening.summary[k] for k in SCREENING_HEADLINE if k in screening.summary}
+        )
+    return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started, screening)
+
+
+def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str):
+    """Each selected site's highest power (MW) in the simulated year under ``policy``, or None."""
+    if fleet is None:
+        return None
+    power = fleet.site_power[fleet.site_power["policy"] == policy]
+    peaks = power.groupby("substation")["p_mw"].max()
+    return peaks.reindex(selection.sites["substation"]).fillna(0.0).to_numpy(float)
 
 
 def study_capacity(
@@ -394,6 +464,7 @@ def write_study(results: StudyResults, out: Path) -> None:
     from siting.fleet import write_fleet
     from siting.outputs import atomic_folder, manifest
     from siting.report import report_inputs, write_report_files
+    from siting.screening import write_screening
     from siting.selection import write_selection
 
     study = results.study
@@ -403,6 +474,7 @@ def write_study(results: StudyResults, out: Path) -> None:
             ("capacity", write_capacity, results.capacity),
             ("selection", write_selection, results.selection),
             ("simulation", write_fleet, results.fleet),
+            ("screening", write_screening, results.screening),
         ):
             if result is not None:
                 (folder / name).mkdir()
@@ -430,7 +502,7 @@ def write_study(results: StudyResults, out: Path) -> None:
             headline=results.headline,
             manifest=record,
         )
-        write_report_files(inputs, folder)
+        write_report_files(inputs, folder, screening=results.screening, pdf=study.pdf)
 
 
 def run_study(
@@ -450,5 +522,3 @@ def run_study(
     (progress or silent)("[4/4] writing the report")
     write_study(results, out)
     return results.headline
-
-

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from siting.cli.options import Parser, flag_error, one_line
 from siting.errors import SettingError, SitingError
 
-COMMANDS = ("grids", "inspect", "capacity", "select", "simulate", "study", "sweep", "bench")
+COMMANDS = ("grids", "inspect", "capacity", "select", "simulate", "screen", "study", "sweep", "bench")
 TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 
