@@ -8,7 +8,7 @@ import pytest
 
 from siting import UsageError
 from siting.cli import main
-from siting.study import DEFAULT_STUDY, STUDIES_DIR, read_study, study_from_dict, write_study
+from siting.study import DEFAULT_STUDY, STUDIES_DIR, read_study, run_study, study_from_dict, write_study
 
 
 def test_shipped_study_files_are_valid():
@@ -120,3 +120,28 @@ def test_no_substation_fits_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("siting: error: no candidate substation is left: 18 have too little capacity")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_study_with_screening_writes_its_tables_sheets_and_pdf(tmp_path):
+    study = study_from_dict(
+        {
+            "name": "feeder-screening",
+            "grid": "pandapower:case33bw",
+            "capacity": {"n1": False, "year": False, "cap_mw": 5},
+            "selection": {"criterion": "peak", "sites": 2, "min_mw": 0.5, "max_mw": 3, "step_mw": 0.1},
+            "screening": {"fault_hops": 2, "min_scr": 3.0},
+            "report": {"pdf": True},
+        }
+    )
+    headline = run_study(study, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "screening" / "interconnection.csv")
+    assert len(table) == headline["sites"] == 2
+    assert {"step_energise_pu", "sk_min_mva", "scr_min", "scr_pass"} <= set(table.columns)
+    assert (tmp_path / "out" / "report.pdf").read_bytes().startswith(b"%PDF-")
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert "Interconnection screening" in page
+    assert headline["screening_worst_fault_mw"] >= 0
+    with pytest.raises(UsageError, match=r"screening\.peak_policy = 'smart'"):
+        study_from_dict({"grid": "x", "screening": {"peak_policy": "smart"}})
+    with pytest.raises(UsageError, match=r"screening\.min_scr = 0"):
+        study_from_dict({"grid": "x", "screening": {"min_scr": 0}})
