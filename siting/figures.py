@@ -80,15 +80,58 @@ def charts(
     headroom: pd.DataFrame | None,
     site_power: pd.DataFrame,
     violations: pd.DataFrame,
+    flex_curve: pd.DataFrame | None = None,
 ) -> list[Chart]:
-    """Every chart the report shows, in page order; the duration curves only with headroom."""
+    """Every chart the report shows, in page order; the duration curves only with headroom,
+    the flexibility curve only when it was computed."""
     names = site_names(sites)
     found = [capacity_chart(capacity_bars(substations, sites))]
     if headroom is not None:
         found.append(duration_chart(duration_curves(headroom, names)))
     found.append(dispatch_chart(dispatch_means(site_power, names)))
     found.append(violations_chart(violation_steps(violations)))
+    if flex_curve is not None and len(flex_curve):
+        found.append(flex_chart(flex_curve))
     return found
+
+
+def flex_chart(curve: pd.DataFrame) -> Chart:
+    """MW connected against the share of demand served, one point per level (firm, N-0, flex)."""
+    labels = [esc(level) for level in curve["level"]]
+    figure = go.Figure()
+    figure.add_scatter(
+        x=curve["connected_mw"],
+        y=100 * curve["served_share"],
+        mode="markers+text+lines",
+        text=labels,
+        textposition="top center",
+        marker={"color": PALETTE[0], "size": 10},
+        hovertemplate="%{text}: %{x:.1f} MW connected, %{y:.3f} % served<extra></extra>",
+    )
+    figure.update_layout(xaxis_title="MW connected", yaxis_title="demand served (%)")
+
+    def draw(png: Figure) -> None:
+        ax = png.subplots()
+        ax.plot(curve["connected_mw"], 100 * curve["served_share"], "o-", color=PALETTE[0])
+        for label, x, y in zip(
+            curve["level"], curve["connected_mw"], 100 * curve["served_share"], strict=True
+        ):
+            ax.annotate(
+                str(label), (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+            )
+        ax.set_xlabel("MW connected")
+        ax.set_ylabel("demand served (%)")
+        ax.set_title("How many MW flexibility buys")
+
+    return Chart(
+        "flexibility",
+        "How many MW flexibility buys",
+        "The fleet connectable firm (N-1 at peak), N-0 at peak and flexible at each curtailment "
+        "level, against the share of demand it serves over the simulated year (grid-aware dispatch "
+        "with power capping and idle shutdown). Table: flexibility/flex_curve.csv.",
+        _finish(figure, height=420),
+        draw,
+    )
 
 
 def site_names(sites: pd.DataFrame) -> pd.Series:

@@ -31,6 +31,7 @@ from siting.engine.flow import prepare, solve
 from siting.engine.search import States, worst_margin
 from siting.errors import UsageError
 from siting.fleet import FleetSettings, fleet_sites, grid_year, modelled_demand, simulate
+from siting.flexible import flex_column
 from siting.power import site_capacity_tokens_per_s
 from siting.progress import silent
 from siting.sources.grid import Grid
@@ -62,6 +63,8 @@ CURVE_COLUMNS = [
 
 def level_column(level: str) -> str:
     """The capacity-table column that sizes the sites at ``level`` (firm, peak, flex-<percent>)."""
+    if not isinstance(level, str):
+        raise UsageError(f"level {level!r}: use firm, peak or flex-<percent> (e.g. flex-0.5)")
     if level in LEVEL_COLUMN:
         return LEVEL_COLUMN[level]
     if level.startswith("flex-"):
@@ -71,7 +74,7 @@ def level_column(level: str) -> str:
             percent = float("nan")
         if not 0 < percent < 100:
             raise UsageError(f"level {level}: a flex percentage must be in (0, 100), e.g. flex-0.5")
-        return f"flex_{percent:g}pct_mw"
+        return flex_column(percent / 100)
     raise UsageError(f"level {level}: use firm, peak or flex-<percent> (e.g. flex-0.5)")
 
 

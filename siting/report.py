@@ -107,6 +107,7 @@ class ReportInputs:
     site_power: pd.DataFrame  # long: time, policy, substation, bus, p_mw, served_tokens_per_s
     headline: dict[str, object]  # label → value for the summary box
     manifest: dict[str, object]
+    flex_curve: pd.DataFrame | None = None  # siting.flexcurve CURVE_COLUMNS, one row per level
 
 
 def report_inputs(
@@ -119,6 +120,7 @@ def report_inputs(
     description: str = "",
     headline: dict[str, object] | None = None,
     manifest: dict[str, object] | None = None,
+    flex_curve: pd.DataFrame | None = None,
 ) -> ReportInputs:
     """What the report shows, from the stages' results (``headline``: from ``headline_numbers``)."""
     # lines by their highest loading over the simulated year (the last policy: grid-aware by default)
@@ -141,6 +143,7 @@ def report_inputs(
         site_power=fleet.site_power if fleet is not None else empty,
         headline=headline_display(headline),
         manifest=manifest or {},
+        flex_curve=flex_curve,
     )
 
 
@@ -197,7 +200,6 @@ def write_report(
         return [path.relative_to(staging).as_posix() for path in written]
 
 
-
 HEADLINE_LABELS = {
     "grid": "grid",
     "operating_point": "operating point",
@@ -209,6 +211,17 @@ HEADLINE_LABELS = {
     "joint_check_passes": "joint AC check of the selected set",
     "naive_violations": "violations of the naive top-K set",
     "load_scale": "load growth in the simulated year",
+    **{
+        f"flex_{level}_mw": f"connectable: {label}"
+        for level, label in (
+            ("firm", "firm (N-1 at peak)"),
+            ("peak", "N-0 at peak"),
+            ("flex-0.25", "flexible, 0.25 % curtailed"),
+            ("flex-0.5", "flexible, 0.5 % curtailed"),
+            ("flex-1", "flexible, 1 % curtailed"),
+            ("flex-5", "flexible, 5 % curtailed"),
+        )
+    },
     "screening_fleet_trip_mw": "the whole fleet trips at once",
     "screening_fleet_trip_mw_pass": "fleet trip against the load-loss limit",
     "screening_worst_fault_mw": "worst fault: sites' MW that ride through too low",
@@ -292,7 +305,14 @@ def write_report_files(
     """
     folder = Path(folder)
     (folder / "figures").mkdir(exist_ok=True)
-    found = charts(inputs.substations, inputs.sites, inputs.headroom, inputs.site_power, inputs.violations)
+    found = charts(
+        inputs.substations,
+        inputs.sites,
+        inputs.headroom,
+        inputs.site_power,
+        inputs.violations,
+        inputs.flex_curve,
+    )
     written = [_write_gpkg(inputs, folder / "results.gpkg"), *_write_parquet(inputs, folder)]
     for chart in found:
         chart.save_png(folder / "figures" / f"{chart.name}.png")

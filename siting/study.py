@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+
 from siting.capacity import CapacitySettings, CapacityStudy
 from siting.errors import SettingError, SitingError, UsageError, check_number
 from siting.fleet import FleetResult, FleetSettings, PowerModes
@@ -79,6 +81,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "peak_policy": str,
     },
     "report": {"pdf": bool},
+    "flex_curve": {"levels": list},
     "power": {"pue": (int, float), "aux_fraction": (int, float), "host_w_per_gpu": (int, float)},
     "simulation": {
         "policies": list,
@@ -117,6 +120,7 @@ class Study:
     screening: ScreeningSettings | None = None  # None: no interconnection screening
     screening_peak_policy: str = "grid-aware"  # whose simulated peaks trip in the fleet trip
     pdf: bool = False
+    flex_levels: tuple[str, ...] = ()  # the flexibility curve's levels; () computes none
 
 
 def read_study(path: Path | None = None) -> Study:
@@ -223,7 +227,23 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         screening=screening,
         screening_peak_policy=peak_policy,
         pdf=bool(data.get("report", {}).get("pdf", False)),
+        flex_levels=_flex_levels(data.get("flex_curve", {}).get("levels", []), capacity, source),
     )
+
+
+def _flex_levels(levels: list, capacity: CapacitySettings, source: str) -> tuple[str, ...]:
+    from siting.flexcurve import level_column
+
+    for level in levels:
+        try:
+            level_column(level)
+        except UsageError as err:
+            raise UsageError(f"{source}: flex_curve.levels: {err}") from err
+        if level.startswith("flex-") and not capacity.year:
+            raise UsageError(f"{source}: flex_curve.levels {level!r} needs capacity.year = true")
+        if level == "firm" and not capacity.n1:
+            raise UsageError(f"{source}: flex_curve.levels 'firm' needs capacity.n1 = true")
+    return tuple(levels)
 
 
 # The screening numbers a study leads with (the rest is in screening/ and the report).
@@ -350,6 +370,7 @@ def study_summary(study: Study) -> dict[str, object]:
         "screening": study.screening.record() if study.screening is not None else None,
         "screening_peak_policy": study.screening_peak_policy,
         "pdf": study.pdf,
+        "flex_curve_levels": list(study.flex_levels),
     }
 
 
@@ -366,6 +387,7 @@ class StudyResults:
     headline: dict[str, object]
     started: datetime
     screening: Screening | None = None
+    flex_curve: pd.DataFrame | None = None  # siting.flexcurve CURVE_COLUMNS, one row per level
 
 
 def compute_study(
@@ -382,6 +404,7 @@ def compute_study(
     changed the model; it is not modified).
     """
     from siting.fleet import fleet_sites, modelled_demand, simulate
+    from siting.flexcurve import flex_curve, level_fleets
     from siting.geography import read_layers
     from siting.screening import screen_sites
     from siting.selection import select_sites
@@ -414,13 +437,22 @@ def compute_study(
     )
     if not len(selection.sites):
         raise SitingError(f"{study.source}: no substation can host a site of {study.selection.min_mw:g} MW")
-    fleet = None
+    fleet, curve = None, None
     if year is not None:
         sites = fleet_sites(selection.sites, year, source=f"{study.source}: selected sites")
         if demand is None:
             demand = modelled_demand(year, sites, study.fleet)
         say(f"[3/4] simulating the fleet over {len(year.profiles):,} steps")
         fleet = simulate(year, sites, demand, study.fleet, progress=indented(say))
+        if study.flex_levels:
+            say(f"how many MW flexibility buys: {', '.join(study.flex_levels)}")
+            fleets = level_fleets(
+                capacity.table,
+                study.flex_levels,
+                min_mw=study.selection.min_mw,
+                max_mw=study.selection.max_mw,
+            )
+            curve = flex_curve(year, fleets, study.fleet, progress=indented(say))
     screening = None
     if study.screening is not None:
         say("screening the sites: voltage steps, fleet trip, short circuit, fault ride-through")
@@ -435,7 +467,9 @@ def compute_study(
         headline.update(
             {f"screening_{k}": screening.summary[k] for k in SCREENING_HEADLINE if k in screening.summary}
         )
-    return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started, screening)
+    if curve is not None:
+        headline.update({f"flex_{row.level}_mw": row.connected_mw for row in curve.itertuples()})
+    return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started, screening, curve)
 
 
 def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str):
@@ -475,6 +509,7 @@ def write_study(results: StudyResults, out: Path) -> None:
             ("selection", write_selection, results.selection),
             ("simulation", write_fleet, results.fleet),
             ("screening", write_screening, results.screening),
+            ("flexibility", _write_flex_curve, results.flex_curve),
         ):
             if result is not None:
                 (folder / name).mkdir()
@@ -501,8 +536,14 @@ def write_study(results: StudyResults, out: Path) -> None:
             description=study.description,
             headline=results.headline,
             manifest=record,
+            flex_curve=results.flex_curve,
         )
         write_report_files(inputs, folder, screening=results.screening, pdf=study.pdf)
+
+
+def _write_flex_curve(curve: pd.DataFrame, folder: Path) -> list[str]:
+    curve.to_csv(folder / "flex_curve.csv", index=False)
+    return ["flex_curve.csv"]
 
 
 def run_study(
