@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, Scenarios, solve
+from siting.engine.flow import FlowModel, Outage, Scenarios, solve
 from siting.limits import ElementLimits
 
 CRITERIA = ("none", "undervoltage", "overvoltage", "line thermal", "transformer thermal", "non-convergence")
@@ -48,7 +48,7 @@ class States:
     """Operating states to add load to: element values per state and an optional outage each."""
 
     values: dict[tuple[str, str], np.ndarray]  # (table, column) → (states, table rows); NaN = model
-    outages: tuple[tuple[str, int] | None, ...] | None
+    outages: tuple[Outage | tuple[Outage, ...] | None, ...] | None
     n: int
     # load already placed at each site (MW): (sites,) the same in every state, or (states, sites)
     fixed_site_mw: np.ndarray | None = None
@@ -101,7 +101,6 @@ class StateLimits:
     trafo: np.ndarray
     usable: np.ndarray  # (states,) the base case converged and supplies every load
     converged: np.ndarray  # (states,) the base case converged
-    pv_angle_offset: np.ndarray  # (states, PV buses) warm start for flows near each state
     base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
     violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
 
@@ -117,7 +116,6 @@ class StateLimits:
             self.trafo[rows],
             self.usable[rows],
             self.converged[rows],
-            self.pv_angle_offset[rows],
             self.base_margin[rows],
             violations,
         )
@@ -146,13 +144,10 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
     line = relaxed_limit(limits.line_percent, base.line_loading_percent, WORSENING_PERCENT)
     trafo = relaxed_limit(limits.trafo_percent, base.trafo_loading_percent, WORSENING_PERCENT)
     violations = _violations(model, base, limits, usable)
-    offset = base.pv_angle_offset
-    relaxed = StateLimits(
-        vmin, vmax, line, trafo, usable, base.converged, offset, np.zeros(states.n), violations
-    )
+    relaxed = StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations)
     margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
     return StateLimits(
-        vmin, vmax, line, trafo, usable, base.converged, offset, np.maximum(margin, 0.0), violations
+        vmin, vmax, line, trafo, usable, base.converged, np.maximum(margin, 0.0), violations
     )
 
 
@@ -322,9 +317,7 @@ def _bracket(model, states, limits, settings, state, site, n_sites):
 
 def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
     """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
-    scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
-    scenarios = dataclasses.replace(scenarios, pv_angle_offset=limits.pv_angle_offset[state])
-    result = solve(model, scenarios)
+    result = solve(model, states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw))
     return worst_margin(result, limits, state)
 
 
