@@ -102,6 +102,62 @@ class FlowResult:
     trafo_index: pd.Index
 
 
+BALANCE_TOLERANCE_MW = 1e-5  # participation: the slack's output within this of its base case
+BALANCE_ROUNDS = 30
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Who supplies load added or changed in a scenario.
+
+    ``"slack"``: the slack bus (pandapower's default). ``"participation"``: the generators at
+    voltage-controlled buses, each in proportion to its weight — ``weights`` (net.gen index →
+    weight ≥ 0) or, by default, its active-power headroom ``max_p_mw − p_mw``; the slack keeps
+    its output of the model's base case. It is ``runpp(distributed_slack=True)`` with those
+    ``slack_weight``s on the generators, none on the slack, and the slack's base-case output
+    held at its bus as a fixed injection.
+    """
+
+    mode: str = "slack"
+    weights: dict[int, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("slack", "participation"):
+            raise UsageError(f"balance = {self.mode!r}: use 'slack' or 'participation'")
+        if self.weights is not None and self.mode != "participation":
+            raise UsageError("balance weights are for balance = 'participation'; drop them or switch mode")
+        if self.weights is not None:
+            values = np.array(list(self.weights.values()), dtype=float)
+            if not np.isfinite(values).all() or (values < 0).any():
+                raise UsageError("balance weights: every generator's weight must be a number ≥ 0")
+            if not (values > 0).any():
+                raise UsageError("balance weights are all zero: give one generator a positive weight")
+
+
+def participation_weights(net: pandapowerNet, balance: Balance) -> pd.Series:
+    """Each generator's share of the balance (net.gen index → share, summing to 1)."""
+    if balance.weights is None:
+        if "max_p_mw" not in net.gen or not np.isfinite(net.gen["max_p_mw"].to_numpy(float)).any():
+            raise UsageError(
+                "balance = 'participation': the model's generators have no max_p_mw to share by "
+                "headroom; give weights per generator"
+            )
+        headroom = (net.gen["max_p_mw"] - net.gen["p_mw"] * net.gen["scaling"]).clip(lower=0).fillna(0.0)
+        weights = headroom.where(net.gen["in_service"].astype(bool), 0.0)
+    else:
+        unknown = [g for g in balance.weights if g not in net.gen.index]
+        if unknown:
+            raise UsageError(
+                f"balance weights name unknown generator(s) {unknown[:3]}: use indices of the gen table"
+            )
+        weights = pd.Series(0.0, index=net.gen.index)
+        weights[list(balance.weights)] = list(balance.weights.values())
+        weights = weights.where(net.gen["in_service"].astype(bool), 0.0)
+    if not (weights > 0).any():
+        raise UsageError("balance = 'participation': no in-service generator has a positive weight")
+    return weights / weights.sum()
+
+
 @dataclass(frozen=True)
 class FlowModel:
     """A grid converted once for batches of power flows."""
@@ -120,6 +176,9 @@ class FlowModel:
     enforce_q_lims: bool  # PV buses turn PQ at their generators' reactive limits, as runpp's
     # why enforce_q_lims is what it is, for the manifest ("" when as asked)
     q_lims_note: str = ""
+    balance: Balance = Balance()
+    pv_share: np.ndarray | None = None  # participation: share of each PV bus in the balance
+    slack_p_mw: float = 0.0  # participation: the slacks' output in the model's base case
 
 
 def q_limits_default(net: pandapowerNet) -> bool:
@@ -140,6 +199,7 @@ def prepare(
     site_buses: np.ndarray | list[int] = (),
     source: str = "grid",
     enforce_q_lims: bool = False,
+    balance: Balance = Balance(),
 ) -> FlowModel:
     """Convert ``net`` for batch power flows, with an added (zero) load at each of ``site_buses``.
 
@@ -169,6 +229,15 @@ def prepare(
         log.warning(
             "%s: %d bus(es) are not connected to a slack; their results are NaN", source, len(islanded)
         )
+    pv_share, slack_p = None, 0.0
+    if balance.mode == "participation":
+        share = participation_weights(net, balance).to_numpy()
+        keep = gen_pv_row >= 0
+        pv_share = np.bincount(gen_pv_row[keep], share[keep], len(pgm.pv_bus))
+        if not pv_share.sum() > 0:
+            raise UsageError("balance = 'participation': no weighted generator at a voltage-controlled bus")
+        pv_share /= pv_share.sum()
+        slack_p = float(net.res_ext_grid["p_mw"].sum())
     return FlowModel(
         net=net,
         pgm=pgm,
@@ -183,6 +252,9 @@ def prepare(
         islanded_buses=islanded,
         enforce_q_lims=bool(enforce_q_lims) and len(pgm.pv_bus) > 0,
         q_lims_note=note,
+        balance=balance,
+        pv_share=pv_share,
+        slack_p_mw=slack_p,
     )
 
 
@@ -443,6 +515,34 @@ def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.nd
     return result, converged
 
 
+def _run_balanced(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
+    """``_run_pgm``, and with participation the outer balance loop: the slack's excess over
+    its base-case output moves to the participating generators, in their shares, until it is
+    within ``BALANCE_TOLERANCE_MW`` (each round a slack-bus solve; losses make it more than one)."""
+    if model.pv_share is None:
+        return _run_pgm(model, update, outputs)
+    outputs = {**outputs, ComponentType.source: ["p"]}
+    gens = update[ComponentType.sym_gen]
+    base_p = gens["p_specified"].copy()
+    shift = np.zeros(len(base_p))  # MW each scenario's participating generators add in total
+    result, converged = _run_pgm(model, update, outputs)
+    active = np.flatnonzero(converged)
+    for _ in range(BALANCE_ROUNDS):
+        excess = result[ComponentType.source]["p"][active].sum(axis=1) / MEGA - model.slack_p_mw
+        active = active[np.abs(excess) > BALANCE_TOLERANCE_MW]
+        excess = excess[np.abs(excess) > BALANCE_TOLERANCE_MW]
+        if not len(active):
+            return result, converged
+        shift[active] += excess
+        gens["p_specified"][active] = base_p[active] + shift[active, None] * model.pv_share * MEGA
+        partial, partial_converged = _run_pgm(model, _take_update(update, active), outputs)
+        _put(result, active, partial)
+        converged[active] &= partial_converged
+        active = active[partial_converged]
+    converged[active] = False  # the balance did not settle
+    return result, converged
+
+
 def _put(result: dict, rows: np.ndarray, part: dict) -> None:
     for component, columns in part.items():
         for attribute, values in columns.items():
@@ -497,7 +597,7 @@ def _solve_chunk(model: FlowModel, scenarios: Scenarios, out: FlowResult, rows: 
     update = _update(model, scenarios)
     if model.enforce_q_lims:
         outputs[ComponentType.sym_gen] = ["q"]
-    result, converged = _run_pgm(model, update, outputs)
+    result, converged = _run_balanced(model, update, outputs)
     if model.enforce_q_lims:
         converged = _enforce_q_limits(model, update, result, converged, outputs)
     node = result[ComponentType.node]
@@ -575,7 +675,7 @@ def _enforce_q_limits(
         active = active[switch.any(axis=1)]
         if not len(active):
             break
-        partial, partial_converged = _run_pgm(model, _take_update(update, active), outputs)
+        partial, partial_converged = _run_balanced(model, _take_update(update, active), outputs)
         _put(result, active, partial)
         converged[active] &= partial_converged
         q_bus[active] = partial[ComponentType.sym_gen]["q"] / MEGA
