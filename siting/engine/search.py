@@ -31,6 +31,9 @@ BASE_TOLERANCE = 1e-6  # a base-case value beyond its limit by less than this is
 WORSENING_PU = 0.001
 WORSENING_PERCENT = 0.1
 MAX_PAIRS_PER_BATCH = 20_000
+# (state, site) pairs × result columns (bus voltages and angles, line and transformer loadings)
+# per round: each array of a round's results and margins is at most 8 bytes × this (160 MB)
+MAX_RESULT_CELLS = 20_000_000
 
 class SearchGrid(Protocol):
     """The added load a search places: its resolution (MW), number of steps to the cap, Mvar per MW."""
@@ -251,8 +254,11 @@ def hosting_capacity(
         keep = limits.usable[state_of]
         state_of, site_col = state_of[keep], site_col[keep]
     flows = 0
-    for start in range(0, len(state_of), MAX_PAIRS_PER_BATCH):
-        chunk = slice(start, start + MAX_PAIRS_PER_BATCH)
+    net = model.net
+    columns = 2 * len(net.bus) + len(net.line) + len(net.trafo)
+    batch = max(1, min(MAX_PAIRS_PER_BATCH, MAX_RESULT_CELLS // max(columns, 1)))
+    for start in range(0, len(state_of), batch):
+        chunk = slice(start, start + batch)
         k, code, where, count = _bracket(
             model, states, limits, settings, state_of[chunk], sites[site_col[chunk]], n_sites
         )
