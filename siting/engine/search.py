@@ -327,34 +327,51 @@ def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
     return worst_margin(result, limits, state)
 
 
+MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin's temporaries (40 MB each)
+
+
 def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per scenario: the worst normalised margin to ``limits`` of its state (≥ 0 within every
-    limit; −inf if it did not converge), that limit's criterion code and element position."""
-    with np.errstate(invalid="ignore"):
-        margins = [
-            (result.vm_pu - limits.vmin[state]) / VOLTAGE_SCALE_PU,
-            (limits.vmax[state] - result.vm_pu) / VOLTAGE_SCALE_PU,
-            limits.line[state] - result.line_loading_percent,
-            limits.trafo[state] - result.trafo_loading_percent,
-        ]
-    worst = np.full(len(state), np.inf)
-    criterion = np.zeros(len(state), dtype=np.int8)
-    element = np.full(len(state), -1, dtype=np.int64)
-    for code, margin in enumerate(margins, start=1):
-        if margin.shape[1] == 0:
-            continue
-        filled = np.where(np.isnan(margin), np.inf, margin)
-        column = filled.argmin(axis=1)
-        value = filled[np.arange(len(state)), column]
-        better = value < worst
-        worst[better] = value[better]
-        criterion[better] = code
-        element[better] = column[better]
+    limit; −inf if it did not converge), that limit's criterion code and element position.
+
+    Scenarios go in blocks, so its temporaries stay small next to a year of results."""
+    n = len(state)
+    worst = np.full(n, np.inf)
+    criterion = np.zeros(n, dtype=np.int8)
+    element = np.full(n, -1, dtype=np.int64)
+    loadings = result.line_loading_percent.shape[1] + result.trafo_loading_percent.shape[1]
+    columns = 2 * result.vm_pu.shape[1] + loadings
+    block = max(1, MARGIN_BLOCK_CELLS // max(columns, 1))
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        _worst_margin_block(result, limits, state[rows], rows, worst[rows], criterion[rows], element[rows])
     failed = ~result.converged
     worst[failed] = -np.inf
     criterion[failed] = NON_CONVERGENCE
     element[failed] = -1
     return worst, criterion, element
+
+
+def _worst_margin_block(result, limits, state, rows, worst, criterion, element) -> None:
+    """worst_margin for the scenarios ``rows`` (of states ``state``), into the given views."""
+    checks = (
+        (UNDERVOLTAGE, lambda: (result.vm_pu[rows] - limits.vmin[state]) / VOLTAGE_SCALE_PU),
+        (OVERVOLTAGE, lambda: (limits.vmax[state] - result.vm_pu[rows]) / VOLTAGE_SCALE_PU),
+        (LINE_THERMAL, lambda: limits.line[state] - result.line_loading_percent[rows]),
+        (TRAFO_THERMAL, lambda: limits.trafo[state] - result.trafo_loading_percent[rows]),
+    )
+    for code, margin_of in checks:
+        with np.errstate(invalid="ignore"):
+            margin = margin_of()
+        if margin.shape[1] == 0:
+            continue
+        margin[np.isnan(margin)] = np.inf
+        column = margin.argmin(axis=1)
+        value = margin[np.arange(len(state)), column]
+        better = value < worst
+        worst[better] = value[better]
+        criterion[better] = code
+        element[better] = column[better]
 
 
 def criterion_element_name(model: FlowModel, criterion: int, element: int) -> str:
