@@ -7,6 +7,7 @@ the ``pandapower_extrapolated`` column says.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandapower as pp
 import pandas as pd
 
 from siting.engine.flow import prepare, profile_scenarios, solve
@@ -119,6 +121,61 @@ def _pandapower_run(grid: Grid, steps: int, recycle: bool) -> float:
         start = time.perf_counter()
         run_timeseries(net, time_steps=range(steps), verbose=False, **options)
         return time.perf_counter() - start
+
+
+def run_outage_benchmark(
+    quick: bool = False, repeats: int = 1, source: str = "texas2000", reference_sample: int = 30
+) -> pd.DataFrame:
+    """Every single line and transformer outage at the grid's net-load peak in one batch,
+    against pandapower runpp per outage on a random sample, extrapolated to all of them."""
+    from siting.capacity import net_outages
+    from siting.engine.flow import Scenarios
+    from siting.engine.reference import scenario_net
+    from siting.sources.peak import operating_point
+
+    grid = load_grid(source)
+    values = operating_point(grid, "netpeak").values
+    outages = net_outages(grid.net)
+    if quick:
+        outages = outages[:300]
+    scenarios = Scenarios(
+        n=len(outages),
+        element_values={key: np.tile(value, (len(outages), 1)) for key, value in values.items()},
+        outages=tuple(outages),
+    )
+    timings, converged = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model = prepare(copy.deepcopy(grid.net), [], source)
+        result = solve(model, scenarios)
+        timings.append(time.perf_counter() - start)
+        converged = int(result.converged.sum())
+    rng = np.random.default_rng(0)
+    sample = rng.choice(len(outages), min(reference_sample, len(outages)), replace=False)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for position in sample:
+            net = scenario_net(grid.net, values, outages[position])
+            with contextlib.suppress(pp.LoadflowNotConverged):  # a failed flow costs its time too
+                pp.runpp(net)
+    reference_s = (time.perf_counter() - start) / len(sample) * len(outages)
+    engine_s = float(np.median(timings))
+    return pd.DataFrame(
+        [
+            {
+                "grid": source,
+                "task": "N-1 at the net-load peak",
+                "outages": len(outages),
+                "converged": converged,
+                "engine_s": round(engine_s, 2),
+                "pandapower_s": round(reference_s, 1),
+                "pandapower_extrapolated": True,
+                "pandapower_outages_timed": len(sample),
+                "speedup": round(reference_s / engine_s, 1),
+            }
+        ]
+    )
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:

@@ -559,7 +559,7 @@ def _sequential_capacity(
     fixed = idle.copy()
     at_idle = dataclasses.replace(sub_states, fixed_site_mw=fixed)
     scenarios = at_idle.scenarios(np.arange(len(rows)), q_per_mw=cap_settings.q_per_mw)
-    result = solve(model, dataclasses.replace(scenarios, pv_angle_offset=sub_limits.pv_angle_offset))
+    result = solve(model, scenarios)
     floor = worst_margin(result, sub_limits, np.arange(len(rows)))[0] < 0
     flows = len(rows)
     tokens = np.zeros((len(rows), len(fleet.size_mw)))
@@ -714,10 +714,10 @@ def _fill_in_order(pending, capacity, allowed, order, group_order, limit=np.inf)
 def _year_flow(
     model: FlowModel, states: States, limits: StateLimits, power_mw: np.ndarray, q_per_mw: float
 ) -> FlowResult:
-    """Every step with the sites at ``power_mw``, warm-started from the grid alone at that step."""
+    """Every step with the sites at ``power_mw``."""
     fleet_states = dataclasses.replace(states, fixed_site_mw=power_mw)
     scenarios = fleet_states.scenarios(np.arange(states.n), q_per_mw=q_per_mw)
-    return solve(model, dataclasses.replace(scenarios, pv_angle_offset=limits.pv_angle_offset))
+    return solve(model, scenarios)
 
 
 FLEET_VIOLATION_COLUMNS = [

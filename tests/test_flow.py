@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from siting import GridError, UsageError, load_grid
-from siting.engine.flow import Scenarios, prepare, profile_scenarios, solve
+from siting.engine.flow import (
+    Balance,
+    Scenarios,
+    participation_weights,
+    prepare,
+    profile_scenarios,
+    q_limits_default,
+    solve,
+)
 from siting.engine.reference import scenario_net
 
 V_TOL = 1e-4
@@ -19,12 +27,12 @@ FAST_GRIDS = ["hv-mixed", "mv-semiurb", "oberrhein", "illinois200", "pandapower:
 SLOW_GRIDS = ["hv-urban", "hvmv-mixed", "texas2000"]
 
 
-def reference(net, values: dict | None = None, outage=None, sites=None):
+def reference(net, values: dict | None = None, outage=None, sites=None, **options):
     """pandapower runpp on a copy of ``net`` changed the way a scenario changes it."""
     net = scenario_net(net, values, outage)
     for bus, p_mw, q_mvar in sites or []:
         pp.create_load(net, bus, p_mw, q_mvar)
-    pp.runpp(net)
+    pp.runpp(net, **options)
     return net
 
 
@@ -65,19 +73,30 @@ def agreement_cases(grid, rng):
     return cases
 
 
-def check_grid(source):
+def check_grid(source, enforce_q_lims=False):
+    """Every agreement case solved in one batch and by runpp; with reactive limits a case
+    runpp cannot solve must be flagged as not converged (and at least the base case solves)."""
     grid = load_grid(source)
     rng = np.random.default_rng(7)
     cases = agreement_cases(grid, rng)
-    model = prepare(copy.deepcopy(grid.net), [], source)
+    model = prepare(copy.deepcopy(grid.net), [], source, enforce_q_lims=enforce_q_lims)
+    assert model.enforce_q_lims == enforce_q_lims
     values = {}
     for key in {k for c in cases if c[0] for k in c[0]}:
         values[key] = np.array([c[0][key] if c[0] else np.full(len(grid.net[key[0]]), np.nan) for c in cases])
     scenarios = Scenarios(n=len(cases), element_values=values, outages=tuple(c[1] for c in cases))
     result = solve(model, scenarios)
-    assert result.converged.all()
+    if not enforce_q_lims:
+        assert result.converged.all()
+    assert result.converged[0]
     for row, (vals, outage) in enumerate(cases):
-        assert_agrees(result, row, reference(grid.net, vals, outage))
+        try:
+            expected = reference(grid.net, vals, outage, enforce_q_lims=enforce_q_lims)
+        except pp.LoadflowNotConverged:
+            assert enforce_q_lims and not result.converged[row], f"case {row}: runpp fails, the engine solves"
+            continue
+        assert result.converged[row], f"case {row}: runpp solves, the engine does not"
+        assert_agrees(result, row, expected)
 
 
 @pytest.mark.parametrize("source", FAST_GRIDS)
@@ -89,6 +108,120 @@ def test_engine_matches_pandapower(source):
 @pytest.mark.parametrize("source", SLOW_GRIDS)
 def test_engine_matches_pandapower_on_large_grids(source):
     check_grid(source)
+
+
+def test_reactive_limits_match_pandapower():
+    check_grid("illinois200", enforce_q_lims=True)
+
+
+@pytest.mark.slow
+def test_reactive_limits_match_pandapower_on_texas():
+    check_grid("texas2000", enforce_q_lims=True)
+
+
+def test_reactive_limits_bind_where_pandapower_says(illinois):
+    """The limits change the answer: without them the same case is off by more than the tolerance."""
+    net = illinois.net
+    limited = solve(prepare(copy.deepcopy(net), [], "il", enforce_q_lims=True), Scenarios(n=1))
+    free = solve(prepare(copy.deepcopy(net), [], "il"), Scenarios(n=1))
+    assert np.nanmax(np.abs(limited.vm_pu[0] - free.vm_pu[0])) > 10 * V_TOL
+    assert_agrees(limited, 0, reference(net, enforce_q_lims=True))
+
+
+def test_reactive_limits_default_follows_the_model(illinois, hv_mixed):
+    assert q_limits_default(illinois.net)
+    assert not q_limits_default(hv_mixed.net)
+
+
+def test_reactive_limits_asked_for_on_a_model_without_them_are_off_and_said(illinois, caplog):
+    net = copy.deepcopy(illinois.net)
+    net.gen[["min_q_mvar", "max_q_mvar"]] = np.nan
+    assert not q_limits_default(net)
+    with caplog.at_level(logging.WARNING):
+        model = prepare(net, [], "il-no-limits", enforce_q_lims=True)
+    assert "no reactive limits" in caplog.text
+    assert not model.enforce_q_lims and "no reactive limits" in model.q_lims_note
+    assert_agrees(solve(model, Scenarios(n=1)), 0, reference(net))
+
+
+def distributed_reference(net, weights, bus, p_mw, q_lims=False):
+    """runpp(distributed_slack=True) with ``weights`` on the generators, none on the slack, and
+    the slack's base-case output held at its bus (what Balance('participation') means)."""
+    base = copy.deepcopy(net)
+    pp.runpp(base)
+    ref = copy.deepcopy(net)
+    ref.gen["slack_weight"] = weights
+    ref.ext_grid["slack_weight"] = 0.0
+    pp.create_sgen(ref, ref.ext_grid.bus.iloc[0], float(base.res_ext_grid.p_mw.sum()))
+    pp.create_load(ref, bus, p_mw, 0.0)
+    pp.runpp(ref, distributed_slack=True, enforce_q_lims=q_lims)
+    return ref
+
+
+@pytest.mark.parametrize("weights", [None, "three"])
+def test_participation_balance_matches_distributed_slack(illinois, weights):
+    net = illinois.net
+    if weights == "three":
+        weights = {int(g): w for g, w in zip(net.gen.index[[0, 5, 9]], (1.0, 2.0, 3.0), strict=True)}
+    balance = Balance("participation", weights)
+    bus = int(net.load.bus.iloc[5])
+    model = prepare(copy.deepcopy(net), [bus], "il", balance=balance)
+    site_p = np.array([[0.0], [60.0], [250.0]])
+    result = solve(model, Scenarios(n=3, site_p_mw=site_p))
+    share = participation_weights(net, balance)
+    slack = solve(prepare(copy.deepcopy(net), [bus], "il"), Scenarios(n=3, site_p_mw=site_p))
+    for row in range(3):
+        assert_agrees(result, row, distributed_reference(net, share, bus, site_p[row, 0]))
+    # shared, the added 250 MW moves voltages differently than from the slack alone
+    assert np.nanmax(np.abs(result.vm_pu[2] - slack.vm_pu[2])) > 10 * V_TOL
+
+
+def test_participation_with_reactive_limits_matches_pandapower(illinois):
+    net = illinois.net
+    bus = int(net.load.bus.iloc[5])
+    model = prepare(copy.deepcopy(net), [bus], "il", enforce_q_lims=True, balance=Balance("participation"))
+    result = solve(model, Scenarios(n=1, site_p_mw=np.array([[150.0]])))
+    share = participation_weights(net, Balance("participation"))
+    assert_agrees(result, 0, distributed_reference(net, share, bus, 150.0, q_lims=True))
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({0: -1.0, 1: 2.0}, "must be a number ≥ 0"),
+        ({0: 0.0, 1: 0.0}, "all zero"),
+        ({99999: 1.0}, "unknown generator"),
+    ],
+)
+def test_bad_participation_weights_are_refused(illinois, weights, message):
+    with pytest.raises(UsageError, match=message):
+        prepare(copy.deepcopy(illinois.net), [], "il", balance=Balance("participation", weights))
+
+
+def test_unknown_balance_is_refused():
+    with pytest.raises(UsageError, match="use 'slack' or 'participation'"):
+        Balance("everyone")
+
+
+def test_branches_taken_out_together_match_pandapower(illinois, monkeypatch):
+    """A scenario's outage may be several branches at once, grouped or mixed alike."""
+    import siting.engine.flow as flow
+
+    net = illinois.net
+    lines = net.line.index[net.line.in_service][:4].to_numpy()
+    double = (("line", int(lines[0])), ("trafo", int(net.trafo.index[0])))
+    outages = (double, ("line", int(lines[1])), (("line", int(lines[2])), ("line", int(lines[3]))), None)
+    grouped_outages = tuple(o for o in outages for _ in range(8))
+    scenarios = Scenarios(n=len(grouped_outages), outages=grouped_outages)
+    model = prepare(copy.deepcopy(net))
+    grouped = solve(model, scenarios)
+    monkeypatch.setattr(flow, "MIN_OUTAGE_GROUP", 10**9)
+    mixed = solve(model, scenarios)
+    np.testing.assert_allclose(grouped.vm_pu, mixed.vm_pu, atol=1e-9, equal_nan=True)
+    for row, outage in enumerate(outages):
+        assert_agrees(grouped, 8 * row, reference(net, outage=outage))
+    single = solve(model, Scenarios(n=1, outages=(double[:1],)))
+    assert np.nanmax(np.abs(single.vm_pu[0] - grouped.vm_pu[0])) > 10 * V_TOL  # both are out
 
 
 def test_added_site_loads_match_a_pandapower_load(oberrhein):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from pandapower.auxiliary import pandapowerNet
 from power_grid_model import (
+    CalculationInitialization,
     CalculationMethod,
     ComponentType,
     DatasetType,
@@ -26,7 +27,6 @@ from power_grid_model import (
 )
 from power_grid_model.errors import PowerGridBatchError, PowerGridError
 from scipy.sparse import csr_matrix
-from scipy.sparse.linalg import splu
 
 from siting.engine.pgm_model import MEGA, PgmModel, base_power_flow, build_model, element_demand_map
 from siting.errors import GridError, UsageError
@@ -36,12 +36,13 @@ log = logging.getLogger(__name__)
 
 TOLERANCE_PU = 1e-9  # Newton-Raphson stop: largest voltage change between iterations
 MAX_ITERATIONS = 30
-PV_TOLERANCE_MW = 1e-3  # outer loop stop: largest active-power mismatch of a PV generator
-PV_MAX_ROUNDS = 40
-PV_PROBE_RAD = 1e-3
+Q_LIMIT_ROUNDS = 30  # PV→PQ switching rounds; each switches at least one bus or stops
 # scenarios × (nodes + branches) per PGM call: small enough to stay in cache-friendly,
 # reused memory (a year in one call is twice as slow), large enough to keep PGM's threads busy
 MAX_CELLS_PER_CHUNK = 1_000_000
+Q_RANGE_EPS = 2.220446049250313e-16  # pandapower's EPS in its split of a bus's Q among generators
+
+Outage = tuple[str, int]
 
 
 @dataclass(frozen=True)
@@ -53,18 +54,17 @@ class Scenarios:
     ``("ext_grid", "vm_pu")`` — to
     an array (n, rows of that table) of absolute values; NaN keeps the model's value.
     ``site_p_mw``/``site_q_mvar`` (n, sites) are loads added at ``FlowModel.site_buses`` (MW,
-    Mvar). ``outages`` holds, per scenario, ``None`` or a ``("line" | "trafo", index)`` taken out
-    of service.
+    Mvar). ``outages`` holds, per scenario, ``None``, one ``("line" | "trafo", index)`` taken out
+    of service, or a tuple of such pairs taken out together (``(("line", 3), ("trafo", 1))``).
     """
 
     n: int
     element_values: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     site_p_mw: np.ndarray | None = None
     site_q_mvar: np.ndarray | None = None
-    outages: tuple[tuple[str, int] | None, ...] | None = None
-    pv_angle_offset: np.ndarray | None = None  # (n, PV buses) warm start: FlowResult.pv_angle_offset
+    outages: tuple[Outage | tuple[Outage, ...] | None, ...] | None = None
 
-    def take(self, rows: slice) -> Scenarios:
+    def take(self, rows: slice | np.ndarray) -> Scenarios:
         """The scenarios in ``rows`` as a batch of their own."""
         index = np.arange(self.n)[rows]
         return Scenarios(
@@ -73,8 +73,16 @@ class Scenarios:
             site_p_mw=None if self.site_p_mw is None else self.site_p_mw[index],
             site_q_mvar=None if self.site_q_mvar is None else self.site_q_mvar[index],
             outages=None if self.outages is None else tuple(self.outages[i] for i in index),
-            pv_angle_offset=None if self.pv_angle_offset is None else self.pv_angle_offset[index],
         )
+
+
+def outage_elements(outage: Outage | tuple[Outage, ...] | None) -> tuple[Outage, ...]:
+    """The branches an ``Scenarios.outages`` entry takes out, as a sorted tuple of pairs."""
+    if outage is None:
+        return ()
+    if len(outage) == 2 and isinstance(outage[0], str):
+        return ((str(outage[0]), int(outage[1])),)
+    return tuple(sorted({(str(table), int(index)) for table, index in outage}))
 
 
 @dataclass(frozen=True)
@@ -92,55 +100,62 @@ class FlowResult:
     bus_index: pd.Index
     line_index: pd.Index
     trafo_index: pd.Index
-    # PV-bus source angles the outer loop settled on, less its DC first guess (rad). Passed
-    # back as Scenarios.pv_angle_offset for similar scenarios (the same state with a little
-    # load added), it starts them next to their answer.
-    pv_angle_offset: np.ndarray | None = None
+
+
+BALANCE_TOLERANCE_MW = 1e-5  # participation: the slack's output within this of its base case
+BALANCE_ROUNDS = 30
 
 
 @dataclass(frozen=True)
-class DcAnglePredictor:
-    """DC power flow on the case's reactances: a first guess of how PV-bus angles move."""
+class Balance:
+    """Who supplies load added or changed in a scenario.
 
-    lu: object  # scipy SuperLU of the reduced susceptance matrix
-    buses: np.ndarray  # ppc buses in the reduced system (not slack, not isolated)
-    pv_rows: np.ndarray  # rows of the PV buses in that system
+    ``"slack"``: the slack bus (pandapower's default). ``"participation"``: the generators at
+    voltage-controlled buses, each in proportion to its weight — ``weights`` (net.gen index →
+    weight ≥ 0) or, by default, its active-power headroom ``max_p_mw − p_mw``; the slack keeps
+    its output of the model's base case. It is ``runpp(distributed_slack=True)`` with those
+    ``slack_weight``s on the generators, none on the slack, and the slack's base-case output
+    held at its bus as a fixed injection.
+    """
 
-    @classmethod
-    def of(cls, pgm: PgmModel) -> DcAnglePredictor | None:
-        branch = pgm.input_data[ComponentType.generic_branch]
-        on = branch["from_status"] == 1
-        node = pgm.input_data[ComponentType.node]
-        f, t = branch["from_node"][on], branch["to_node"][on]
-        z_base = node["u_rated"][t] ** 2 / MEGA  # ohm on a 1 MVA base: MW injections give radians
-        b = 1.0 / (branch["x1"][on] / z_base)
-        n = len(node)
-        susceptance = csr_matrix(
-            (np.concatenate([b, b, -b, -b]), (np.concatenate([f, t, f, t]), np.concatenate([f, t, t, f]))),
-            shape=(n, n),
-        )
-        slack = pgm.input_data[ComponentType.source]["node"][: pgm.n_slack]
-        connected = np.zeros(n, bool)
-        connected[f] = connected[t] = True
-        connected[slack] = False
-        buses = np.flatnonzero(connected)
-        try:
-            lu = splu(susceptance[buses][:, buses].tocsc())
-        except RuntimeError:  # singular: islands without a slack; go without a guess
-            return None
-        rows = np.searchsorted(buses, pgm.pv_bus)
-        if not (buses[np.clip(rows, 0, len(buses) - 1)] == pgm.pv_bus).all():
-            return None
-        return cls(lu=lu, buses=buses, pv_rows=rows)
+    mode: str = "slack"
+    weights: dict[int, float] | None = None
 
-    def shift(self, pgm: PgmModel, demand_p: np.ndarray, pv_p: np.ndarray, site_p: np.ndarray) -> np.ndarray:
-        """Predicted change of each PV bus angle (rad) from the base case, per scenario."""
-        injection = np.zeros((len(demand_p), len(pgm.input_data[ComponentType.node])))
-        injection[:, pgm.demand_bus] -= demand_p - pgm.demand_p_mw
-        injection[:, pgm.pv_bus] += pv_p - pgm.pv_p_mw
-        np.subtract.at(injection, (slice(None), pgm.site_node), site_p)
-        theta = self.lu.solve(np.ascontiguousarray(injection[:, self.buses].T))
-        return theta[self.pv_rows].T
+    def __post_init__(self) -> None:
+        if self.mode not in ("slack", "participation"):
+            raise UsageError(f"balance = {self.mode!r}: use 'slack' or 'participation'")
+        if self.weights is not None and self.mode != "participation":
+            raise UsageError("balance weights are for balance = 'participation'; drop them or switch mode")
+        if self.weights is not None:
+            values = np.array(list(self.weights.values()), dtype=float)
+            if not np.isfinite(values).all() or (values < 0).any():
+                raise UsageError("balance weights: every generator's weight must be a number ≥ 0")
+            if not (values > 0).any():
+                raise UsageError("balance weights are all zero: give one generator a positive weight")
+
+
+def participation_weights(net: pandapowerNet, balance: Balance) -> pd.Series:
+    """Each generator's share of the balance (net.gen index → share, summing to 1)."""
+    if balance.weights is None:
+        if "max_p_mw" not in net.gen or not np.isfinite(net.gen["max_p_mw"].to_numpy(float)).any():
+            raise UsageError(
+                "balance = 'participation': the model's generators have no max_p_mw to share by "
+                "headroom; give weights per generator"
+            )
+        headroom = (net.gen["max_p_mw"] - net.gen["p_mw"] * net.gen["scaling"]).clip(lower=0).fillna(0.0)
+        weights = headroom.where(net.gen["in_service"].astype(bool), 0.0)
+    else:
+        unknown = [g for g in balance.weights if g not in net.gen.index]
+        if unknown:
+            raise UsageError(
+                f"balance weights name unknown generator(s) {unknown[:3]}: use indices of the gen table"
+            )
+        weights = pd.Series(0.0, index=net.gen.index)
+        weights[list(balance.weights)] = list(balance.weights.values())
+        weights = weights.where(net.gen["in_service"].astype(bool), 0.0)
+    if not (weights > 0).any():
+        raise UsageError("balance = 'participation': no in-service generator has a positive weight")
+    return weights / weights.sum()
 
 
 @dataclass(frozen=True)
@@ -155,17 +170,51 @@ class FlowModel:
     gen_pv_row: np.ndarray  # per net.gen row: position in pgm.pv_bus, or -1
     ext_grid_source: np.ndarray  # per net.ext_grid row: position of its slack source, or -1
     gen_factor: np.ndarray
-    pv_sensitivity: np.ndarray | None  # dP_pv / dθ_pv (MW per rad), pv × pv
-    angle_predictor: DcAnglePredictor | None
     line_rating_ka: np.ndarray
     trafo_rating_mva: np.ndarray
     islanded_buses: pd.Index
+    enforce_q_lims: bool  # PV buses turn PQ at their generators' reactive limits, as runpp's
+    # why enforce_q_lims is what it is, for the manifest ("" when as asked)
+    q_lims_note: str = ""
+    balance: Balance = Balance()
+    pv_share: np.ndarray | None = None  # participation: share of each PV bus in the balance
+    slack_p_mw: float = 0.0  # participation: the slacks' output in the model's base case
 
 
-def prepare(net: pandapowerNet, site_buses: np.ndarray | list[int] = (), source: str = "grid") -> FlowModel:
-    """Convert ``net`` for batch power flows, with an added (zero) load at each of ``site_buses``."""
+def q_limits_default(net: pandapowerNet) -> bool:
+    """Whether reactive limits should be enforced by default: where the model's in-service
+    voltage-controlled generators carry them (MATPOWER, PSS/E cases), as planning tools do;
+    not for SimBench or distribution models, whose generators have none."""
+    return _has_q_limits(net)
+
+
+def _has_q_limits(net: pandapowerNet) -> bool:
+    gen = net.gen[net.gen["in_service"].astype(bool) & ~net.gen.get("slack", False)]
+    columns = [c for c in ("min_q_mvar", "max_q_mvar") if c in gen.columns]
+    return bool(len(gen) and columns and np.isfinite(gen[columns].to_numpy(float)).any())
+
+
+def prepare(
+    net: pandapowerNet,
+    site_buses: np.ndarray | list[int] = (),
+    source: str = "grid",
+    enforce_q_lims: bool = False,
+    balance: Balance = Balance(),
+) -> FlowModel:
+    """Convert ``net`` for batch power flows, with an added (zero) load at each of ``site_buses``.
+
+    ``enforce_q_lims``: switch PV buses to PQ at their generators' reactive limits, as
+    ``runpp(enforce_q_lims=True)`` (a study decides its default with ``q_limits_default``).
+    Asked for on a model whose generators carry no limits, it is off, with a warning and
+    ``q_lims_note``.
+    """
     check_network(net, source)
     _check_model(net, source)
+    note = ""
+    if enforce_q_lims and not _has_q_limits(net):
+        note = "the model's generators carry no reactive limits: solved without them"
+        log.warning("%s: enforce_q_lims is on but %s", source, note)
+        enforce_q_lims = False
     base_power_flow(net, source)
     site_buses = np.asarray(site_buses, dtype=np.int64)
     pgm = build_model(net, site_buses, source)
@@ -180,7 +229,16 @@ def prepare(net: pandapowerNet, site_buses: np.ndarray | list[int] = (), source:
         log.warning(
             "%s: %d bus(es) are not connected to a slack; their results are NaN", source, len(islanded)
         )
-    model = FlowModel(
+    pv_share, slack_p = None, 0.0
+    if balance.mode == "participation":
+        share = participation_weights(net, balance).to_numpy()
+        keep = gen_pv_row >= 0
+        pv_share = np.bincount(gen_pv_row[keep], share[keep], len(pgm.pv_bus))
+        if not pv_share.sum() > 0:
+            raise UsageError("balance = 'participation': no weighted generator at a voltage-controlled bus")
+        pv_share /= pv_share.sum()
+        slack_p = float(net.res_ext_grid["p_mw"].sum())
+    return FlowModel(
         net=net,
         pgm=pgm,
         solver=solver,
@@ -189,15 +247,15 @@ def prepare(net: pandapowerNet, site_buses: np.ndarray | list[int] = (), source:
         gen_pv_row=gen_pv_row,
         ext_grid_source=_ext_grid_sources(net, pgm),
         gen_factor=gen_factor,
-        pv_sensitivity=None,
-        angle_predictor=DcAnglePredictor.of(pgm) if len(pgm.pv_bus) else None,
         line_rating_ka=(net.line["max_i_ka"] * net.line["df"] * net.line["parallel"]).to_numpy(float),
         trafo_rating_mva=(net.trafo["sn_mva"] * net.trafo["df"] * net.trafo["parallel"]).to_numpy(float),
         islanded_buses=islanded,
+        enforce_q_lims=bool(enforce_q_lims) and len(pgm.pv_bus) > 0,
+        q_lims_note=note,
+        balance=balance,
+        pv_share=pv_share,
+        slack_p_mw=slack_p,
     )
-    if len(pgm.pv_bus):
-        object.__setattr__(model, "pv_sensitivity", _pv_sensitivity(model))
-    return model
 
 
 def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None) -> FlowResult:
@@ -212,11 +270,10 @@ def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None)
         bus_index=net.bus.index,
         line_index=net.line.index,
         trafo_index=net.trafo.index,
-        pv_angle_offset=np.zeros((n, len(model.pgm.pv_bus))),
     )
     groups, mixed = _outage_groups(scenarios.outages)
     for outage, rows in groups:
-        # one outage in many scenarios: a model with that branch out keeps PGM's topology cached
+        # one outage in many scenarios: a model with those branches out keeps PGM's topology cached
         part = dataclasses.replace(scenarios.take(rows), outages=None)
         _scatter(result, rows, solve(_with_outage(model, outage), part, chunk_size))
     if len(groups):
@@ -233,16 +290,17 @@ MIN_OUTAGE_GROUP = 8  # scenarios sharing one outage that are worth a model of t
 
 
 def _outage_groups(
-    outages: tuple[tuple[str, int] | None, ...] | None,
-) -> tuple[list[tuple[tuple[str, int], np.ndarray]], np.ndarray]:
+    outages: tuple[Outage | tuple[Outage, ...] | None, ...] | None,
+) -> tuple[list[tuple[tuple[Outage, ...], np.ndarray]], np.ndarray]:
     """Outages shared by at least MIN_OUTAGE_GROUP scenarios, with their positions, and the
     positions of every other scenario (none when no outage repeats enough)."""
     if outages is None:
         return [], np.arange(0)
-    positions: dict[tuple[str, int], list[int]] = {}
+    positions: dict[tuple[Outage, ...], list[int]] = {}
     for row, outage in enumerate(outages):
-        if outage is not None:
-            positions.setdefault(outage, []).append(row)
+        elements = outage_elements(outage)
+        if elements:
+            positions.setdefault(elements, []).append(row)
     groups = [(o, np.array(rows)) for o, rows in positions.items() if len(rows) >= MIN_OUTAGE_GROUP]
     if not groups:
         return [], np.arange(0)
@@ -252,7 +310,7 @@ def _outage_groups(
     return groups, np.flatnonzero(~grouped)
 
 
-def _with_outage(model: FlowModel, outage: tuple[str, int]) -> FlowModel:
+def _with_outage(model: FlowModel, outage: tuple[Outage, ...]) -> FlowModel:
     solver = model.solver.copy()
     solver.update(update_data={ComponentType.generic_branch: _outage_update(model, (outage,))["data"]})
     return dataclasses.replace(model, solver=solver)
@@ -261,7 +319,6 @@ def _with_outage(model: FlowModel, outage: tuple[str, int]) -> FlowModel:
 def _scatter(result: FlowResult, rows: np.ndarray, part: FlowResult) -> None:
     for name in ("vm_pu", "va_degree", "line_loading_percent", "trafo_loading_percent", "converged"):
         getattr(result, name)[rows] = getattr(part, name)
-    result.pv_angle_offset[rows] = part.pv_angle_offset
 
 
 def profile_scenarios(net: pandapowerNet, profiles: pd.DataFrame) -> Scenarios:
@@ -309,7 +366,7 @@ def _gen_map(net: pandapowerNet, pgm: PgmModel) -> tuple[np.ndarray, np.ndarray]
 
 
 def _ext_grid_sources(net: pandapowerNet, pgm: PgmModel) -> np.ndarray:
-    slack_nodes = pgm.input_data[ComponentType.source]["node"][: pgm.n_slack]
+    slack_nodes = pgm.input_data[ComponentType.source]["node"]
     position = {int(node): i for i, node in enumerate(slack_nodes)}
     nodes = net._pd2ppc_lookups["bus"][net.ext_grid["bus"].to_numpy()]
     on = net.ext_grid["in_service"].astype(bool).to_numpy()
@@ -371,7 +428,7 @@ def _site_values(values: np.ndarray | None, n: int, n_sites: int) -> np.ndarray:
     return values
 
 
-def _update(model: FlowModel, scenarios: Scenarios) -> tuple[dict, np.ndarray]:
+def _update(model: FlowModel, scenarios: Scenarios) -> dict:
     pgm, n = model.pgm, scenarios.n
     demand_p, demand_q, site_p, site_q, pv_p = _injections(model, scenarios)
     n_loads = pgm.load_ids.size + len(pgm.site_ids)
@@ -384,69 +441,112 @@ def _update(model: FlowModel, scenarios: Scenarios) -> tuple[dict, np.ndarray]:
         np.concatenate([(demand_q[:, None, :] * pgm.zip_q.T[None]).reshape(n, -1), site_q], axis=1) * MEGA
     )
     update = {ComponentType.sym_load: loads}
+    if len(pgm.pv_bus):
+        gens = initialize_array(DatasetType.update, ComponentType.sym_gen, (n, len(pgm.pv_bus)))
+        gens["id"] = pgm.pv_gen_ids
+        gens["p_specified"] = pv_p * MEGA
+        gens["q_specified"] = 0.0
+        update[ComponentType.sym_gen] = gens
+        if model.enforce_q_lims:
+            regulators = initialize_array(
+                DatasetType.update, ComponentType.voltage_regulator, (n, len(pgm.pv_bus))
+            )
+            regulators["id"] = pgm.pv_regulator_ids
+            regulators["status"] = 1
+            update[ComponentType.voltage_regulator] = regulators
     slack_vm = scenarios.element_values.get(("ext_grid", "vm_pu"))
-    if len(pgm.pv_bus) or slack_vm is not None:
+    if slack_vm is not None:
         given = pgm.input_data[ComponentType.source]
         sources = initialize_array(DatasetType.update, ComponentType.source, (n, len(given)))
         sources["id"] = given["id"]
         sources["u_ref"] = given["u_ref"]
-        sources["u_ref_angle"] = given["u_ref_angle"]
-        if slack_vm is not None:
-            slack_vm = np.asarray(slack_vm, dtype=float)
-            for row, position in enumerate(model.ext_grid_source):
-                if position >= 0:
-                    column = slack_vm[:, row]
-                    base = given["u_ref"][position]
-                    sources["u_ref"][:, position] = np.where(np.isnan(column), base, column)
-        if len(pgm.pv_bus) and model.angle_predictor is not None:
-            shift = model.angle_predictor.shift(pgm, demand_p, pv_p, site_p)
-            sources["u_ref_angle"][:, pgm.n_slack :] += shift
-        if len(pgm.pv_bus) and scenarios.pv_angle_offset is not None:
-            sources["u_ref_angle"][:, pgm.n_slack :] += np.nan_to_num(scenarios.pv_angle_offset)
+        slack_vm = np.asarray(slack_vm, dtype=float)
+        for row, position in enumerate(model.ext_grid_source):
+            if position >= 0:
+                column = slack_vm[:, row]
+                sources["u_ref"][:, position] = np.where(np.isnan(column), given["u_ref"][position], column)
         update[ComponentType.source] = sources
     if scenarios.outages is not None:
         update[ComponentType.generic_branch] = _outage_update(model, scenarios.outages)
-    return update, pv_p
+    return update
 
 
-def _outage_update(model: FlowModel, outages: tuple[tuple[str, int] | None, ...]) -> dict:
+def _outage_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> dict:
     branch_of = {"line": model.pgm.line_branch, "trafo": model.pgm.trafo_branch}
     index_of = {"line": model.net.line.index, "trafo": model.net.trafo.index}
     ids = model.pgm.input_data[ComponentType.generic_branch]["id"]
-    chosen = []
+    chosen, counts = [], []
     for outage in outages:
-        if outage is None:
-            continue
-        table, index = outage
-        if table not in branch_of:
-            raise GridError(f"outage of '{table}' is not supported; use 'line' or 'trafo'")
-        position = index_of[table].get_indexer([index])[0]
-        if position < 0:
-            raise GridError(f"outage of unknown {table} {index}")
-        chosen.append(branch_of[table][position])
+        elements = outage_elements(outage)
+        for table, index in elements:
+            if table not in branch_of:
+                raise GridError(f"outage of '{table}' is not supported; use 'line' or 'trafo'")
+            position = index_of[table].get_indexer([index])[0]
+            if position < 0:
+                raise GridError(f"outage of unknown {table} {index}")
+            chosen.append(branch_of[table][position])
+        counts.append(len(elements))
     data = initialize_array(DatasetType.update, ComponentType.generic_branch, len(chosen))
     data["id"] = ids[np.asarray(chosen, dtype=int)]
     data["from_status"] = 0
     data["to_status"] = 0
-    has = np.array([o is not None for o in outages], dtype=np.int64)
-    indptr = np.concatenate([[0], np.cumsum(has)]).astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return {"data": data, "indptr": indptr}
 
 
 def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
-    """Iterative current first (its factorised matrix is reused across scenarios, so it is
-    fastest); scenarios it cannot solve go to Newton-Raphson, which is what decides."""
+    """Without PV buses: iterative current first (its factorised matrix is reused across
+    scenarios, so it is fastest), and Newton-Raphson for scenarios it cannot solve. With PV
+    buses (voltage regulators, which only Newton-Raphson models): Newton-Raphson from a flat
+    start, since PGM's default linear start diverges on large transmission cases
+    (ACTIVSg2000's base case among them)."""
+    if len(model.pgm.pv_bus):
+        return _run_method(
+            model, update, outputs, CalculationMethod.newton_raphson, CalculationInitialization.flat
+        )
     result, converged = _run_method(model, update, outputs, CalculationMethod.iterative_current)
     failed = np.flatnonzero(~converged)
     if len(failed):
         retry, retry_converged = _run_method(
             model, _take_update(update, failed), outputs, CalculationMethod.newton_raphson
         )
-        for component, columns in retry.items():
-            for attribute, values in columns.items():
-                result[component][attribute][failed] = values
+        _put(result, failed, retry)
         converged[failed] = retry_converged
     return result, converged
+
+
+def _run_balanced(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
+    """``_run_pgm``, and with participation the outer balance loop: the slack's excess over
+    its base-case output moves to the participating generators, in their shares, until it is
+    within ``BALANCE_TOLERANCE_MW`` (each round a slack-bus solve; losses make it more than one)."""
+    if model.pv_share is None:
+        return _run_pgm(model, update, outputs)
+    outputs = {**outputs, ComponentType.source: ["p"]}
+    gens = update[ComponentType.sym_gen]
+    base_p = gens["p_specified"].copy()
+    shift = np.zeros(len(base_p))  # MW each scenario's participating generators add in total
+    result, converged = _run_pgm(model, update, outputs)
+    active = np.flatnonzero(converged)
+    for _ in range(BALANCE_ROUNDS):
+        excess = result[ComponentType.source]["p"][active].sum(axis=1) / MEGA - model.slack_p_mw
+        active = active[np.abs(excess) > BALANCE_TOLERANCE_MW]
+        excess = excess[np.abs(excess) > BALANCE_TOLERANCE_MW]
+        if not len(active):
+            return result, converged
+        shift[active] += excess
+        gens["p_specified"][active] = base_p[active] + shift[active, None] * model.pv_share * MEGA
+        partial, partial_converged = _run_pgm(model, _take_update(update, active), outputs)
+        _put(result, active, partial)
+        converged[active] &= partial_converged
+        active = active[partial_converged]
+    converged[active] = False  # the balance did not settle
+    return result, converged
+
+
+def _put(result: dict, rows: np.ndarray, part: dict) -> None:
+    for component, columns in part.items():
+        for attribute, values in columns.items():
+            result[component][attribute][rows] = values
 
 
 def batch_threads() -> int:
@@ -463,13 +563,18 @@ def batch_threads() -> int:
 
 
 def _run_method(
-    model: FlowModel, update: dict, outputs: dict, method: CalculationMethod
+    model: FlowModel,
+    update: dict,
+    outputs: dict,
+    method: CalculationMethod,
+    initialization: CalculationInitialization = CalculationInitialization.default,
 ) -> tuple[dict, np.ndarray]:
     n = next(iter(update.values()))
     n = len(n["indptr"]) - 1 if isinstance(n, dict) else n.shape[0]
     result = model.solver.calculate_power_flow(
         update_data=update,
         calculation_method=method,
+        calculation_initialization=initialization,
         error_tolerance=TOLERANCE_PU,
         max_iterations=MAX_ITERATIONS,
         threading=batch_threads(),
@@ -489,16 +594,12 @@ def _solve_chunk(model: FlowModel, scenarios: Scenarios, out: FlowResult, rows: 
         ComponentType.node: ["u_pu", "u_angle"],
         ComponentType.generic_branch: ["i_from", "i_to"],
     }
-    update, pv_p = _update(model, scenarios)
-    if len(pgm.pv_bus):
-        outputs[ComponentType.source] = ["p"]
-        guess = update[ComponentType.source]["u_ref_angle"][:, pgm.n_slack :].copy()
-        if scenarios.pv_angle_offset is not None:
-            guess -= np.nan_to_num(scenarios.pv_angle_offset)
-    result, converged = _run_pgm(model, update, outputs)
-    if len(pgm.pv_bus):
-        result, converged = _deliver_pv_power(model, update, pv_p, result, converged, outputs)
-        out.pv_angle_offset[rows] = update[ComponentType.source]["u_ref_angle"][:, pgm.n_slack :] - guess
+    update = _update(model, scenarios)
+    if model.enforce_q_lims:
+        outputs[ComponentType.sym_gen] = ["q"]
+    result, converged = _run_balanced(model, update, outputs)
+    if model.enforce_q_lims:
+        converged = _enforce_q_limits(model, update, result, converged, outputs)
     node = result[ComponentType.node]
     energized = node["u_pu"] > 0  # PGM reports 0 pu at nodes no source reaches
     energized[~converged] = False
@@ -532,39 +633,56 @@ def _solve_chunk(model: FlowModel, scenarios: Scenarios, out: FlowResult, rows: 
     out.trafo_loading_percent[rows] = trafo
 
 
-def _pv_power_mw(model: FlowModel, result: dict) -> np.ndarray:
-    n_slack = model.pgm.n_slack
-    return result[ComponentType.source]["p"][:, n_slack:] / MEGA
+def _enforce_q_limits(
+    model: FlowModel, update: dict, result: dict, converged: np.ndarray, outputs: dict
+) -> np.ndarray:
+    """PV→PQ switching as ``runpp(enforce_q_lims=True)`` does it, for every scenario at once.
 
-
-def _deliver_pv_power(
-    model: FlowModel, update: dict, pv_p: np.ndarray, result: dict, converged: np.ndarray, outputs: dict
-) -> tuple[dict, np.ndarray]:
-    """Turn PV source angles until each delivers its generators' MW (quasi-Newton on dP/dθ).
-
-    Each round re-solves only the scenarios still off by more than the tolerance.
+    After each solve, a bus's reactive power is split among its generators as pandapower
+    splits it (in proportion to their reactive ranges); a bus where any generator is beyond a
+    limit turns PQ for good, injecting the violators at their limits and the others at their
+    share. Only the scenarios that switched a bus are solved again. PGM's own limits on the
+    voltage regulator are not used: in 1.13.213 they leave most regulators at a limit and
+    voltages far above runpp's (see the README's engine section).
     """
-    angle = update[ComponentType.source]["u_ref_angle"][:, model.pgm.n_slack :]
-    step = np.linalg.inv(model.pv_sensitivity)
-    mismatch = _pv_mismatch(model, result, pv_p, converged)
-    for _ in range(PV_MAX_ROUNDS):
-        active = np.flatnonzero(np.abs(mismatch).max(axis=1, initial=0.0) >= PV_TOLERANCE_MW)
-        if len(active) == 0:
-            return result, converged
-        angle[active] += mismatch[active] @ step.T
-        partial, partial_converged = _run_pgm(model, _take_update(update, active), outputs)
-        for component, columns in partial.items():
-            for attribute, values in columns.items():
-                result[component][attribute][active] = values
+    pgm = model.pgm
+    gens = update[ComponentType.sym_gen]
+    regulators = update[ComponentType.voltage_regulator]
+    q_min, q_max = pgm.pv_gen_q_min_mvar, pgm.pv_gen_q_max_mvar
+    n_pv = len(pgm.pv_bus)
+    bus_min = np.bincount(pgm.pv_gen_bus, q_min, n_pv)
+    bus_max = np.bincount(pgm.pv_gen_bus, q_max, n_pv)
+    count = np.bincount(pgm.pv_gen_bus, minlength=n_pv)
+    flat = bus_min[pgm.pv_gen_bus] == bus_max[pgm.pv_gen_bus]  # no range: an equal split
+    active = np.flatnonzero(converged)
+    q_bus = result[ComponentType.sym_gen]["q"] / MEGA
+    for _ in range(Q_LIMIT_ROUNDS):
+        if not len(active):
+            break
+        q = q_bus[active][:, pgm.pv_gen_bus]  # the bus total at each of its generators
+        position = (q - bus_min[pgm.pv_gen_bus]) / (bus_max - bus_min + Q_RANGE_EPS)[pgm.pv_gen_bus]
+        share = np.where(flat, q / count[pgm.pv_gen_bus], q_min + position * (q_max - q_min))
+        regulated = regulators["status"][active][:, pgm.pv_gen_bus] == 1
+        above, below = regulated & (share > q_max), regulated & (share < q_min)
+        fixed = np.where(above, q_max, np.where(below, q_min, share))
+        switch = np.zeros((len(active), n_pv), dtype=bool)
+        rows, columns = np.nonzero(above | below)
+        switch[rows, pgm.pv_gen_bus[columns]] = True
+        q_fixed = np.zeros((len(active), n_pv))
+        np.add.at(q_fixed, (slice(None), pgm.pv_gen_bus), fixed)
+        gens["q_specified"][active] = np.where(switch, q_fixed * MEGA, gens["q_specified"][active])
+        regulators["status"][active] = np.where(switch, 0, regulators["status"][active])
+        active = active[switch.any(axis=1)]
+        if not len(active):
+            break
+        partial, partial_converged = _run_balanced(model, _take_update(update, active), outputs)
+        _put(result, active, partial)
         converged[active] &= partial_converged
-        mismatch[active] = _pv_mismatch(model, partial, pv_p[active], converged[active])
-    stuck = np.abs(mismatch).max(axis=1, initial=0.0) >= PV_TOLERANCE_MW
-    return result, converged & ~stuck
-
-
-def _pv_mismatch(model: FlowModel, result: dict, pv_p: np.ndarray, converged: np.ndarray) -> np.ndarray:
-    energized = result[ComponentType.node]["u_pu"][:, model.pgm.pv_bus] > 0
-    return np.where(energized & converged[:, None], pv_p - _pv_power_mw(model, result), 0.0)
+        q_bus[active] = partial[ComponentType.sym_gen]["q"] / MEGA
+        active = active[partial_converged]
+    else:
+        converged[active] = False  # still switching after every round
+    return converged
 
 
 def _take_update(update: dict, rows: np.ndarray) -> dict:
@@ -582,15 +700,3 @@ def _take_update(update: dict, rows: np.ndarray) -> dict:
         else:
             taken[component] = value[rows]
     return taken
-
-
-def _pv_sensitivity(model: FlowModel) -> np.ndarray:
-    """dP at each PV source per radian of each PV source's angle, by probing the base case."""
-    n_pv = len(model.pgm.pv_bus)
-    update, _ = _update(model, Scenarios(n=n_pv + 1))
-    update[ComponentType.source]["u_ref_angle"][1:, model.pgm.n_slack :] += np.eye(n_pv) * PV_PROBE_RAD
-    result, converged = _run_pgm(model, update, {ComponentType.source: ["p"]})
-    if not converged.all():
-        raise GridError("the base case does not converge on power-grid-model")
-    p = _pv_power_mw(model, result)
-    return ((p[1:] - p[0]) / PV_PROBE_RAD).T

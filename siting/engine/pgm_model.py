@@ -7,12 +7,14 @@ engines solve the same equations: pandapower's branch π-model is exactly PGM's
 ``generic_branch`` (series admittance and total shunt split half and half, ideal
 transformer on the from side), so agreement does not depend on re-deriving each element.
 
-What PGM (1.12) lacks is voltage-controlled (PV) generators. Each PV bus gets a stiff voltage
-source at its set-point instead, and an outer loop in ``siting.engine.flow`` turns the source angles
-until every source delivers its generators' active power; the source then supplies exactly
-the reactive power that holds the set-point, as pandapower's Newton-Raphson does (without
-reactive limits, like ``runpp``'s default). Sources keep every intermediate solve
-well-posed, which a loop on constant-Q generators does not under large load swings.
+Voltage-controlled (PV) buses are PGM's own (≥ 1.13): one ``sym_gen`` per PV bus carrying
+the active power of every in-service generator there, and one ``voltage_regulator`` holding
+the bus at the generators' set-point, so PGM's Newton-Raphson solves PV buses as pandapower's
+does. One per bus rather than one per generator: pandapower gives a bus a single set-point
+and splits its reactive power among the generators there in proportion to their ranges, so
+they reach their limits together; a bus-level regulator is the same equations with fewer
+unknowns and never two regulators on one node. The generators' own reactive limits are kept
+(``pv_gen_*``) for ``siting.engine.flow``'s PV→PQ switching.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from pandapower.pypower.idx_brch import (
     TAP,
 )
 from pandapower.pypower.idx_bus import BASE_KV, BS, BUS_TYPE, CID_P, CID_Q, CZD_P, CZD_Q, GS, PD, QD, VA, VM
-from pandapower.pypower.idx_gen import GEN_BUS, GEN_STATUS, PG, VG
+from pandapower.pypower.idx_gen import GEN_BUS, GEN_STATUS, PG, QMAX, QMIN, VG
 from power_grid_model import ComponentType, DatasetType, LoadGenType, initialize_array
 
 from siting.errors import GridError
@@ -70,16 +72,13 @@ class PgmModel:
     load_ids: np.ndarray  # (len(demand_bus), kinds) sym_load ids
     pv_bus: np.ndarray  # ppc buses held at a voltage set-point by generators
     pv_p_mw: np.ndarray  # active power of the PV generators at each PV bus
-    pv_angle_rad: np.ndarray  # voltage angle of each PV bus in the base-case solution
-    pv_source_ids: np.ndarray
+    pv_gen_ids: np.ndarray  # sym_gen id of each PV bus (its regulator follows in regulator_ids)
+    pv_regulator_ids: np.ndarray
+    pv_gen_bus: np.ndarray  # per PV generator (ppc gen row at a PV bus): its position in pv_bus
+    pv_gen_q_min_mvar: np.ndarray  # its reactive limits (±1e9 where the model gives none)
+    pv_gen_q_max_mvar: np.ndarray
     site_ids: np.ndarray  # sym_load ids of added loads, one per requested site bus
     site_node: np.ndarray
-    source_vm_pu: np.ndarray  # set-point of each slack source; PV sources follow them
-
-    @property
-    def n_slack(self) -> int:
-        """Slack sources come first in the source table, PV-bus sources after them."""
-        return len(self.source_vm_pu)
 
 
 def base_power_flow(net: pandapowerNet, source: str) -> None:
@@ -185,21 +184,28 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
     sites["p_specified"] = 0.0
     sites["q_specified"] = 0.0
 
-    pv_bus, pv_vm, pv_p = _pv_generation(bus, gen)
-    pv_sources = initialize_array(DatasetType.input, ComponentType.source, len(pv_bus))
-    pv_sources["id"] = ids(len(pv_bus))
-    pv_sources["node"] = pv_bus
-    pv_sources["status"] = 1
-    pv_sources["u_ref"] = pv_vm
-    pv_sources["u_ref_angle"] = np.deg2rad(bus[pv_bus, VA])
-    pv_sources["sk"] = SOURCE_SK_VA
+    pv = _pv_generation(bus, gen)
+    pv_gens = initialize_array(DatasetType.input, ComponentType.sym_gen, len(pv.bus))
+    pv_gens["id"] = ids(len(pv.bus))
+    pv_gens["node"] = pv.bus
+    pv_gens["status"] = 1
+    pv_gens["type"] = LoadGenType.const_power
+    pv_gens["p_specified"] = pv.p_mw * MEGA
+    pv_gens["q_specified"] = 0.0
+    regulators = initialize_array(DatasetType.input, ComponentType.voltage_regulator, len(pv.bus))
+    regulators["id"] = ids(len(pv.bus))
+    regulators["regulated_object"] = pv_gens["id"]
+    regulators["status"] = 1
+    regulators["u_ref"] = pv.vm_pu
 
     input_data = {
         ComponentType.node: node,
         ComponentType.generic_branch: generic,
-        ComponentType.source: np.concatenate([source_arr, pv_sources]),
+        ComponentType.source: source_arr,
         ComponentType.shunt: shunt,
         ComponentType.sym_load: np.concatenate([loads, sites]),
+        ComponentType.sym_gen: pv_gens,
+        ComponentType.voltage_regulator: regulators,
     }
     lookups = net._pd2ppc_lookups["branch"]
     return PgmModel(
@@ -214,13 +220,15 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
         zip_p=zip_p,
         zip_q=zip_q,
         load_ids=load_ids,
-        pv_bus=pv_bus,
-        pv_p_mw=pv_p,
-        pv_angle_rad=pv_sources["u_ref_angle"].copy(),
-        pv_source_ids=pv_sources["id"].copy(),
+        pv_bus=pv.bus,
+        pv_p_mw=pv.p_mw,
+        pv_gen_ids=pv_gens["id"].copy(),
+        pv_regulator_ids=regulators["id"].copy(),
+        pv_gen_bus=pv.gen_bus,
+        pv_gen_q_min_mvar=pv.q_min_mvar,
+        pv_gen_q_max_mvar=pv.q_max_mvar,
         site_ids=sites["id"].copy(),
         site_node=site_node,
-        source_vm_pu=bus[ref, VM].copy(),
     )
 
 
@@ -264,17 +272,33 @@ def _zip_shares(current: np.ndarray, impedance: np.ndarray) -> np.ndarray:
     return np.column_stack([1.0 - current - impedance, current, impedance])
 
 
-def _pv_generation(bus: np.ndarray, gen: np.ndarray) -> tuple[np.ndarray, ...]:
+@dataclass(frozen=True)
+class _PvGeneration:
+    bus: np.ndarray  # ppc PV buses
+    vm_pu: np.ndarray  # their set-points
+    p_mw: np.ndarray  # their generators' active power
+    gen_bus: np.ndarray  # per generator there: position in ``bus``
+    q_min_mvar: np.ndarray
+    q_max_mvar: np.ndarray
+
+
+def _pv_generation(bus: np.ndarray, gen: np.ndarray) -> _PvGeneration:
     on = gen[:, GEN_STATUS] > 0
     gen_bus = gen[on, GEN_BUS].real.astype(int)
     at_pv = bus[gen_bus, BUS_TYPE] == PV_BUS
     gen_bus, rows = gen_bus[at_pv], gen[on][at_pv]
     pv_bus = np.unique(gen_bus)
     position = np.searchsorted(pv_bus, gen_bus)
-    p = np.bincount(position, rows[:, PG].real, len(pv_bus))
     vm = np.zeros(len(pv_bus))
     vm[position] = rows[:, VG].real
-    return pv_bus, vm, p
+    return _PvGeneration(
+        bus=pv_bus,
+        vm_pu=vm,
+        p_mw=np.bincount(position, rows[:, PG].real, len(pv_bus)),
+        gen_bus=position,
+        q_min_mvar=rows[:, QMIN].real.copy(),
+        q_max_mvar=rows[:, QMAX].real.copy(),
+    )
 
 
 def _bus_positions(net: pandapowerNet, buses: np.ndarray) -> np.ndarray:

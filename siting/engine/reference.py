@@ -15,6 +15,7 @@ import pandapower as pp
 from pandapower.auxiliary import pandapowerNet
 
 from siting.capacity import CapacitySettings
+from siting.engine.flow import Outage, outage_elements
 from siting.engine.search import WORSENING_PERCENT, WORSENING_PU, relaxed_limit
 from siting.limits import element_limits
 
@@ -70,15 +71,15 @@ def reference_hosting_capacity(
 def scenario_net(
     net: pandapowerNet,
     values: dict[tuple[str, str], np.ndarray] | None = None,
-    outage: tuple[str, int] | None = None,
+    outage: Outage | tuple[Outage, ...] | None = None,
 ) -> pandapowerNet:
     """A copy of ``net`` changed the way a ``siting.engine.flow.Scenarios`` row changes it."""
     state = copy.deepcopy(net)
     for (table, column), row in (values or {}).items():
         keep = ~np.isnan(row)
         state[table].loc[state[table].index[keep], column] = row[keep]
-    if outage is not None:
-        state[outage[0]].at[outage[1], "in_service"] = False
+    for table, index in outage_elements(outage):
+        state[table].at[index, "in_service"] = False
     return state
 
 

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, Scenarios, solve
+from siting.engine.flow import FlowModel, Outage, Scenarios, solve
 from siting.limits import ElementLimits
 from siting.progress import Progress, tally
 
@@ -32,6 +32,9 @@ BASE_TOLERANCE = 1e-6  # a base-case value beyond its limit by less than this is
 WORSENING_PU = 0.001
 WORSENING_PERCENT = 0.1
 MAX_PAIRS_PER_BATCH = 20_000
+# (state, site) pairs × result columns (bus voltages and angles, line and transformer loadings)
+# per round: each array of a round's results and margins is at most 8 bytes × this (160 MB)
+MAX_RESULT_CELLS = 20_000_000
 
 
 class SearchGrid(Protocol):
@@ -51,7 +54,7 @@ class States:
     """Operating states to add load to: element values per state and an optional outage each."""
 
     values: dict[tuple[str, str], np.ndarray]  # (table, column) → (states, table rows); NaN = model
-    outages: tuple[tuple[str, int] | None, ...] | None
+    outages: tuple[Outage | tuple[Outage, ...] | None, ...] | None
     n: int
     # load already placed at each site (MW): (sites,) the same in every state, or (states, sites)
     fixed_site_mw: np.ndarray | None = None
@@ -104,7 +107,6 @@ class StateLimits:
     trafo: np.ndarray
     usable: np.ndarray  # (states,) the base case converged and supplies every load
     converged: np.ndarray  # (states,) the base case converged
-    pv_angle_offset: np.ndarray  # (states, PV buses) warm start for flows near each state
     base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
     violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
 
@@ -120,7 +122,6 @@ class StateLimits:
             self.trafo[rows],
             self.usable[rows],
             self.converged[rows],
-            self.pv_angle_offset[rows],
             self.base_margin[rows],
             violations,
         )
@@ -149,13 +150,10 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
     line = relaxed_limit(limits.line_percent, base.line_loading_percent, WORSENING_PERCENT)
     trafo = relaxed_limit(limits.trafo_percent, base.trafo_loading_percent, WORSENING_PERCENT)
     violations = _violations(model, base, limits, usable)
-    offset = base.pv_angle_offset
-    relaxed = StateLimits(
-        vmin, vmax, line, trafo, usable, base.converged, offset, np.zeros(states.n), violations
-    )
+    relaxed = StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations)
     margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
     return StateLimits(
-        vmin, vmax, line, trafo, usable, base.converged, offset, np.maximum(margin, 0.0), violations
+        vmin, vmax, line, trafo, usable, base.converged, np.maximum(margin, 0.0), violations
     )
 
 
@@ -261,8 +259,11 @@ def hosting_capacity(
         keep = limits.usable[state_of]
         state_of, site_col = state_of[keep], site_col[keep]
     flows = 0
-    for start in range(0, len(state_of), MAX_PAIRS_PER_BATCH):
-        chunk = slice(start, start + MAX_PAIRS_PER_BATCH)
+    net = model.net
+    columns = 2 * len(net.bus) + len(net.line) + len(net.trafo)
+    batch = max(1, min(MAX_PAIRS_PER_BATCH, MAX_RESULT_CELLS // max(columns, 1)))
+    for start in range(0, len(state_of), batch):
+        chunk = slice(start, start + batch)
         k, code, where, count = _bracket(
             model, states, limits, settings, state_of[chunk], sites[site_col[chunk]], n_sites
         )
@@ -338,40 +339,55 @@ def _bracket(model, states, limits, settings, state, site, n_sites):
 
 def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
     """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
-    scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
-    scenarios = dataclasses.replace(scenarios, pv_angle_offset=limits.pv_angle_offset[state])
-    result = solve(model, scenarios)
+    result = solve(model, states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw))
     return worst_margin(result, limits, state)
+
+
+MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin's temporaries (40 MB each)
 
 
 def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per scenario: the worst normalised margin to ``limits`` of its state (≥ 0 within every
-    limit; −inf if it did not converge), that limit's criterion code and element position."""
-    with np.errstate(invalid="ignore"):
-        margins = [
-            (result.vm_pu - limits.vmin[state]) / VOLTAGE_SCALE_PU,
-            (limits.vmax[state] - result.vm_pu) / VOLTAGE_SCALE_PU,
-            limits.line[state] - result.line_loading_percent,
-            limits.trafo[state] - result.trafo_loading_percent,
-        ]
-    worst = np.full(len(state), np.inf)
-    criterion = np.zeros(len(state), dtype=np.int8)
-    element = np.full(len(state), -1, dtype=np.int64)
-    for code, margin in enumerate(margins, start=1):
-        if margin.shape[1] == 0:
-            continue
-        filled = np.where(np.isnan(margin), np.inf, margin)
-        column = filled.argmin(axis=1)
-        value = filled[np.arange(len(state)), column]
-        better = value < worst
-        worst[better] = value[better]
-        criterion[better] = code
-        element[better] = column[better]
+    limit; −inf if it did not converge), that limit's criterion code and element position.
+
+    Scenarios go in blocks, so its temporaries stay small next to a year of results."""
+    n = len(state)
+    worst = np.full(n, np.inf)
+    criterion = np.zeros(n, dtype=np.int8)
+    element = np.full(n, -1, dtype=np.int64)
+    loadings = result.line_loading_percent.shape[1] + result.trafo_loading_percent.shape[1]
+    columns = 2 * result.vm_pu.shape[1] + loadings
+    block = max(1, MARGIN_BLOCK_CELLS // max(columns, 1))
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        _worst_margin_block(result, limits, state[rows], rows, worst[rows], criterion[rows], element[rows])
     failed = ~result.converged
     worst[failed] = -np.inf
     criterion[failed] = NON_CONVERGENCE
     element[failed] = -1
     return worst, criterion, element
+
+
+def _worst_margin_block(result, limits, state, rows, worst, criterion, element) -> None:
+    """worst_margin for the scenarios ``rows`` (of states ``state``), into the given views."""
+    checks = (
+        (UNDERVOLTAGE, lambda: (result.vm_pu[rows] - limits.vmin[state]) / VOLTAGE_SCALE_PU),
+        (OVERVOLTAGE, lambda: (limits.vmax[state] - result.vm_pu[rows]) / VOLTAGE_SCALE_PU),
+        (LINE_THERMAL, lambda: limits.line[state] - result.line_loading_percent[rows]),
+        (TRAFO_THERMAL, lambda: limits.trafo[state] - result.trafo_loading_percent[rows]),
+    )
+    for code, margin_of in checks:
+        with np.errstate(invalid="ignore"):
+            margin = margin_of()
+        if margin.shape[1] == 0:
+            continue
+        margin[np.isnan(margin)] = np.inf
+        column = margin.argmin(axis=1)
+        value = margin[np.arange(len(state)), column]
+        better = value < worst
+        worst[better] = value[better]
+        criterion[better] = code
+        element[better] = column[better]
 
 
 def criterion_element_name(model: FlowModel, criterion: int, element: int) -> str:
