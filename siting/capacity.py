@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, solve
+from siting.engine.flow import EngineOptions, FlowModel, solve
 from siting.engine.search import (
     CRITERIA,
     StateLimits,
@@ -66,6 +66,7 @@ class CapacitySettings:
     n1: bool = True
     year: bool = True
     n1_hops: int | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)
     # firm criterion option: post-contingency voltage deviation at load buses (pu of the
     # pre-outage voltage), e.g. 0.08 for WECC TPL-001-WECC-CRT; None leaves only the band
     deviation_limit_pu: float | None = None
@@ -87,7 +88,11 @@ class CapacitySettings:
 
     def record(self) -> dict[str, object]:
         """The settings as plain data, for manifests."""
-        return {**{k: v for k, v in vars(self).items() if k != "limits"}, "limits": self.limits.record()}
+        return {
+            **{k: v for k, v in vars(self).items() if k not in ("limits", "engine")},
+            "limits": self.limits.record(),
+            "engine": self.engine.record(),
+        }
 
     @property
     def q_per_mw(self) -> float:
@@ -202,7 +207,7 @@ def substation_capacity(
     at, n1, year, n1_hops = settings.at, settings.n1, settings.year, settings.n1_hops
     subs = _chosen(grid.substations, substations)
     point = operating_point(grid, at)
-    model = prepare(copy.deepcopy(grid.net), subs["bus"].to_numpy(), grid.source)
+    model = prepare(copy.deepcopy(grid.net), subs["bus"].to_numpy(), grid.source, **vars(settings.engine))
     peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
     peak_limits = state_limits(model, peak, normal_limits(model, settings))
     if not peak_limits.usable[0]:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from siting.capacity import CapacitySettings, normal_limits
-from siting.engine.flow import FlowModel, FlowResult, prepare, profile_scenarios, solve
+from siting.engine.flow import EngineOptions, FlowModel, FlowResult, prepare, profile_scenarios, solve
 from siting.engine.search import (
     BASE_TOLERANCE,
     StateLimits,
@@ -151,6 +151,7 @@ class FleetSettings:
     seed: int = 0
     limits: StudyLimits = field(default_factory=StudyLimits)
     modes: PowerModes = field(default_factory=PowerModes)
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
     def __post_init__(self) -> None:
         idle = self.power.curve.idle_w
@@ -175,7 +176,8 @@ class FleetSettings:
     def record(self) -> dict[str, object]:
         """The settings as plain data, for manifests (the GPU curve is named by its data files)."""
         return {
-            **{k: v for k, v in vars(self).items() if k not in ("power", "limits", "modes")},
+            **{k: v for k, v in vars(self).items() if k not in ("power", "limits", "modes", "engine")},
+            "engine": self.engine.record(),
             "power": {k: v for k, v in vars(self.power).items() if k != "curve"},
             "limits": self.limits.record(),
             "modes": vars(self.modes),
@@ -298,7 +300,7 @@ def grid_year(grid: Grid, settings: FleetSettings, model: FlowModel | None = Non
     """Solve the grid alone at every step of its profiles (one batch) under ``settings.limits``."""
     if grid.profiles is None:
         raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
-    model = model or prepare(copy.deepcopy(grid.net), [], grid.source)
+    model = model or prepare(copy.deepcopy(grid.net), [], grid.source, **vars(settings.engine))
     year = profile_scenarios(model.net, grid.profiles)
     states = States(year.element_values, None, year.n)
     cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
@@ -353,7 +355,7 @@ def simulate(
         raise UsageError("the demand's time steps differ from the grid's profiles; resample it to them")
     step_minutes = profile_step_minutes(grid.profiles)
     wake_steps = settings.modes.wake_steps(step_minutes)
-    model = prepare(copy.deepcopy(grid.net), sites["bus"].to_numpy(), grid.source)
+    model = prepare(copy.deepcopy(grid.net), sites["bus"].to_numpy(), grid.source, **vars(settings.engine))
     cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
     if alone is None or alone.grid != grid.source or alone.limits_of != settings.limits:
         say(f"grid alone: {len(grid.profiles):,} steps")

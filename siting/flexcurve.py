@@ -21,6 +21,7 @@ as the capacity table gives them; the joint check is the year's dispatch itself.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 
@@ -190,7 +191,7 @@ def unused_over_year(
         raise UsageError(f"{grid.name}: has no time-series profiles to check a year on")
     if every < 1 or top <= 1 or resolution <= 0:
         raise UsageError(f"every {every}, top {top}, resolution {resolution}: need ≥ 1, > 1 and > 0")
-    model = prepare(grid.net, [], grid.source)
+    model = prepare(copy.deepcopy(grid.net), [], grid.source, **vars(settings.engine))
     rows = np.arange(0, len(grid.profiles), every)
     alone = grid_year(dataclasses.replace(grid, profiles=grid.profiles.iloc[rows]), settings, model)
     states, limits = alone.states, alone.limits

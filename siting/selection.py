@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from siting.capacity import CapacitySettings, contingency_limits, net_outages, normal_limits
-from siting.engine.flow import FlowModel, prepare, solve
+from siting.engine.flow import EngineOptions, FlowModel, prepare, solve
 from siting.engine.search import (
     CRITERIA,
     VIOLATION_COLUMNS,
@@ -73,6 +73,7 @@ class SelectionSettings:
     pf: float = 0.95
     geo: GeoRules = field(default_factory=GeoRules)
     limits: StudyLimits = field(default_factory=StudyLimits)
+    engine: EngineOptions = field(default_factory=EngineOptions)
 
     def __post_init__(self) -> None:
         if not isinstance(self.criterion, str) or (
@@ -117,9 +118,10 @@ class SelectionSettings:
     def record(self) -> dict[str, object]:
         """The settings as plain data, for manifests."""
         return {
-            **{k: v for k, v in vars(self).items() if k not in ("geo", "limits")},
+            **{k: v for k, v in vars(self).items() if k not in ("geo", "limits", "engine")},
             "geo": vars(self.geo),
             "limits": self.limits.record(),
+            "engine": self.engine.record(),
         }
 
     @property
@@ -202,9 +204,13 @@ def select_sites(
         raise SitingError(_none_left(table))
     pool = table[eligible]
     point = operating_point(grid, at)
-    model = prepare(copy.deepcopy(grid.net), pool["bus"].to_numpy(), grid.source)
+    model = prepare(copy.deepcopy(grid.net), pool["bus"].to_numpy(), grid.source, **vars(settings.engine))
     cap_settings = CapacitySettings(
-        pf=settings.pf, cap_mw=settings.max_mw, resolution_mw=settings.step_mw, limits=settings.limits
+        pf=settings.pf,
+        cap_mw=settings.max_mw,
+        resolution_mw=settings.step_mw,
+        limits=settings.limits,
+        engine=settings.engine,
     )
     full = _criterion_states(model, grid, point, settings, cap_settings)
     criterion = _screened(model, full, settings)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from siting.capacity import CapacitySettings, CapacityStudy
+from siting.engine.flow import Balance, EngineOptions
 from siting.errors import SettingError, SitingError, UsageError, check_number
 from siting.fleet import FleetResult, FleetSettings, PowerModes
 from siting.geography import GeoRules
@@ -81,6 +82,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "peak_policy": str,
     },
     "report": {"pdf": bool},
+    "engine": {"enforce_q_lims": bool, "balance": str, "weights": dict},
     "flex_curve": {"levels": list},
     "power": {"pue": (int, float), "aux_fraction": (int, float), "host_w_per_gpu": (int, float)},
     "simulation": {
@@ -156,7 +158,10 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
     if "emergency_percent" in limits_data:
         limits_data["emergency_factor"] = limits_data.pop("emergency_percent") / 100
     limits = _settings(StudyLimits, "limits", source, **limits_data)
-    capacity = _settings(CapacitySettings, "capacity", source, limits=limits, **data.get("capacity", {}))
+    engine = _engine_options(data.get("engine", {}), source)
+    capacity = _settings(
+        CapacitySettings, "capacity", source, limits=limits, engine=engine, **data.get("capacity", {})
+    )
     layers = {
         kind: _existing(resolve_path(base, path), f"selection.layers.{kind}", source)
         for kind, path in selection_data.pop("layers", {}).items()
@@ -171,6 +176,7 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         pf=capacity.pf,
         n1_hops=capacity.n1_hops,
         limits=limits,
+        engine=engine,
         **selection_data,
     )
     power = _settings(PowerModel, "power", source, curve=load_gpu_curve(), **data.get("power", {}))
@@ -188,6 +194,7 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         pf=capacity.pf,
         limits=limits,
         modes=modes,
+        engine=engine,
         **fleet_keys,
     )
     load_scale = simulation.get("load_scale", 1.0)
@@ -229,6 +236,17 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         pdf=bool(data.get("report", {}).get("pdf", False)),
         flex_levels=_flex_levels(data.get("flex_curve", {}).get("levels", []), capacity, source),
     )
+
+
+def _engine_options(table: dict, source: str) -> EngineOptions:
+    weights = table.get("weights")
+    try:
+        if weights is not None:
+            weights = {int(gen): value for gen, value in weights.items()}
+        balance = Balance(mode=table.get("balance", "slack"), weights=weights)
+    except (UsageError, ValueError, TypeError) as err:
+        raise UsageError(f"{source}: [engine] balance / weights: {err}") from err
+    return EngineOptions(enforce_q_lims=table.get("enforce_q_lims", False), balance=balance)
 
 
 def _flex_levels(levels: list, capacity: CapacitySettings, source: str) -> tuple[str, ...]:

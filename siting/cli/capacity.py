@@ -6,11 +6,13 @@ import argparse
 
 from siting.cli.options import (
     add_at,
+    add_engine,
     add_grid,
     add_limits,
     add_n1_hops,
     add_out,
     add_pf,
+    engine_from,
     limits_from,
     note,
     say,
@@ -44,6 +46,7 @@ def add(commands) -> None:
         parser, "check each substation only against outages within N branch hops (default: every outage)"
     )
     add_limits(parser)
+    add_engine(parser)
     parser.set_defaults(run=run)
 
 
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         n1=args.n1,
         year=args.year,
         n1_hops=args.n1_hops,
+        engine=engine_from(args),
     )
     chosen = substation_ids(args.substations)
     out = check_output_folder(Path(args.out))

@@ -120,6 +120,30 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    """The generator flags of the power flows: reactive limits and who balances added load."""
+    group = parser.add_argument_group("power flow")
+    group.add_argument(
+        "--enforce-q-lims",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="switch PV buses to PQ at their generators' reactive limits (default: off)",
+    )
+    group.add_argument(
+        "--balance",
+        choices=["slack", "participation"],
+        default="slack",
+        help="who supplies added load: the slack, or generators in proportion to their headroom",
+    )
+
+
+def engine_from(args: argparse.Namespace):
+    """The engine options the power-flow flags give."""
+    from siting.engine.flow import Balance, EngineOptions
+
+    return EngineOptions(enforce_q_lims=args.enforce_q_lims, balance=Balance(mode=args.balance))
+
+
 def limits_from(args: argparse.Namespace):
     """The study limits the limit flags give."""
     from siting.limits import StudyLimits

@@ -6,11 +6,13 @@ import argparse
 
 from siting.cli.options import (
     add_at,
+    add_engine,
     add_grid,
     add_limits,
     add_n1_hops,
     add_out,
     add_pf,
+    engine_from,
     limits_from,
     note,
     say,
@@ -49,6 +51,7 @@ def add(commands) -> None:
     add_pf(parser, "the sites")
     add_n1_hops(parser, "screen outages to N branch hops while picking (the final check runs every outage)")
     add_limits(parser)
+    add_engine(parser)
     parser.set_defaults(run=run)
 
 
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         n1_hops=args.n1_hops,
         pf=args.pf,
         limits=limits,
+        engine=engine_from(args),
         geo=GeoRules(
             exclusion_buffer_m=args.exclusion_buffer_m,
             fiber_max_m=args.fiber_max_m,
@@ -100,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             CapacitySettings(
                 pf=args.pf,
                 limits=limits,
+                engine=settings.engine,
                 at=args.at,
                 n1=settings.criterion == "firm",
                 year=False,

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from siting.cli.options import add_grid, add_limits, add_out, add_pf, limits_from, note, say
+from siting.cli.options import (
+    add_engine,
+    add_grid,
+    add_limits,
+    add_out,
+    add_pf,
+    engine_from,
+    limits_from,
+    note,
+    say,
+)
 
 
 def add(commands) -> None:
@@ -66,6 +76,7 @@ def add(commands) -> None:
     )
     modes.add_argument("--flex-hours", type=float, default=3.0, help="longest run of held-back hours")
     add_limits(parser)
+    add_engine(parser)
     parser.set_defaults(run=run)
 
 
@@ -102,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             max_depth=args.flex_depth,
             max_hours=args.flex_hours,
         ),
+        engine=engine_from(args),
     )
     out = check_output_folder(Path(args.out))
     for flag, path in (("--sites", args.sites), ("--demand", args.demand)):

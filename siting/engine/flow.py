@@ -181,6 +181,28 @@ class FlowModel:
     slack_p_mw: float = 0.0  # participation: the slacks' output in the model's base case
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the stages' power flows treat generators.
+
+    Parameters
+    ----------
+    enforce_q_lims : bool
+        Switch PV buses to PQ at their generators' reactive limits (``runpp(enforce_q_lims=True)``).
+        Off by default: on the ACTIVSg cases the hourly profiles solve with limits only near the
+        peak (at light load most generators sit beyond Qmin even without limits).
+    balance : Balance
+        Who supplies added load: the slack (default) or participating generators.
+    """
+
+    enforce_q_lims: bool = False
+    balance: Balance = field(default_factory=Balance)
+
+    def record(self) -> dict[str, object]:
+        """The options as plain data, for manifests."""
+        return {"enforce_q_lims": self.enforce_q_lims, **dataclasses.asdict(self.balance)}
+
+
 def q_limits_default(net: pandapowerNet) -> bool:
     """Whether reactive limits should be enforced by default: where the model's in-service
     voltage-controlled generators carry them (MATPOWER, PSS/E cases), as planning tools do;
