@@ -613,18 +613,14 @@ def _generators(
     importer turns its regulation off, which would decide that choice for every solver).
     """
     frame = network.get_generators(all_attributes=True)
-    slack = network.get_extensions("slackTerminal")
-    slack_gens = set(slack["element_id"]) & set(frame.index)
-    if not slack_gens:
-        raise GridError(f"{source}: the case has no swing bus (a bus of type 3 with an in-service generator)")
     bus = bus_of.loc[frame["bus_breaker_bus_id"]].to_numpy()
+    is_slack = _swing_generators(frame, bus, kind, source)
     regulated_kv = levels.loc[
         network.get_bus_breaker_view_buses().loc[frame["regulated_bus_breaker_bus_id"], "voltage_level_id"],
         "nominal_v",
     ].to_numpy(float)
     vm_pu = frame["target_v"].to_numpy(float) / regulated_kv
     on = frame["connected"].to_numpy(bool)
-    is_slack = frame.index.isin(list(slack_gens))
     remote = (frame["regulated_bus_breaker_bus_id"] != frame["bus_breaker_bus_id"]).to_numpy() & on
     if remote.any():
         log.warning(
@@ -668,6 +664,22 @@ def _generators(
             name=frame.index[fixed].to_numpy(),
             in_service=on[fixed],
         )
+
+
+def _swing_generators(frame: pd.DataFrame, bus: np.ndarray, kind: pd.Series, source: str) -> np.ndarray:
+    """One in-service generator per swing bus (IDE 3), the largest, holds the slack.
+
+    The importer's slack terminal may sit on a load at that bus, so the RAW bus type decides.
+    """
+    on = frame["connected"].to_numpy(bool)
+    candidates = on & (kind.loc[bus].to_numpy() == 3)
+    if not candidates.any():
+        raise GridError(f"{source}: the case has no swing bus (a bus of type 3 with an in-service generator)")
+    size = pd.Series(np.where(candidates, frame["max_p"].to_numpy(float), -np.inf))
+    first = size.groupby(bus).idxmax().to_numpy()
+    is_slack = np.zeros(len(frame), dtype=bool)
+    is_slack[first[candidates[first]]] = True
+    return is_slack
 
 
 def _first_line(err: BaseException) -> str:
