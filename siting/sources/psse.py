@@ -260,7 +260,9 @@ def _check_bus(path: Path, line: int, section: str, value: str, known: set[int])
     except ValueError:
         raise GridError(f"{path}: line {line}: {section} record does not start with a bus number") from None
     if number != 0 and number not in known:
-        raise GridError(f"{path}: line {line}: {section} record names bus {number}, which is not in the bus data")
+        raise GridError(
+            f"{path}: line {line}: {section} record names bus {number}, which is not in the bus data"
+        )
 
 
 def _check_transformers(path: Path, records: list[tuple[int, list[str]]], known: set[int]) -> None:
@@ -269,7 +271,9 @@ def _check_transformers(path: Path, records: list[tuple[int, list[str]]], known:
     while position < len(records):
         line, fields = records[position]
         if len(fields) < 3:
-            raise GridError(f"{path}: line {line}: transformer record has {len(fields)} fields, needs I, J, K")
+            raise GridError(
+                f"{path}: line {line}: transformer record has {len(fields)} fields, needs I, J, K"
+            )
         for value in fields[:3]:
             _check_bus(path, line, "transformer", value, known)
         size = 5 if fields[2] not in ("0", "") else 4
@@ -344,7 +348,9 @@ def _refuse_unsupported(network, source: str) -> None:
 def _bus_numbers(view: pd.DataFrame, source: str) -> pd.Series:
     numbers = view.index.to_series().str.extract(r"^B(\d+)$")[0]
     if numbers.isna().any():
-        raise GridError(f"{source}: the importer's bus {numbers.index[numbers.isna()][0]} has no PSS/E number")
+        raise GridError(
+            f"{source}: the importer's bus {numbers.index[numbers.isna()][0]} has no PSS/E number"
+        )
     return numbers.astype(int)
 
 
@@ -363,7 +369,9 @@ def _permanent_limits(network, kind: str) -> pd.DataFrame:
     """Permanent current limit (A) per element and side, NaN where the case gives none."""
     limits = network.get_operational_limits(all_attributes=True).reset_index()
     limits = limits[
-        (limits["element_type"] == kind) & (limits["type"] == "CURRENT") & (limits["acceptable_duration"] == -1)
+        (limits["element_type"] == kind)
+        & (limits["type"] == "CURRENT")
+        & (limits["acceptable_duration"] == -1)
     ]
     if "selected" in limits:
         limits = limits[limits["selected"].astype(bool)]
@@ -405,7 +413,9 @@ def _lines(net: pandapowerNet, network, bus_of: pd.Series, levels: pd.DataFrame)
     max_i_ka = limits.min(axis=1).to_numpy(float) / 1000.0
     no_rating = ~(max_i_ka > 0)
     if no_rating.any():
-        log.warning("%d line(s) have no rating; given %g kA (never binding)", no_rating.sum(), MISSING_RATING_KA)
+        log.warning(
+            "%d line(s) have no rating; given %g kA (never binding)", no_rating.sum(), MISSING_RATING_KA
+        )
     pp.create_lines_from_parameters(
         net,
         from_buses=from_bus,
@@ -481,7 +491,11 @@ def _rating_mva(limits: pd.DataFrame, vn1: np.ndarray, vn2: np.ndarray) -> np.nd
             mva = np.where(np.isnan(value), mva, value)
     missing = ~(mva > 0)
     if missing.any():
-        log.warning("%d transformer(s) have no rating; given %g MVA (never binding)", missing.sum(), MISSING_RATING_MVA)
+        log.warning(
+            "%d transformer(s) have no rating; given %g MVA (never binding)",
+            missing.sum(),
+            MISSING_RATING_MVA,
+        )
     return np.where(missing, MISSING_RATING_MVA, mva)
 
 

@@ -1,0 +1,164 @@
+"""PSS/E RAW cases: the converted net solves like pypowsybl's own OpenLoadFlow and like the engine."""
+
+from pathlib import Path
+
+import numpy as np
+import pandapower as pp
+import pandas as pd
+import pytest
+
+from siting import GridError, load_grid
+from siting.engine.flow import Scenarios, prepare, solve
+from siting.sources.psse import iidm_to_pandapower, scan_raw
+
+PSSE = Path(__file__).resolve().parents[1] / "grids" / "psse"
+RTS = PSSE / "RTS-GMLC.RAW"
+WECC = PSSE / "240busWECC_2018_PSS33.raw"
+TEXAS = PSSE / "ACTIVSg2000.RAW"
+V_TOL = 1e-4
+LOADING_TOL = 0.1
+
+
+def openloadflow_agreement(path: Path) -> tuple[float, float, float]:
+    """Largest |ΔV| (pu), |Δθ| (degrees) and |ΔP| of lines (MW), pandapower runpp vs OpenLoadFlow.
+
+    Both solve the same data the same way: fixed slack (the RAW swing bus), no reactive
+    limits, taps and switched shunts fixed at the importer's positions, remote voltage
+    control held locally, generators at PV buses regulating.
+    """
+    import pypowsybl
+    import pypowsybl.loadflow as lf
+
+    buses = scan_raw(path)
+    network = pypowsybl.network.load(str(path))
+    gens = network.get_generators(all_attributes=True)
+    pv_bus = buses.loc[gens["bus_breaker_bus_id"].str[1:].astype(int), "kind"].to_numpy() >= 2
+    turn_on = gens.index[~gens["voltage_regulator_on"].to_numpy() & pv_bus]
+    if len(turn_on):
+        network.update_generators(id=list(turn_on), voltage_regulator_on=[True] * len(turn_on))
+    buses.attrs["switched_shunt_mvar"] = {}  # the importer's shunt sections, which OLF solves with
+    net = iidm_to_pandapower(network, buses, str(path), f_hz=buses.attrs["f_hz"])
+    parameters = lf.Parameters(
+        distributed_slack=False,
+        use_reactive_limits=False,
+        transformer_voltage_control_on=False,
+        shunt_compensator_voltage_control_on=False,
+        phase_shifter_regulation_on=False,
+        read_slack_bus=True,
+        voltage_init_mode=lf.VoltageInitMode.DC_VALUES,
+        provider_parameters={"voltageRemoteControl": "false", "newtonRaphsonConvEpsPerEq": "1e-8"},
+    )
+    assert lf.run_ac(network, parameters)[0].status == lf.ComponentStatus.CONVERGED
+    pp.runpp(net, tolerance_mva=1e-8, init="dc")
+    view = network.get_bus_breaker_view_buses(all_attributes=True)
+    number = view.index.str[1:].astype(int)
+    vm = view["v_mag"].to_numpy() / net.bus["vn_kv"].loc[number].to_numpy()
+    dv = np.abs(net.res_bus["vm_pu"].loc[number].to_numpy() - vm).max()
+    da = np.abs(net.res_bus["va_degree"].loc[number].to_numpy() - view["v_angle"].to_numpy()).max()
+    p1 = network.get_lines()["p1"]
+    ours = pd.Series(net.res_line["p_from_mw"].to_numpy(), index=net.line["name"])
+    dp = np.abs(ours - p1.reindex(ours.index)).max()
+    return dv, da, dp
+
+
+@pytest.mark.slow  # the Java load flow's start-up alone takes ~30 s on a shared machine
+@pytest.mark.parametrize("path", [RTS, WECC], ids=["rts-gmlc", "wecc240"])
+def test_raw_case_solves_like_openloadflow(path):
+    dv, da, dp = openloadflow_agreement(path)
+    assert dv < 1e-6 and da < 1e-4 and dp < 1e-3
+
+
+@pytest.mark.slow
+def test_activsg2000_raw_solves_like_openloadflow():
+    dv, da, dp = openloadflow_agreement(TEXAS)
+    assert dv < 1e-6 and da < 1e-4 and dp < 1e-3
+
+
+@pytest.mark.parametrize(
+    "path", [RTS, WECC, pytest.param(TEXAS, marks=pytest.mark.slow)], ids=["rts-gmlc", "wecc240", "texas"]
+)
+def test_engine_matches_pandapower_on_raw_cases(path):
+    grid = load_grid(path)
+    net = grid.net
+    result = solve(prepare(net, source=str(path)), Scenarios(n=1))
+    pp.runpp(net)
+    assert result.converged.all()
+    assert np.nanmax(np.abs(result.vm_pu[0] - net.res_bus["vm_pu"].to_numpy())) <= V_TOL
+    for ours, theirs in (
+        (result.line_loading_percent[0], net.res_line["loading_percent"].to_numpy()),
+        (result.trafo_loading_percent[0], net.res_trafo["loading_percent"].to_numpy()),
+    ):
+        assert np.nanmax(np.abs(ours - theirs)) <= LOADING_TOL
+
+
+def test_rts_raw_case_comes_through_element_by_element():
+    net = load_grid(RTS).net
+    assert (len(net.bus), len(net.line), len(net.trafo), len(net.load)) == (73, 105, 15, 51)
+    # the swing bus (IDE 3) is 113; the importer's slack terminal there is a load, not a generator
+    assert net.ext_grid["bus"].tolist() == [113] and net.ext_grid["name"].iloc[0].startswith("B113-G")
+    assert net.bus.loc[101, "name"] == "ABEL" and net.bus.loc[101, "vn_kv"] == 138.0
+    # PSS/E switched shunt BINIT −100 Mvar at 1 pu: a 100 Mvar reactor
+    assert net.shunt.loc[net.shunt["bus"] == 106, "q_mvar"].sum() == pytest.approx(100.0)
+    # RATEA 175 MVA of line 101–102 at 138 kV
+    line = net.line[net.line["name"].str.strip() == "L-101-102-1"].iloc[0]
+    assert line["max_i_ka"] == pytest.approx(175 / (np.sqrt(3) * 138), rel=1e-6)
+
+
+def _edit(tmp_path: Path, source: Path, edit) -> Path:
+    lines = source.read_text().splitlines()
+    path = tmp_path / "case.raw"
+    path.write_text("\n".join(edit(lines)) + "\n")
+    return path
+
+
+def _line_of(lines: list[str], prefix: str) -> int:
+    return next(i for i, line in enumerate(lines) if line.lstrip().startswith(prefix))
+
+
+def test_unsupported_version_is_refused(tmp_path):
+    path = _edit(tmp_path, RTS, lambda lines: [lines[0].replace(" 33,", " 30,", 1), *lines[1:]])
+    with pytest.raises(GridError, match="version 30 is not supported"):
+        load_grid(path)
+
+
+def test_truncated_file_names_the_line(tmp_path):
+    def cut(lines):
+        at = _line_of(lines, "0 / END OF BRANCH DATA")
+        return lines[: at - 3]  # inside the branch data
+
+    path = _edit(tmp_path, RTS, cut)
+    with pytest.raises(GridError, match=r"line \d+: the file ends inside the branch data"):
+        load_grid(path)
+
+
+def test_truncated_transformer_record_names_the_line(tmp_path):
+    def cut(lines):
+        end = _line_of(lines, "0 / END OF TRANSFORMER DATA")
+        return [*lines[: end - 1], *lines[end:]]  # last transformer loses its fourth line
+
+    path = _edit(tmp_path, RTS, cut)
+    with pytest.raises(GridError, match=r"line \d+: transformer record ends after 3 of its 4 lines"):
+        load_grid(path)
+
+
+def test_duplicate_bus_number_is_refused(tmp_path):
+    def duplicate(lines):
+        at = _line_of(lines, "102,")
+        return [*lines[: at + 1], lines[at].replace("102,", "101,", 1), *lines[at + 1 :]]
+
+    path = _edit(tmp_path, RTS, duplicate)
+    with pytest.raises(GridError, match="bus number 101 is already used at line"):
+        load_grid(path)
+
+
+def test_branch_to_a_missing_bus_is_refused(tmp_path):
+    def rewire(lines):
+        at = _line_of(lines, "0 / END OF GENERATOR DATA") + 1
+        while lines[at].lstrip().startswith("@!"):
+            at += 1
+        lines[at] = lines[at].replace("102,", "999,", 1)
+        return lines
+
+    path = _edit(tmp_path, RTS, rewire)
+    with pytest.raises(GridError, match="branch record names bus 999, which is not in the bus data"):
+        load_grid(path)
