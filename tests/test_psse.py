@@ -162,3 +162,15 @@ def test_branch_to_a_missing_bus_is_refused(tmp_path):
     path = _edit(tmp_path, RTS, rewire)
     with pytest.raises(GridError, match="branch record names bus 999, which is not in the bus data"):
         load_grid(path)
+
+
+@pytest.mark.slow
+def test_capacity_runs_on_a_raw_case_without_coordinates():
+    from siting.capacity import CapacitySettings, substation_capacity
+
+    grid = load_grid(RTS)
+    study = substation_capacity(grid, CapacitySettings(), n1=False, year=False, substations=[6])
+    row = study.table.iloc[0]
+    assert row["name"] == "CAESAR" and np.isnan(row["lon"])
+    # bound by undervoltage at 31.2 MW (RTS-GMLC's 138 kV area 3 at the case's dispatch)
+    assert row["hc_n0_mw"] == pytest.approx(31.2, abs=0.1) and row["binding_criterion"] == "undervoltage"
