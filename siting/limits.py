@@ -10,14 +10,23 @@ from pandapower.auxiliary import pandapowerNet
 from siting.errors import UsageError
 
 
+# How a limit the base case already violates binds added load:
+# "no-worse": it binds once added load makes it worse by more than the tolerance
+# (``worsening_pu`` for voltages, ``worsening_percent`` for loadings);
+# "ignore": it never binds (Vattenfall's gridcapacity does this); the violation is still listed.
+PRE_EXISTING_POLICIES = ("no-worse", "ignore")
+
+
 @dataclass(frozen=True)
 class StudyLimits:
-    """Defaults applied where the model has no limit of its own.
+    """Defaults applied where the model has no limit of its own, and the pre-existing rule.
 
     Voltages in pu: ANSI C84.1 Range A (0.95–1.05) in normal operation and a contingency
     band (0.90–1.10) after an outage. Thermal limits in percent of the normal rating:
     ``normal_loading_percent`` in normal operation (unless the element has
     ``max_loading_percent``), and ``emergency_factor`` × the normal limit after an outage.
+    A limit the base state already violates is handled by ``pre_existing`` (see
+    ``PRE_EXISTING_POLICIES``); every such violation is reported apart with its base value.
     """
 
     vmin_pu: float = 0.95
@@ -26,8 +35,20 @@ class StudyLimits:
     contingency_vmax_pu: float = 1.10
     normal_loading_percent: float = 100.0
     emergency_factor: float = 1.2
+    pre_existing: str = "no-worse"
+    worsening_pu: float = 0.001
+    worsening_percent: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.pre_existing not in PRE_EXISTING_POLICIES:
+            raise UsageError(
+                f"--pre-existing {self.pre_existing}: use one of {', '.join(PRE_EXISTING_POLICIES)}"
+            )
+        if self.worsening_pu < 0 or self.worsening_percent < 0:
+            raise UsageError(
+                f"pre-existing violation tolerance {self.worsening_pu} pu / {self.worsening_percent} %: "
+                "must not be negative"
+            )
         if not 0 < self.vmin_pu < self.vmax_pu:
             raise UsageError(f"voltage band {self.vmin_pu}–{self.vmax_pu} pu: need 0 < min < max")
         if not 0 < self.contingency_vmin_pu < self.contingency_vmax_pu:
@@ -48,6 +69,9 @@ class ElementLimits:
     line_percent: np.ndarray  # per net.line row
     trafo_percent: np.ndarray  # per net.trafo row
     from_model: dict[str, int]  # how many of each limit came from the model
+    pre_existing: str = "no-worse"  # the rule for limits the base state violates
+    worsening_pu: float = 0.001
+    worsening_percent: float = 0.1
 
 
 def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) -> ElementLimits:
@@ -73,7 +97,9 @@ def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) ->
         "line max_loading_percent": int(np.isfinite(_column(net.line, "max_loading_percent")).sum()),
         "trafo max_loading_percent": int(np.isfinite(_column(net.trafo, "max_loading_percent")).sum()),
     }
-    return ElementLimits(vmin, vmax, line, trafo, from_model)
+    return ElementLimits(
+        vmin, vmax, line, trafo, from_model, study.pre_existing, study.worsening_pu, study.worsening_percent
+    )
 
 
 def _column(frame, column: str) -> np.ndarray:
