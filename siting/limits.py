@@ -9,7 +9,6 @@ from pandapower.auxiliary import pandapowerNet
 
 from siting.errors import UsageError
 
-
 # How a limit the base case already violates binds added load:
 # "no-worse": it binds once added load makes it worse by more than the tolerance
 # (``worsening_pu`` for voltages, ``worsening_percent`` for loadings);
