@@ -324,6 +324,9 @@ def iidm_to_pandapower(network, buses: pd.DataFrame, source: str, f_hz: float = 
     _shunts(net, network, bus_of, levels, buses.attrs.get("switched_shunt_mvar", {}))
     _loads(net, network, bus_of)
     _generators(net, network, bus_of, levels, vm_angle, raw["kind"], source)
+    for table in ("line", "trafo", "load", "gen", "sgen", "ext_grid", "shunt", "switch"):
+        # the importer's ids keep the padding of PSS/E's quoted circuit and device ids
+        net[table]["name"] = net[table]["name"].astype(str).str.strip()
     return net
 
 
