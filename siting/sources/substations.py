@@ -107,6 +107,13 @@ def find_substations(net: pandapowerNet, grid_name: str) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(table[SUBSTATION_COLUMNS], geometry=geometry, crs=WGS84)
 
 
+def describe_substations(net: pandapowerNet, stations: list[tuple[str, int]], rule: str) -> pd.DataFrame:
+    """Rows in the ``find_substations`` layout (without id and coordinates) for stations given as
+    (name, connection bus) — a user's own list, where the connection bus is theirs to choose."""
+    facts = _BusFacts.of(net, fused_bus_groups(net))
+    return pd.DataFrame([_describe(net, name, bus, facts, rule) for name, bus in stations])
+
+
 def fused_bus_groups(net: pandapowerNet) -> pd.Series:
     """Group number of every bus; buses joined by closed bus-bus switches share a group."""
     position = pd.Series(np.arange(len(net.bus)), index=net.bus.index)
