@@ -97,3 +97,13 @@ def test_texas_raw_with_tamus_bus_coordinates_has_the_catalog_grids_substations(
     assert np.abs(ours["load_mw"] - theirs["load_mw"]).max() < 0.01  # MATPOWER rounds loads to 0.01 MW
     # 14 RAW transformers between equal voltages are lines in the MATPOWER case: 4 stations count them
     assert (ours["n_transformers"] != theirs["n_transformers"]).sum() == 4
+
+
+def test_every_bus_at_or_above_a_voltage_can_be_a_candidate(rts):
+    from siting.sources.user_substations import bus_candidates
+
+    candidates = bus_candidates(rts.net, min_kv=200)
+    assert len(candidates) == int((rts.net.bus["vn_kv"] >= 200).sum()) == 43
+    assert (candidates["vn_kv"] == 230).all() and (candidates["rule"] == "bus").all()
+    with pytest.raises(UsageError, match="no in-service bus at or above 1000 kV"):
+        bus_candidates(rts.net, min_kv=1000)

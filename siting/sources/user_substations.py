@@ -22,7 +22,7 @@ from pandapower.auxiliary import pandapowerNet
 
 from siting.errors import UsageError
 from siting.sources.geo import WGS84, bus_lonlat, set_bus_lonlat
-from siting.sources.substations import SUBSTATION_COLUMNS, describe_substations
+from siting.sources.substations import MIN_CONNECTION_KV, SUBSTATION_COLUMNS, describe_substations
 
 MODES = ("replace", "augment")
 
@@ -78,6 +78,24 @@ def substations_from_list(
         kept = pd.DataFrame(automatic[~automatic["bus"].isin(listed["bus"])]).drop(columns=["geometry", "id"])
         rows = pd.concat([rows, kept], ignore_index=True)
     rows.insert(0, "id", np.arange(len(rows)))
+    return _frame(rows)
+
+
+def bus_candidates(net: pandapowerNet, min_kv: float = 0.0) -> gpd.GeoDataFrame:
+    """Every in-service bus at or above ``min_kv`` as a candidate, in the substations layout
+    (per-bus headroom, as transmission point-of-interconnection studies report it)."""
+    bus = net.bus[net.bus["in_service"].astype(bool) & (net.bus["vn_kv"] >= max(min_kv, MIN_CONNECTION_KV))]
+    if bus.empty:
+        raise UsageError(f"no in-service bus at or above {min_kv:g} kV to use as a candidate")
+    labels = [name if isinstance(name, str) and name else f"bus {i}" for i, name in bus["name"].items()]
+    rows = describe_substations(net, list(zip(labels, bus.index.astype(int), strict=True)), "bus")
+    coords = bus_lonlat(net).loc[bus.index]
+    rows["lon"], rows["lat"] = coords["lon"].to_numpy(), coords["lat"].to_numpy()
+    rows.insert(0, "id", np.arange(len(rows)))
+    return _frame(rows)
+
+
+def _frame(rows: pd.DataFrame) -> gpd.GeoDataFrame:
     located = rows["lon"].notna()
     geometry = [
         gpd.points_from_xy([x], [y])[0] if ok else None
