@@ -112,10 +112,13 @@ def apply_layers(
     candidate's distances to fiber and to demand, each divided by its largest value among
     the candidates (1 is best).
     """
-    crs = local_crs(candidates)
-    sites = candidates.to_crs(crs).geometry
     out = pd.DataFrame(index=candidates.index)
     out["geo_reason"] = ""
+    if candidates.geometry.isna().all():  # a grid without coordinates: geography is off
+        out["score"] = 1.0  # every candidate equal: capacity alone ranks them
+        return out
+    crs = local_crs(candidates)
+    sites = candidates.to_crs(crs).geometry
     if "exclusion" in layers.frames:
         zones = layers.frames["exclusion"].to_crs(crs)
         area = shapely.union_all(zones.geometry.buffer(rules.exclusion_buffer_m).to_numpy())

@@ -48,3 +48,14 @@ def test_unknown_policy_and_negative_tolerance_are_refused():
         StudyLimits(pre_existing="maybe")
     with pytest.raises(UsageError, match="must not be negative"):
         StudyLimits(worsening_percent=-1)
+
+
+@pytest.mark.slow
+def test_selection_runs_without_coordinates_and_says_geography_is_off():
+    from siting.selection import select_sites
+
+    grid = load_grid(SAVNW)
+    capacity = substation_capacity(grid, CapacitySettings(pf=0.9, cap_mw=200.0), n1=True, year=False)
+    selection = select_sites(grid, capacity.table)
+    assert selection.notes[0].startswith("geography off: the grid has no bus coordinates")
+    assert (selection.joint["passes"]).all() and selection.joint["sites"].iloc[0] >= 1
