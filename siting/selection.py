@@ -164,7 +164,7 @@ def select_sites(
                 f"{grid.name} has no bus coordinates: GIS layers and regions need them "
                 "(give bus coordinates or a substation list with lon/lat)"
             )
-        notes.append("geography off: the grid has no bus coordinates, so no GIS layer or distance was applied")
+        notes.append("geography off: the grid has no bus coordinates, so no GIS layer or distance applies")
     table = _candidates(grid, capacity, settings, layers, column)
     regions = None
     if "regions" in layers.frames:
