@@ -117,10 +117,13 @@ def apply_layers(
     candidate's distances to fiber and to demand, each divided by its largest value among
     the candidates (1 is best).
     """
-    crs = local_crs(candidates)
-    sites = candidates.to_crs(crs).geometry
     out = pd.DataFrame(index=candidates.index)
     out["geo_reason"] = ""
+    if candidates.geometry.isna().all():  # a grid without coordinates: geography is off
+        out["score"] = 1.0  # every candidate equal: capacity alone ranks them
+        return out
+    crs = local_crs(candidates)
+    sites = candidates.to_crs(crs).geometry
     if "exclusion" in layers.frames:
         # clipped to the candidates' surroundings first: a zone as large as a continent has no
         # finite shape in a local metric map

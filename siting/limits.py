@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,15 +10,23 @@ from pandapower.auxiliary import pandapowerNet
 
 from siting.errors import GridError, SettingError, check_number
 
+# How a limit the base case already violates binds added load:
+# "no-worse": it binds once added load makes it worse by more than the tolerance
+# (``worsening_pu`` for voltages, ``worsening_percent`` for loadings);
+# "ignore": it never binds (Vattenfall's gridcapacity does this); the violation is still listed.
+PRE_EXISTING_POLICIES = ("no-worse", "ignore")
+
 
 @dataclass(frozen=True)
 class StudyLimits:
-    """Defaults applied where the model has no limit of its own.
+    """Defaults applied where the model has no limit of its own, and the pre-existing rule.
 
     Voltages in pu: ANSI C84.1 Range A (0.95–1.05) in normal operation and a contingency
     band (0.90–1.10) after an outage. Thermal limits in percent of the normal rating:
     ``normal_loading_percent`` in normal operation (unless the element has
     ``max_loading_percent``), and ``emergency_factor`` × the normal limit after an outage.
+    A limit the base state already violates is handled by ``pre_existing`` (see
+    ``PRE_EXISTING_POLICIES``); every such violation is reported apart with its base value.
     """
 
     vmin_pu: float = 0.95
@@ -26,8 +35,17 @@ class StudyLimits:
     contingency_vmax_pu: float = 1.10
     normal_loading_percent: float = 100.0
     emergency_factor: float = 1.2
+    pre_existing: str = "no-worse"
+    worsening_pu: float = 0.001
+    worsening_percent: float = 0.1
 
     def __post_init__(self) -> None:
+        if self.pre_existing not in PRE_EXISTING_POLICIES:
+            raise SettingError(
+                "pre_existing", self.pre_existing, f"use one of {', '.join(PRE_EXISTING_POLICIES)}"
+            )
+        check_number("worsening_pu", self.worsening_pu, at_least=0)
+        check_number("worsening_percent", self.worsening_percent, at_least=0)
         for name in ("vmin_pu", "vmax_pu", "contingency_vmin_pu", "contingency_vmax_pu"):
             check_number(name, getattr(self, name), above=0, below=2)
         if not self.vmin_pu < self.vmax_pu:
@@ -55,6 +73,9 @@ class ElementLimits:
     line_percent: np.ndarray  # per net.line row
     trafo_percent: np.ndarray  # per net.trafo row
     from_model: dict[str, int]  # how many of each limit came from the model
+    pre_existing: str = "no-worse"  # the rule for limits the base state violates
+    worsening_pu: float = 0.001
+    worsening_percent: float = 0.1
 
 
 def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) -> ElementLimits:
@@ -87,7 +108,9 @@ def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) ->
         "line max_loading_percent": int(np.isfinite(_column(net.line, "max_loading_percent")).sum()),
         "trafo max_loading_percent": int(np.isfinite(_column(net.trafo, "max_loading_percent")).sum()),
     }
-    return ElementLimits(vmin, vmax, line, trafo, from_model)
+    return ElementLimits(
+        vmin, vmax, line, trafo, from_model, study.pre_existing, study.worsening_pu, study.worsening_percent
+    )
 
 
 def deviation_band(
@@ -105,7 +128,7 @@ def deviation_band(
     vmin, vmax = limits.vmin_pu.copy(), limits.vmax_pu.copy()
     vmin[buses] = np.fmax(vmin[buses], pre_vm[buses] * (1 - deviation_pu))
     vmax[buses] = np.fmin(vmax[buses], pre_vm[buses] * (1 + deviation_pu))
-    return ElementLimits(vmin, vmax, limits.line_percent, limits.trafo_percent, limits.from_model)
+    return dataclasses.replace(limits, vmin_pu=vmin, vmax_pu=vmax)
 
 
 def load_bus_positions(net: pandapowerNet) -> np.ndarray:

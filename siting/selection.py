@@ -188,6 +188,13 @@ def select_sites(
     if settings.flex_limit is not None and grid.profiles is None:
         raise UsageError(f"--criterion {settings.criterion}: {grid.name} has no profiles to curtail against")
     notes: list[str] = []
+    if grid.substations["lon"].isna().all():
+        if layers.frames or settings.regions:
+            raise UsageError(
+                f"{grid.name} has no bus coordinates: GIS layers and regions need them "
+                "(give bus coordinates or a substation list with lon/lat)"
+            )
+        notes.append("geography off: the grid has no bus coordinates, so no GIS layer or distance applies")
     table = _candidates(grid, capacity, settings, layers, column)
     regions = None
     if "regions" in layers.frames:
@@ -511,7 +518,8 @@ def _pick_reason(row, rank, size, binding, settings, sizes, regions) -> str:
         parts.append(f"region {row['region']} ({in_region}/{settings.quota})")
     if "fiber_km" in row and pd.notna(row.get("fiber_km")):
         parts.append(f"{row['fiber_km']:.1f} km from fiber")
-    parts.append(f"demand-weighted distance {row['demand_km']:.0f} km; score {row['score']:.2f}")
+    if pd.notna(row.get("demand_km")):  # absent on a grid without coordinates
+        parts.append(f"demand-weighted distance {row['demand_km']:.0f} km; score {row['score']:.2f}")
     return "; ".join(parts)
 
 

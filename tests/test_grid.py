@@ -85,12 +85,23 @@ def test_matpower_file_with_ragged_bus_matrix_names_the_file(tmp_path):
         load_grid(path)
 
 
-def test_grid_without_geodata_is_refused(tmp_path):
+def test_grid_without_geodata_has_substations_without_places(tmp_path):
     net = pp.networks.case9()
     net.bus["geo"] = None
     path = tmp_path / "nogeo.json"
     pp.to_json(net, str(path))
-    with pytest.raises(GridError, match="no bus coordinates"):
+    grid = load_grid(path)
+    assert len(grid.substations) == 3  # case9's three load buses
+    assert grid.substations["lon"].isna().all() and grid.substations.geometry.isna().all()
+
+
+def test_grid_with_some_coordinates_missing_at_a_substation_is_refused(tmp_path):
+    net = pp.networks.case9()
+    net.bus["geo"] = None
+    net.bus.loc[0, "geo"] = '{"coordinates": [10.0, 50.0], "type": "Point"}'
+    path = tmp_path / "somegeo.json"
+    pp.to_json(net, str(path))
+    with pytest.raises(GridError, match="have no coordinates"):
         load_grid(path)
 
 

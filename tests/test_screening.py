@@ -13,8 +13,8 @@ import pandapower.shortcircuit as sc
 import pandas as pd
 import pytest
 
-from siting.engine.search import WORSENING_PU
 from siting.errors import UsageError
+from siting.limits import StudyLimits
 from siting.screening import (
     ScreeningSettings,
     after_controllers,
@@ -315,7 +315,7 @@ def test_firm_capacity_with_the_deviation_criterion(hv_mixed):
         pp.create_load(case, int(row["bus"]), p_mw=mw, q_mvar=mw * q)
         pp.runpp(case)
         deviation = np.abs(case.res_bus["vm_pu"].to_numpy()[loads] / pre[loads] - 1)
-        allowed = deviation if mw == 0 else np.maximum(0.02, excess[0] + WORSENING_PU)
+        allowed = deviation if mw == 0 else np.maximum(0.02, excess[0] + StudyLimits().worsening_pu)
         excess.append(deviation if mw == 0 else np.nanmax(deviation - allowed))
     assert excess[1] <= 1e-4 and excess[2] > 0
     with pytest.raises(UsageError, match="deviation"):

@@ -16,7 +16,7 @@ from pandapower.auxiliary import pandapowerNet
 
 from siting.capacity import CapacitySettings
 from siting.engine.flow import Outage, outage_elements
-from siting.engine.search import WORSENING_PERCENT, WORSENING_PU, relaxed_limit
+from siting.engine.search import binding_limits
 from siting.limits import element_limits
 
 
@@ -33,12 +33,7 @@ def reference_hosting_capacity(
     base = _run(state)
     if base is None:
         raise ValueError("the base case does not converge")
-    bounds = {
-        "vmin": relaxed_limit(limits.vmin_pu, base[0], -WORSENING_PU),
-        "vmax": relaxed_limit(limits.vmax_pu, base[0], WORSENING_PU),
-        "line": relaxed_limit(limits.line_percent, base[1], WORSENING_PERCENT),
-        "trafo": relaxed_limit(limits.trafo_percent, base[2], WORSENING_PERCENT),
-    }
+    bounds = dict(zip(("vmin", "vmax", "line", "trafo"), binding_limits(limits, *base), strict=True))
     load = pp.create_load(state, bus, 0.0, 0.0)
 
     def feasible(k: int) -> bool:

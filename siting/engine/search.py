@@ -27,14 +27,11 @@ CAP_REACHED = 0
 UNDERVOLTAGE, OVERVOLTAGE, LINE_THERMAL, TRAFO_THERMAL, NON_CONVERGENCE = 1, 2, 3, 4, 5
 VOLTAGE_SCALE_PU = 0.01  # 1 % of voltage weighs as much as 1 point of loading in the margin
 BASE_TOLERANCE = 1e-6  # a base-case value beyond its limit by less than this is not a violation
-# A base-case value at or beyond its limit may move this much before added load is blamed:
-# smaller changes are solver noise or side effects no engineer would call a violation.
-WORSENING_PU = 0.001
-WORSENING_PERCENT = 0.1
 MAX_PAIRS_PER_BATCH = 20_000
 # (state, site) pairs × result columns (bus voltages and angles, line and transformer loadings)
 # per round: each array of a round's results and margins is at most 8 bytes × this (160 MB)
 MAX_RESULT_CELLS = 20_000_000
+
 
 
 class SearchGrid(Protocol):
@@ -145,16 +142,39 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
     load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
     supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(states.n, bool)
     usable = base.converged & supplied
-    vmin = relaxed_limit(limits.vmin_pu, vm, -WORSENING_PU)
-    vmax = relaxed_limit(limits.vmax_pu, vm, WORSENING_PU)
-    line = relaxed_limit(limits.line_percent, base.line_loading_percent, WORSENING_PERCENT)
-    trafo = relaxed_limit(limits.trafo_percent, base.trafo_loading_percent, WORSENING_PERCENT)
+    vmin, vmax, line, trafo = binding_limits(
+        limits, vm, base.line_loading_percent, base.trafo_loading_percent
+    )
     violations = _violations(model, base, limits, usable)
     relaxed = StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations)
     margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
     return StateLimits(
         vmin, vmax, line, trafo, usable, base.converged, np.maximum(margin, 0.0), violations
     )
+
+
+def binding_limits(
+    limits: ElementLimits, vm: np.ndarray, line: np.ndarray, trafo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lower and upper voltage, line and transformer limits that bind added load, given the
+    base values (per state, or one base) and the limits' pre-existing-violation policy."""
+    du, dp = limits.worsening_pu, limits.worsening_percent
+    bounds = (
+        relaxed_limit(limits.vmin_pu, vm, -du),
+        relaxed_limit(limits.vmax_pu, vm, du),
+        relaxed_limit(limits.line_percent, line, dp),
+        relaxed_limit(limits.trafo_percent, trafo, dp),
+    )
+    if limits.pre_existing == "no-worse":
+        return bounds
+    # "ignore": a limit the base already violates never binds; one it sits at keeps the tolerance
+    with np.errstate(invalid="ignore"):
+        return (
+            np.where(vm < limits.vmin_pu - BASE_TOLERANCE, -np.inf, bounds[0]),
+            np.where(vm > limits.vmax_pu + BASE_TOLERANCE, np.inf, bounds[1]),
+            np.where(line > limits.line_percent + BASE_TOLERANCE, np.inf, bounds[2]),
+            np.where(trafo > limits.trafo_percent + BASE_TOLERANCE, np.inf, bounds[3]),
+        )
 
 
 def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:

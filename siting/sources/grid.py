@@ -20,7 +20,7 @@ from siting.errors import GridError, UsageError
 from siting.sources.catalog import GRIDS_DIR, read_catalog
 from siting.sources.substations import find_substations
 
-MODEL_SUFFIXES = (".json", ".m", ".mat")
+MODEL_SUFFIXES = (".json", ".m", ".mat", ".raw")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Grid:
 
 
 def load_grid(source: str | Path) -> Grid:
-    """Load ``simbench:<code>``, ``pandapower:<name>``, a .json/.m/.mat file, or a catalog name."""
+    """Load ``simbench:<code>``, ``pandapower:<name>``, a .json/.m/.mat/.raw file, or a catalog name."""
     text = str(source)
     with _quiet():
         if text.startswith("simbench:"):
@@ -154,7 +154,7 @@ def _catalog_grid(name: str) -> Grid:
     if entry is None:
         known = ", ".join(sorted(catalog.entries))
         raise UsageError(
-            f"unknown grid '{name}': use simbench:<code>, pandapower:<name>, a .json/.m/.mat "
+            f"unknown grid '{name}': use simbench:<code>, pandapower:<name>, a .json/.m/.mat/.raw "
             f"file, or a catalog name ({known}); 'siting grids' lists them"
         )
     if entry.source is not None:
@@ -228,8 +228,13 @@ def _model_file(path: Path) -> tuple[str, str, pandapowerNet, None]:
     elif suffix in (".m", ".mat"):
         net = read_matpower(path)
         kind = "MATPOWER case"
+    elif suffix == ".raw":
+        from siting.sources.psse import read_psse
+
+        net = read_psse(path)
+        kind = "PSS/E RAW case"
     else:
-        raise UsageError(f"{path}: unknown model file type (use .json, .m or .mat)")
+        raise UsageError(f"{path}: unknown model file type (use .json, .m, .mat or .raw)")
     return path.stem, f"{kind} {path.name}", net, None
 
 

@@ -66,14 +66,14 @@ def voltage_level(vn_kv: float) -> str:
 
 
 def find_substations(net: pandapowerNet, grid_name: str) -> gpd.GeoDataFrame:
-    """Every place a micro site could connect, as a GeoDataFrame in EPSG:4326 (see module doc)."""
+    """Every place a micro site could connect, as a GeoDataFrame in EPSG:4326 (see module doc).
+
+    A model without any bus coordinates gives substations with NaN lon/lat and empty
+    geometry (capacity and selection run; maps and distances cannot); a model with some
+    coordinates must have them at every substation bus.
+    """
     coords = bus_lonlat(net)
-    if coords["lon"].isna().all():
-        raise GridError(
-            f"{grid_name}: the model has no bus coordinates (geodata); siting needs them to "
-            "place substations on a map — add GeoJSON points to net.bus['geo'] or use a grid "
-            "that has them"
-        )
+    located = not coords["lon"].isna().all()  # a model without any coordinates is fine: no map
     fused = fused_bus_groups(net)
     if _has_model_substations(net):
         stations, rule = _model_substations(net), "model substation"
@@ -97,14 +97,21 @@ def find_substations(net: pandapowerNet, grid_name: str) -> gpd.GeoDataFrame:
     table.insert(0, "id", np.arange(len(table)))
     table = table.join(coords, on="bus")
     missing = table["lon"].isna()
-    if missing.any():
+    if located and missing.any():
         names = ", ".join(table.loc[missing, "bus_name"].astype(str).head(5))
         raise GridError(
             f"{grid_name}: {int(missing.sum())} substation bus(es) have no coordinates "
             f"(e.g. {names}); add them to net.bus['geo']"
         )
-    geometry = gpd.points_from_xy(table["lon"], table["lat"])
+    geometry = gpd.points_from_xy(table["lon"], table["lat"]) if located else [None] * len(table)
     return gpd.GeoDataFrame(table[SUBSTATION_COLUMNS], geometry=geometry, crs=WGS84)
+
+
+def describe_substations(net: pandapowerNet, stations: list[tuple[str, int]], rule: str) -> pd.DataFrame:
+    """Rows in the ``find_substations`` layout (without id and coordinates) for stations given as
+    (name, connection bus) — a user's own list, where the connection bus is theirs to choose."""
+    facts = _BusFacts.of(net, fused_bus_groups(net))
+    return pd.DataFrame([_describe(net, name, bus, facts, rule) for name, bus in stations])
 
 
 def fused_bus_groups(net: pandapowerNet) -> pd.Series:

@@ -1,0 +1,183 @@
+"""Named contingencies a planner defines: each one or more branches taken out together.
+
+Three formats, each giving ``{name: ((table, index), …)}`` with ``table`` "line" or "trafo"
+and ``index`` the element's index in the net:
+
+- CSV: ``contingency`` (the name; rows with the same name are one contingency) and either
+  ``element`` (a line or transformer name) or ``from_bus``, ``to_bus`` and optionally
+  ``circuit`` (the n-th parallel branch between the two buses, 1 by default);
+- MATPOWER change tables (``contab_*.m``): rows ``label prob CT_TBRCH row BR_STATUS CT_REP 0``,
+  the row counting branches of the MATPOWER case the net was read from;
+- PSS/E ``.con``: ``CONTINGENCY name`` … ``OPEN BRANCH FROM BUS i TO BUS j [CIRCUIT c]`` … ``END``.
+
+Bus numbers are the net's bus index (the PSS/E number for a RAW case); for a net read from a
+MATPOWER case, whose bus *i* is index *i* − 1, pass ``bus_offset=-1``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pandapower.auxiliary import pandapowerNet
+
+from siting.errors import UsageError
+
+Outage = tuple[str, int]
+
+_CON_BRANCH = re.compile(
+    r"^\s*OPEN\s+BRANCH\s+FROM\s+BUS\s+(\d+)\s+TO\s+BUS\s+(\d+)(?:\s+CIRCUIT\s+'?\s*(\w+)\s*'?)?",
+    re.IGNORECASE,
+)
+_CONTAB_ROW = re.compile(r"^\s*(\d+)\s+[\d.eE+-]+\s+CT_TBRCH\s+(\d+)\s+BR_STATUS\s+CT_REP\s+0\s*;?")
+
+
+def read_contingencies(
+    path: Path, net: pandapowerNet, bus_offset: int = 0, case: Path | None = None
+) -> dict[str, tuple[Outage, ...]]:
+    """The file's contingencies by name (module notes); bad or unknown elements refused by line.
+
+    ``case`` is the MATPOWER case a change table (``contab``) refers to by branch row.
+    """
+    if not path.exists():
+        raise UsageError(f"{path}: contingency file not found")
+    suffix = path.suffix.lower()
+    branches = _branch_keys(net)
+    if suffix == ".csv":
+        found = _csv(path, net, branches, bus_offset)
+    elif suffix == ".m":
+        found = _contab(path, branches, bus_offset, case)
+    elif suffix == ".con":
+        found = _con(path, branches, bus_offset)
+    else:
+        raise UsageError(
+            f"{path}: unknown contingency file type (use .csv, a MATPOWER contab .m, or PSS/E .con)"
+        )
+    if not found:
+        raise UsageError(f"{path}: no contingencies in the file")
+    return found
+
+
+def _branch_keys(net: pandapowerNet) -> pd.Series:
+    """(lower bus, higher bus, n-th parallel from 1) → (table, index), lines first as in MATPOWER."""
+    rows = []
+    for table, ends in (("line", ("from_bus", "to_bus")), ("trafo", ("hv_bus", "lv_bus"))):
+        a, b = (net[table][end].to_numpy(int) for end in ends)
+        rows.append(pd.DataFrame({"a": np.minimum(a, b), "b": np.maximum(a, b), "table": table,
+                                  "index": net[table].index.to_numpy(int)}))  # fmt: skip
+    frame = pd.concat(rows, ignore_index=True)
+    frame["k"] = frame.groupby(["a", "b"]).cumcount() + 1
+    return pd.Series(
+        list(zip(frame["table"], frame["index"], strict=True)),
+        index=pd.MultiIndex.from_frame(frame[["a", "b", "k"]]),
+    )
+
+
+def _branch(branches: pd.Series, i: int, j: int, circuit: int, where: str) -> Outage:
+    key = (min(i, j), max(i, j), circuit)
+    if key not in branches.index:
+        raise UsageError(f"{where}: no branch {circuit} between buses {i} and {j} in the model")
+    table, index = branches.loc[key]
+    return str(table), int(index)
+
+
+def _circuit(text: str | None) -> int:
+    """The n-th parallel branch: PSS/E circuit ids are usually '1', '2', …; others count as 1."""
+    return int(text) if text and str(text).strip().isdigit() else 1
+
+
+def _csv(path: Path, net: pandapowerNet, branches: pd.Series, offset: int) -> dict[str, tuple[Outage, ...]]:
+    table = pd.read_csv(path, dtype=str)
+    if "contingency" not in table:
+        raise UsageError(f"{path}: needs a 'contingency' column naming each contingency")
+    names = {}
+    for table_name in ("line", "trafo"):
+        for index, name in net[table_name]["name"].astype(str).items():
+            names.setdefault(name, (table_name, int(index)))
+    found: dict[str, list[Outage]] = {}
+    for row, record in table.iterrows():
+        where = f"{path}: row {row + 2}"
+        name = str(record["contingency"]).strip()
+        if not name or name == "nan":
+            raise UsageError(f"{where}: a contingency without a name")
+        element = str(record.get("element", "") or "").strip()
+        if element and element != "nan":
+            if element not in names:
+                raise UsageError(
+                    f"{where}: contingency '{name}' names '{element}', no line or transformer of the model"
+                )
+            outage = names[element]
+        elif {"from_bus", "to_bus"} <= set(table.columns):
+            try:
+                i, j = int(record["from_bus"]) + offset, int(record["to_bus"]) + offset
+            except (TypeError, ValueError):
+                raise UsageError(f"{where}: contingency '{name}' has no element and no end buses") from None
+            outage = _branch(branches, i, j, _circuit(record.get("circuit")), where)
+        else:
+            raise UsageError(f"{where}: give 'element' or 'from_bus' and 'to_bus'")
+        found.setdefault(name, []).append(outage)
+    return {name: tuple(outages) for name, outages in found.items()}
+
+
+def _contab(path: Path, branches: pd.Series, offset: int, case: Path | None) -> dict[str, tuple[Outage, ...]]:
+    if case is None:
+        raise UsageError(f"{path}: a MATPOWER change table counts branches of its case; give that case too")
+    ends = _case_branch_ends(case)
+    found: dict[str, list[Outage]] = {}
+    seen: dict[tuple[int, int], int] = {}
+    key_of_row = []
+    for i, j in ends:
+        pair = (min(i, j), max(i, j))
+        seen[pair] = seen.get(pair, 0) + 1
+        key_of_row.append((pair[0] + offset, pair[1] + offset, seen[pair]))
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        match = _CONTAB_ROW.match(line)
+        if not match:
+            continue
+        label, row = match.group(1), int(match.group(2))
+        if not 1 <= row <= len(key_of_row):
+            raise UsageError(
+                f"{path}: line {number}: branch row {row} is not in {case.name} ({len(key_of_row)} rows)"
+            )
+        a, b, k = key_of_row[row - 1]
+        found.setdefault(f"contab {label}", []).append(_branch(branches, a, b, k, f"{path}: line {number}"))
+    return {name: tuple(outages) for name, outages in found.items()}
+
+
+def _case_branch_ends(case: Path) -> list[tuple[int, int]]:
+    """From- and to-bus numbers of each row of a MATPOWER case's ``mpc.branch`` matrix."""
+    text = case.read_text(errors="replace")
+    start = text.find("mpc.branch = [")
+    if start < 0:
+        raise UsageError(f"{case}: no mpc.branch matrix")
+    block = text[start : text.index("];", start)].splitlines()[1:]
+    rows = [line.split("%")[0].replace(";", " ").split() for line in block]
+    return [(int(float(r[0])), int(float(r[1]))) for r in rows if len(r) >= 2]
+
+
+def _con(path: Path, branches: pd.Series, offset: int) -> dict[str, tuple[Outage, ...]]:
+    found: dict[str, list[Outage]] = {}
+    current = None
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        text = line.split("/")[0].strip()
+        if not text:
+            continue
+        word = text.split()[0].upper()
+        if word == "CONTINGENCY":
+            current = text.split(None, 1)[1].strip() if len(text.split()) > 1 else f"contingency {number}"
+            found[current] = []
+        elif word == "END":
+            if current is not None and not found[current]:
+                raise UsageError(f"{path}: line {number}: contingency '{current}' opens nothing")
+            current = None
+        elif current is not None:
+            match = _CON_BRANCH.match(text)
+            if not match:
+                raise UsageError(
+                    f"{path}: line {number}: only OPEN BRANCH FROM BUS … TO BUS … [CIRCUIT …] is read"
+                )
+            i, j = int(match.group(1)) + offset, int(match.group(2)) + offset
+            found[current].append(_branch(branches, i, j, _circuit(match.group(3)), f"{path}: line {number}"))
+    return {name: tuple(outages) for name, outages in found.items()}

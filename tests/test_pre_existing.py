@@ -1,0 +1,61 @@
+"""Limits the base case already violates: the stated policy decides whether they bind added load."""
+
+from pathlib import Path
+
+import pytest
+
+from siting import UsageError, load_grid
+from siting.capacity import CapacitySettings, substation_capacity
+from siting.limits import StudyLimits
+
+SAVNW = Path(__file__).resolve().parents[1] / "grids" / "savnw" / "savnw.json"
+
+
+def _n0(policy: str, **tolerance):
+    """N-0 capacity study on savnw at gridcapacity's published settings, and its table by bus name."""
+    band = {"vmin_pu": 0.9, "vmax_pu": 1.1, "contingency_vmin_pu": 0.9, "contingency_vmax_pu": 1.1}
+    limits = StudyLimits(**band, pre_existing=policy, **tolerance)
+    study = substation_capacity(
+        load_grid(SAVNW), CapacitySettings(pf=0.9, cap_mw=200.0, limits=limits), n1=False, year=False
+    )
+    names = load_grid(SAVNW).net.bus["name"]
+    table = study.table.assign(psse_name=names.loc[study.table["bus"]].astype(str).to_numpy())
+    return study, table.set_index("psse_name")
+
+
+@pytest.mark.slow
+def test_ignore_matches_gridcapacitys_published_run():
+    study, table = _n0("ignore")
+    # gridcapacity (Vattenfall) on savnw at cap 200 MW, pf 0.9, 0.9–1.1 pu
+    assert table.loc[["204", "202", "152", "3004"], "hc_n0_mw"].tolist() == [39.1, 66.8, 119.2, 121.0]
+    assert table.loc["3000", "hc_n0_mw"] == 200.0
+    # the overloaded transformer is still listed, apart, with its base value
+    listed = study.base_violations
+    assert listed["element"].tolist() == ["#6"] and listed["value"].iloc[0] == pytest.approx(107.74, abs=0.01)
+
+
+@pytest.mark.slow
+def test_no_worse_lets_the_overloaded_transformer_bind_everywhere():
+    _, table = _n0("no-worse")
+    assert (table["binding_element"] == "#6").all()
+    assert table.loc["204", "hc_n0_mw"] == 2.5  # 0.1 point more loading on the 107.7 % transformer
+    _, looser = _n0("no-worse", worsening_percent=1.0)
+    assert looser.loc["204", "hc_n0_mw"] > 5 * table.loc["204", "hc_n0_mw"]
+
+
+def test_unknown_policy_and_negative_tolerance_are_refused():
+    with pytest.raises(UsageError, match="--pre-existing maybe: use one of no-worse, ignore"):
+        StudyLimits(pre_existing="maybe")
+    with pytest.raises(UsageError, match="must not be negative"):
+        StudyLimits(worsening_percent=-1)
+
+
+@pytest.mark.slow
+def test_selection_runs_without_coordinates_and_says_geography_is_off():
+    from siting.selection import select_sites
+
+    grid = load_grid(SAVNW)
+    capacity = substation_capacity(grid, CapacitySettings(pf=0.9, cap_mw=200.0), n1=True, year=False)
+    selection = select_sites(grid, capacity.table)
+    assert selection.notes[0].startswith("geography off: the grid has no bus coordinates")
+    assert (selection.joint["passes"]).all() and selection.joint["sites"].iloc[0] >= 1
