@@ -34,13 +34,28 @@ STUDIES_DIR = Path(__file__).resolve().parent.parent / "data" / "studies"
 DEFAULT_STUDY = STUDIES_DIR / "default.toml"
 
 KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "": {"name": str, "grid": str, "out": str, "description": str},
+    "": {
+        "name": str,
+        "grid": str,
+        "out": str,
+        "description": str,
+        "profiles": str,
+        "profiles_tz": str,
+        "bus_coords": str,
+        "substation_list": str,
+        "substation_list_mode": str,
+        "candidates": str,
+        "min_kv": (int, float),
+    },
     "limits": {
         "vmin_pu": (int, float),
         "vmax_pu": (int, float),
         "contingency_vmin_pu": (int, float),
         "contingency_vmax_pu": (int, float),
         "emergency_percent": (int, float),
+        "pre_existing": str,
+        "worsening_pu": (int, float),
+        "worsening_percent": (int, float),
     },
     "capacity": {
         "at": str,
@@ -123,6 +138,7 @@ class Study:
     screening_peak_policy: str = "grid-aware"  # whose simulated peaks trip in the fleet trip
     pdf: bool = False
     flex_levels: tuple[str, ...] = ()  # the flexibility curve's levels; () computes none
+    own_data: dict[str, object] = field(default_factory=dict)  # siting.sources.own.with_own_data keywords
 
 
 def read_study(path: Path | None = None) -> Study:
@@ -234,8 +250,30 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         screening=screening,
         screening_peak_policy=peak_policy,
         pdf=bool(data.get("report", {}).get("pdf", False)),
+        own_data=_own_data(data, base, source),
         flex_levels=_flex_levels(data.get("flex_curve", {}).get("levels", []), capacity, source),
     )
+
+
+OWN_FILES = {"profiles": "profiles", "bus_coords": "bus_coords", "substation_list": "substation_list"}
+OWN_VALUES = {
+    "profiles_tz": "time_zone",
+    "substation_list_mode": "list_mode",
+    "candidates": "candidates",
+    "min_kv": "min_kv",
+}
+
+
+def _own_data(data: dict, base: Path, source: str) -> dict[str, object]:
+    own: dict[str, object] = {
+        field: _existing(resolve_path(base, data[key]), key, source)
+        for key, field in OWN_FILES.items()
+        if key in data
+    }
+    own.update({field: data[key] for key, field in OWN_VALUES.items() if key in data})
+    if own.get("candidates", "substations") not in ("substations", "buses"):
+        raise UsageError(f"{source}: candidates = {own['candidates']!r}: use substations or buses")
+    return own
 
 
 def _engine_options(table: dict, source: str) -> EngineOptions:
@@ -389,6 +427,7 @@ def study_summary(study: Study) -> dict[str, object]:
         "screening_peak_policy": study.screening_peak_policy,
         "pdf": study.pdf,
         "flex_curve_levels": list(study.flex_levels),
+        "own_data": {k: str(v) for k, v in study.own_data.items()},
     }
 
 
@@ -427,6 +466,7 @@ def compute_study(
     from siting.screening import screen_sites
     from siting.selection import select_sites
     from siting.sources.grid import load_grid
+    from siting.sources.own import with_own_data
     from siting.sources.peak import operating_point
     from siting.sources.profiles import simulation_year
     from siting.workload import read_demand_csv
@@ -436,7 +476,7 @@ def compute_study(
     layers = read_layers(study.layers)
     if grid is None:
         say(f"loading {study.grid}")
-        grid = load_grid(study.grid)
+        grid = with_own_data(load_grid(study.grid), **study.own_data)
     year, factor, demand = None, None, None
     if grid.profiles is not None:
         year, factor = simulation_year(grid, load_scale=study.load_scale, step_minutes=study.step_minutes)

@@ -11,10 +11,11 @@ from siting.cli.options import (
     add_limits,
     add_n1_hops,
     add_out,
+    add_own_data,
     add_pf,
     engine_from,
     limits_from,
-    note,
+    load_own,
     say,
     substation_ids,
 )
@@ -46,6 +47,7 @@ def add(commands) -> None:
         parser, "check each substation only against outages within N branch hops (default: every outage)"
     )
     add_limits(parser)
+    add_own_data(parser)
     add_engine(parser)
     parser.set_defaults(run=run)
 
@@ -58,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from siting.capacity import CapacitySettings, substation_capacity, write_capacity
     from siting.outputs import check_output_folder, write_output
     from siting.progress import Reporter
-    from siting.sources.grid import load_grid
 
     started = datetime.now(UTC)
     settings = CapacitySettings(
@@ -73,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     )
     chosen = substation_ids(args.substations)
     out = check_output_folder(Path(args.out))
-    note(f"Loading {args.grid} …")
-    grid = load_grid(args.grid)
+    grid = load_own(args)
     study = substation_capacity(grid, settings, substations=chosen, progress=Reporter(prefix=lambda: "  "))
     files = write_output(
         out,

@@ -28,6 +28,8 @@ FLAGS = {
     "cap": "--power-cap",
     "max_depth": "--flex-depth",
     "max_hours": "--flex-hours",
+    "worsening_pu": "--pre-existing-tolerance-pu",
+    "worsening_percent": "--pre-existing-tolerance-percent",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -69,7 +71,7 @@ def note(text: object) -> None:
 
 def add_grid(parser: argparse.ArgumentParser, optional: bool = False) -> None:
     """The grid argument (a catalog name or a source)."""
-    what = "simbench:<code>, pandapower:<name>, a .json/.m/.mat file, or a catalog name"
+    what = "simbench:<code>, pandapower:<name>, a .json/.m/.mat/.raw file, or a catalog name"
     if optional:
         parser.add_argument("grid", nargs="?", help=f"{what} (default: the catalog's default grid)")
     else:
@@ -118,6 +120,70 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--contingency-vmax", type=float, default=1.10, help="overvoltage limit after an outage"
     )
+    group.add_argument(
+        "--pre-existing",
+        choices=["no-worse", "ignore"],
+        default="no-worse",
+        help="a limit the base case already breaks: binds once made worse (default), or never",
+    )
+    group.add_argument(
+        "--pre-existing-tolerance-pu", type=float, default=0.001, help="no-worse: voltage change allowed (pu)"
+    )
+    group.add_argument(
+        "--pre-existing-tolerance-percent",
+        type=float,
+        default=0.1,
+        help="no-worse: loading change allowed (points)",
+    )
+
+
+def add_own_data(parser: argparse.ArgumentParser) -> None:
+    """Flags that bring the user's own data onto the grid (``siting.sources.own``)."""
+    group = parser.add_argument_group("your own data")
+    group.add_argument(
+        "--profiles", metavar="FILE", help="load profiles, CSV or Parquet (time × load/bus/substation)"
+    )
+    group.add_argument("--profiles-tz", metavar="ZONE", help="time zone of profile times that carry none")
+    group.add_argument(
+        "--bus-coords", metavar="FILE", help="bus coordinates: bus, lon, lat (CSV or GeoPackage)"
+    )
+    group.add_argument(
+        "--substation-list", metavar="FILE", help="your substations: name, bus, lon/lat [, firm MVA]"
+    )
+    group.add_argument(
+        "--substation-list-mode",
+        choices=["replace", "augment"],
+        default="replace",
+        help="use the list alone or add it",
+    )
+    group.add_argument(
+        "--candidates",
+        choices=["substations", "buses"],
+        default="substations",
+        help="candidate connection points",
+    )
+    group.add_argument(
+        "--min-kv", type=float, default=0.0, help="with --candidates buses: lowest voltage (kV)"
+    )
+
+
+def load_own(args: argparse.Namespace):
+    """The grid the flags name, with the user's own data read in."""
+    from siting.sources.grid import load_grid
+    from siting.sources.own import with_own_data
+
+    note(f"Loading {args.grid} …")
+    grid = load_grid(args.grid)
+    return with_own_data(
+        grid,
+        profiles=args.profiles,
+        time_zone=args.profiles_tz,
+        bus_coords=args.bus_coords,
+        substation_list=args.substation_list,
+        list_mode=args.substation_list_mode,
+        candidates=args.candidates,
+        min_kv=args.min_kv,
+    )
 
 
 def add_engine(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +220,9 @@ def limits_from(args: argparse.Namespace):
         contingency_vmin_pu=args.contingency_vmin,
         contingency_vmax_pu=args.contingency_vmax,
         emergency_factor=args.emergency / 100,
+        pre_existing=args.pre_existing,
+        worsening_pu=args.pre_existing_tolerance_pu,
+        worsening_percent=args.pre_existing_tolerance_percent,
     )
 
 

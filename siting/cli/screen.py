@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from siting.cli.options import add_grid, add_limits, add_out, add_pf, limits_from, note, say
+from siting.cli.options import (
+    add_grid,
+    add_limits,
+    add_out,
+    add_own_data,
+    add_pf,
+    limits_from,
+    load_own,
+    note,
+    say,
+)
 
 
 def add(commands) -> None:
@@ -36,6 +46,7 @@ def add(commands) -> None:
         "--ext-grid-sc-mva", type=float, default=10_000.0, help="assumed Sk'' of an external grid"
     )
     add_limits(parser)
+    add_own_data(parser)
     parser.set_defaults(run=run)
 
 
@@ -49,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from siting.errors import DataError, UsageError
     from siting.outputs import check_output_folder, write_output
     from siting.screening import ScreeningSettings, screen_sites, write_screening
-    from siting.sources.grid import load_grid
 
     started = datetime.now(UTC)
     settings = ScreeningSettings(
@@ -71,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
         table = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as err:
         raise DataError(f"--sites {path}: not a readable CSV ({str(err).splitlines()[0]})") from err
-    note(f"Loading {args.grid} …")
-    grid = load_grid(args.grid)
+    grid = load_own(args)
     note(f"  screening {len(table)} site(s): voltage steps, fleet trip, short circuit, faults …")
     screening = screen_sites(grid, table, settings=settings)
     files = write_output(

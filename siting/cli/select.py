@@ -11,9 +11,11 @@ from siting.cli.options import (
     add_limits,
     add_n1_hops,
     add_out,
+    add_own_data,
     add_pf,
     engine_from,
     limits_from,
+    load_own,
     note,
     say,
 )
@@ -51,6 +53,7 @@ def add(commands) -> None:
     add_pf(parser, "the sites")
     add_n1_hops(parser, "screen outages to N branch hops while picking (the final check runs every outage)")
     add_limits(parser)
+    add_own_data(parser)
     add_engine(parser)
     parser.set_defaults(run=run)
 
@@ -65,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
     from siting.outputs import check_output_folder, write_output
     from siting.progress import Reporter
     from siting.selection import SelectionSettings, select_sites, write_selection
-    from siting.sources.grid import load_grid
 
     started = datetime.now(UTC)
     limits = limits_from(args)
@@ -93,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     layers = read_layers(layer_paths)
     if args.capacity and not (Path(args.capacity) / "capacity.csv").is_file():
         raise UsageError(f"--capacity {args.capacity}: no capacity.csv there; run siting capacity first")
-    note(f"Loading {args.grid} …")
-    grid = load_grid(args.grid)
+    grid = load_own(args)
     reporter = Reporter(prefix=lambda: "  ")
     if args.capacity:
         capacity = read_capacity_table(Path(args.capacity), grid)

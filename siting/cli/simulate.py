@@ -9,10 +9,11 @@ from siting.cli.options import (
     add_grid,
     add_limits,
     add_out,
+    add_own_data,
     add_pf,
     engine_from,
     limits_from,
-    note,
+    load_own,
     say,
 )
 
@@ -76,6 +77,7 @@ def add(commands) -> None:
     )
     modes.add_argument("--flex-hours", type=float, default=3.0, help="longest run of held-back hours")
     add_limits(parser)
+    add_own_data(parser)
     add_engine(parser)
     parser.set_defaults(run=run)
 
@@ -90,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
     from siting.outputs import check_output_folder, write_output
     from siting.power import PowerModel, load_gpu_curve
     from siting.progress import Reporter
-    from siting.sources.grid import load_grid
     from siting.sources.profiles import simulation_year
     from siting.workload import read_demand_csv
 
@@ -119,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--sites", args.sites), ("--demand", args.demand)):
         if path is not None and not Path(path).is_file():
             raise UsageError(f"{flag} {path}: file not found; give the path of an existing CSV")
-    note(f"Loading {args.grid} …")
-    grid = load_grid(args.grid)
+    grid = load_own(args)
     if grid.profiles is None:
         raise UsageError(f"{args.grid}: has no time-series profiles; simulate needs a year of them")
     year, factor = simulation_year(grid, load_scale=args.load_scale, step_minutes=args.step)

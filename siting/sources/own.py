@@ -1,0 +1,90 @@
+"""A grid with the user's own data: load profiles, bus coordinates, a substation list, candidates.
+
+One function, ``with_own_data``, shared by the CLI (``--profiles``, ``--bus-coords``,
+``--substation-list``, ``--candidates``) and the study runner (``[grid]`` keys); the grid passed in
+is not changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+from siting.errors import UsageError
+from siting.sources.grid import Grid
+from siting.sources.substations import find_substations
+
+CANDIDATE_KINDS = ("substations", "buses")
+
+
+def with_own_data(
+    grid: Grid,
+    *,
+    profiles: Path | None = None,
+    time_zone: str | None = None,
+    bus_coords: Path | None = None,
+    substation_list: Path | None = None,
+    list_mode: str = "replace",
+    candidates: str = "substations",
+    min_kv: float = 0.0,
+) -> Grid:
+    """``grid`` with the files given read in (each checked, one-line errors naming the file).
+
+    Parameters
+    ----------
+    profiles : Path, optional
+        Load profiles (CSV or Parquet; time × load name, bus, substation or ``Bus 1001 #1 MW``);
+        they replace the grid's own.
+    time_zone : str, optional
+        The zone of the profile times when the file gives none (e.g. ``US/Central``).
+    bus_coords : Path, optional
+        Bus coordinates (bus number or name, lon, lat); substations are found again after.
+    substation_list : Path, optional
+        Substations (name, bus, lon/lat or a point, optional firm rating) that ``list_mode``
+        ``"replace"`` uses alone or ``"augment"`` adds to the automatic ones.
+    candidates : str
+        ``"substations"`` (default) or ``"buses"``: every in-service bus at or above ``min_kv`` (kV)
+        is a candidate connection point, as transmission POI studies do.
+    """
+    if candidates not in CANDIDATE_KINDS:
+        raise UsageError(f"--candidates {candidates}: use substations or buses (or give --substation-list)")
+    if list_mode not in ("replace", "augment"):
+        raise UsageError(f"--substation-list-mode {list_mode}: use replace or augment")
+    if not any((profiles, bus_coords, substation_list)) and candidates == "substations":
+        return grid
+    from siting.sources.user_profiles import read_profiles
+    from siting.sources.user_substations import (
+        bus_candidates,
+        read_bus_coords,
+        read_substation_list,
+        substations_from_list,
+    )
+
+    for flag, path in (
+        ("--profiles", profiles),
+        ("--bus-coords", bus_coords),
+        ("--substation-list", substation_list),
+    ):
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    net = copy.deepcopy(grid.net)
+    substations = grid.substations
+    files = list(grid.files)
+    if bus_coords is not None:
+        read_bus_coords(Path(bus_coords), net)
+        substations = find_substations(net, grid.source)
+        files.append(Path(bus_coords))
+    if substation_list is not None:
+        listed = read_substation_list(Path(substation_list), net)
+        substations = substations_from_list(net, listed, substations, list_mode)
+        files.append(Path(substation_list))
+    elif candidates == "buses":
+        substations = bus_candidates(net, min_kv)
+    own_profiles = grid.profiles
+    if profiles is not None:
+        own_profiles = read_profiles(Path(profiles), net, time_zone, substations)
+        files.append(Path(profiles))
+    return dataclasses.replace(
+        grid, net=net, substations=substations, profiles=own_profiles, files=tuple(files)
+    )
