@@ -54,6 +54,8 @@ SWITCH_OHM = 1e-3  # a line with a smaller positive-sequence impedance is a swit
 # A planar coordinate map is stored as lon/lat degrees around (0, 0): one model unit = this many degrees.
 PLANAR_DEGREES_PER_UNIT = 1.0 / 111_320.0
 PHASE_NODES = (1, 2, 3)
+# Load shapes carry no calendar: they become profiles of a year without 29 February (8760 hours).
+PROFILE_YEAR = 2021
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,27 @@ class DssCircuit:
     unrepresented: pd.DataFrame
     states: pd.DataFrame
     coordinates: str
+    placed: int  # buses without coordinates of their own, placed at a neighbour's
     vm_pu: pd.DataFrame  # OpenDSS's solution per net.bus row: mean, min, max phase-to-neutral pu
     head_p_mw: float  # OpenDSS's solution: power into the circuit at the sources
     head_q_mvar: float
     losses_mw: float
     profiles: pd.DataFrame | None = None
     files: tuple[Path, ...] = field(default=())
+
+
+def describe(circuit: DssCircuit) -> str:
+    """One line: what the balanced model is and what it leaves out."""
+    net = circuit.net
+    text = (
+        f"OpenDSS circuit {net.name} ({circuit.master.name}), balanced equivalent: {len(net.bus)} buses, "
+        f"{len(net.line)} lines, {len(net.trafo)} transformers, {len(net.load)} loads; "
+        f"coordinates {circuit.coordinates}"
+        + (f" ({circuit.placed} buses placed at a neighbour's)" if circuit.placed else "")
+    )
+    if len(circuit.unrepresented):
+        text += f"; {len(circuit.unrepresented)} element(s) not or approximately represented"
+    return text
 
 
 def dss_engine():
@@ -139,7 +156,7 @@ def read_opendss(master: Path, year: int | None = None) -> DssCircuit:
     builder.others()
     builder.mark_substations()
     coordinates = builder.coordinates()
-    profiles = builder.profiles(master, year) if year is not None else None
+    profiles = builder.profiles(master, year) if year is not None and builder.has_shapes() else None
     unrepresented = pd.DataFrame(builder.unrepresented, columns=["element", "reason"])
     states = pd.DataFrame(builder.states, columns=["element", "kind", "value"])
     return DssCircuit(
@@ -150,6 +167,7 @@ def read_opendss(master: Path, year: int | None = None) -> DssCircuit:
         unrepresented=unrepresented,
         states=states,
         coordinates=coordinates,
+        placed=builder.placed,
         vm_pu=builder.phase_pu,
         head_p_mw=-total[0] / 1e3,
         head_q_mvar=-total[1] / 1e3,
@@ -195,6 +213,7 @@ class _Builder:
         self.states: list[tuple[str, str, float]] = []
         self.source_buses: list[str] = []
         self.series: list[tuple] = []
+        self.placed = 0  # buses without coordinates placed at a neighbour's
 
     # -- buses -----------------------------------------------------------------------------
     def buses(self) -> None:
@@ -248,8 +267,10 @@ class _Builder:
         if not geographic:
             x = (x - np.nanmin(x)) * PLANAR_DEGREES_PER_UNIT
             y = (y - np.nanmin(y)) * PLANAR_DEGREES_PER_UNIT
+        x, y = _spread_coordinates(self.net, x, y)
         set_bus_lonlat(self.net, x, y)
-        self.net.bus.loc[~have, "geo"] = None
+        self.net.bus.loc[~np.isfinite(x), "geo"] = None
+        self.placed = int(np.isfinite(x).sum() - have.sum())
         return "geographic" if geographic else "planar"
 
     # -- sources ---------------------------------------------------------------------------
@@ -504,17 +525,27 @@ class _Builder:
         at_source = trafo["hv_bus"].isin(zone) | trafo["lv_bus"].isin(zone)
         net.bus["substation"] = None
         net.trafo["substation"] = None
-        for position, bus in enumerate(self.source_buses):
+        for bus in self.source_buses:
             station = f"substation {bus}" if len(self.source_buses) > 1 else "substation"
             own_zone = _reach(net, [self.bus_index[bus]])
             own = trafo.index[at_source & (trafo["hv_bus"].isin(own_zone) | trafo["lv_bus"].isin(own_zone))]
             if len(own):
                 net.trafo.loc[own, "substation"] = station
+                ends = np.concatenate([trafo.loc[own, "hv_bus"], trafo.loc[own, "lv_bus"]])
+                net.bus.loc[ends, "substation"] = station
             else:
                 net.bus.loc[self.bus_index[bus], "substation"] = station
-            del position
 
     # -- profiles --------------------------------------------------------------------------
+    def has_shapes(self) -> bool:
+        dss = self.dss
+        index = dss.Loads.First()
+        while index:
+            if dss.CktElement.Enabled() and (dss.Loads.Yearly() or dss.Loads.Daily() or dss.Loads.Duty()):
+                return True
+            index = dss.Loads.Next()
+        return False
+
     def profiles(self, master: Path, year: int) -> pd.DataFrame:
         """Hourly p_mw/q_mvar of every load for ``year`` from its OpenDSS load shape."""
         dss = self.dss
@@ -581,6 +612,28 @@ def _property(dss, element: str, prop: str) -> float:
 def _is_control(kind: str) -> bool:
     return kind in {"regcontrol", "capcontrol", "energymeter", "monitor", "fuse", "recloser", "relay",
                     "swtcontrol", "invcontrol", "expcontrol", "storagecontroller", "gencontrol"}
+
+
+def _spread_coordinates(net: pandapowerNet, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Give a bus without coordinates those of the nearest bus (in branches) that has them.
+
+    Models place primary buses but seldom the low-voltage side of each transformer or a
+    switch's far end; those sit where their neighbour is.
+    """
+    x, y = x.copy(), y.copy()
+    position = pd.Series(np.arange(len(net.bus)), index=net.bus.index)
+    switches = net.switch[net.switch["et"] == "b"]
+    a = position.loc[np.concatenate([net.line["from_bus"], net.trafo["hv_bus"], switches["bus"]])].to_numpy()
+    b = position.loc[np.concatenate([net.line["to_bus"], net.trafo["lv_bus"], switches["element"]])].to_numpy()
+    while True:
+        known = np.isfinite(x)
+        grow = np.concatenate([np.flatnonzero(known[a] & ~known[b]), -1 - np.flatnonzero(known[b] & ~known[a])])
+        if not len(grow):
+            return x, y
+        for k in grow:
+            src, dst = (a[k], b[k]) if k >= 0 else (b[-1 - k], a[-1 - k])
+            if not np.isfinite(x[dst]):
+                x[dst], y[dst] = x[src], y[src]
 
 
 def _reach(net: pandapowerNet, start: list[int]) -> set[int]:
