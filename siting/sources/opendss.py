@@ -244,6 +244,7 @@ class _Builder:
             self.base_kv_ln[key] = base
             vn.append(base * math.sqrt(3))
         index = pp.create_buses(self.net, len(names), vn_kv=np.array(vn), name=[n.lower() for n in names])
+        self.net.bus["phases"] = phase["pu"].count().reindex([n.lower() for n in names]).fillna(0).astype(int).to_numpy()
         self.bus_names = [n.lower() for n in names]
         self.bus_index = dict(zip(self.bus_names, index.tolist(), strict=True))
 
@@ -716,3 +717,50 @@ def _exponent_mix(exponent: float) -> tuple[float, float]:
 
 def _zip(v: float, z: float, i: float) -> float:
     return z * v * v + i * v + (1.0 - z - i)
+
+
+def feeder_candidates(grid, min_kv: float = 1.0):
+    """Three-phase primary buses at or above ``min_kv`` (line-to-line kV) as connection points.
+
+    Returns a table with the columns of ``grid.substations`` (one row per bus), so that
+    ``siting.capacity.substation_capacity`` studies them as it studies substations.
+    """
+    import geopandas as gpd
+
+    from siting.sources.geo import WGS84, bus_lonlat
+    from siting.sources.substations import SUBSTATION_COLUMNS, voltage_level
+
+    net = grid.net
+    if "phases" not in net.bus.columns:
+        raise UsageError(f"{grid.name}: not an OpenDSS feeder (its buses have no phase count)")
+    bus = net.bus[(net.bus["phases"] >= 3) & (net.bus["vn_kv"] >= min_kv) & net.bus["in_service"].astype(bool)]
+    sources = set(net.ext_grid["bus"].astype(int))
+    bus = bus[~bus.index.isin(list(sources))]
+    coords = bus_lonlat(net).loc[bus.index]
+    bus = bus[coords["lon"].notna().to_numpy()]
+    coords = coords.loc[bus.index]
+    if bus.empty:
+        raise UsageError(f"{grid.name}: no three-phase bus at or above {min_kv:g} kV with coordinates")
+    loads = net.load[net.load["in_service"].astype(bool)]
+    load_mw = (loads["p_mw"] * loads["scaling"]).groupby(loads["bus"]).sum()
+    load_mvar = (loads["q_mvar"] * loads["scaling"]).groupby(loads["bus"]).sum()
+    table = pd.DataFrame(
+        {
+            "id": np.arange(len(bus)),
+            "name": bus["name"].to_numpy(),
+            "bus": bus.index.to_numpy(),
+            "bus_name": bus["name"].to_numpy(),
+            "vn_kv": bus["vn_kv"].to_numpy(),
+            "voltage_level": [voltage_level(v) for v in bus["vn_kv"]],
+            "load_mw": load_mw.reindex(bus.index, fill_value=0.0).to_numpy(),
+            "load_mvar": load_mvar.reindex(bus.index, fill_value=0.0).to_numpy(),
+            "n_transformers": 0,
+            "transformer_mva": np.nan,
+            "firm_transformer_mva": np.nan,
+            "rule": "three-phase primary bus",
+            "lon": coords["lon"].to_numpy(),
+            "lat": coords["lat"].to_numpy(),
+        }
+    )
+    geometry = gpd.points_from_xy(table["lon"], table["lat"])
+    return gpd.GeoDataFrame(table[SUBSTATION_COLUMNS], geometry=geometry, crs=WGS84)
