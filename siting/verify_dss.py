@@ -87,10 +87,9 @@ class DssVerifier:
     def _normal_amps(self) -> list[float]:
         dss = self.dss
         amps = []
-        index = dss.PDElements.First()
-        while index:
-            amps.append(dss.CktElement.NormalAmps())
-            index = dss.PDElements.Next()
+        for name in self.elements:
+            dss.Circuit.SetActiveElement(name)
+            amps.append(dss.CktElement.NormalAmps() if dss.CktElement.Enabled() else 0.0)
         return amps
 
     def _measure(self) -> tuple[np.ndarray, np.ndarray]:

@@ -54,6 +54,7 @@ SWITCH_OHM = 1e-3  # a line with a smaller positive-sequence impedance is a swit
 # A planar coordinate map is stored as lon/lat degrees around (0, 0): one model unit = this many degrees.
 PLANAR_DEGREES_PER_UNIT = 1.0 / 111_320.0
 PHASE_NODES = (1, 2, 3)
+MAX_STRAY_COORDINATES = 0.05  # share of a coordinate file's rows that may name unknown buses
 # Load shapes carry no calendar: they become profiles of a year without 29 February (8760 hours).
 PROFILE_YEAR = 2021
 
@@ -141,6 +142,8 @@ def read_opendss(master: Path, year: int | None = None) -> DssCircuit:
     """
     compile_circuit(master)
     dss = dss_engine()
+    files = _model_files(master)
+    stray = _check_coordinate_files(master, files, set(dss.Circuit.AllBusNames()))
     total = dss.Circuit.TotalPower()  # kW, kvar (negative: delivered into the circuit)
     losses = dss.Circuit.Losses()  # W, var
     net = pp.create_empty_network(name=dss.Circuit.Name(), f_hz=dss.Solution.Frequency())
@@ -155,6 +158,7 @@ def read_opendss(master: Path, year: int | None = None) -> DssCircuit:
     builder.generators()
     builder.others()
     builder.mark_substations()
+    builder.unrepresented.extend(stray)
     coordinates = builder.coordinates()
     profiles = builder.profiles(master, year) if year is not None and builder.has_shapes() else None
     unrepresented = pd.DataFrame(builder.unrepresented, columns=["element", "reason"])
@@ -173,25 +177,57 @@ def read_opendss(master: Path, year: int | None = None) -> DssCircuit:
         head_q_mvar=-total[1] / 1e3,
         losses_mw=losses[0] / 1e6,
         profiles=profiles,
-        files=_model_files(master),
+        files=tuple(path for path, _ in files),
     )
 
 
-def _model_files(master: Path) -> tuple[Path, ...]:
-    """The master file and every file it redirects to or compiles (one level of nesting read)."""
-    seen = [master]
-    for path in seen:
+def _model_files(master: Path) -> list[tuple[Path, str]]:
+    """The master file and every file it redirects to, compiles or reads coordinates from.
+
+    Each with the command that names it (``"master"`` for the master file itself).
+    """
+    seen = [(master.resolve(), "master")]
+    for path, _ in seen:
+        if path.suffix.lower() not in (".dss", ".txt") and path != master.resolve():
+            continue
         try:
             text = path.read_text(errors="replace")
         except OSError:
             continue
         for line in text.splitlines():
             words = line.strip().split(None, 1)
-            if len(words) == 2 and words[0].lower() in ("redirect", "compile", "buscoords", "latlongcoords"):
+            command = words[0].lower() if words else ""
+            if len(words) == 2 and command in ("redirect", "compile", "buscoords", "latlongcoords"):
                 target = (path.parent / words[1].split("!")[0].strip().strip('"')).resolve()
-                if target.exists() and target not in seen:
-                    seen.append(target)
-    return tuple(seen)
+                if target.exists() and target not in [p for p, _ in seen]:
+                    seen.append((target, command))
+    return seen
+
+
+def _check_coordinate_files(master: Path, files: list[tuple[Path, str]], buses: set[str]) -> list[tuple[str, str]]:
+    """Coordinate rows naming buses the circuit does not have (OpenDSS ignores them silently).
+
+    More than ``MAX_STRAY_COORDINATES`` of a file is a file for another circuit: refused. A few
+    stray rows (real feeders have some) are returned as notes, one per file.
+    """
+    notes = []
+    for path, command in files:
+        if command not in ("buscoords", "latlongcoords"):
+            continue
+        names = []
+        for line in path.read_text(errors="replace").splitlines():
+            text = line.split("!")[0].strip()
+            if text and not text.startswith("//"):
+                names.append(text.replace(",", " ").split()[0].lower())
+        unknown = [name for name in names if name not in buses]
+        if len(unknown) > MAX_STRAY_COORDINATES * max(len(names), 1):
+            raise GridError(
+                f"{path.name}: {len(unknown)} of {len(names)} coordinate rows name buses the circuit "
+                f"({master.name}) does not have, e.g. '{unknown[0]}'; is it the coordinate file of this circuit?"
+            )
+        if unknown:
+            notes.append((f"{command} {path.name}", f"{len(unknown)} rows name unknown buses (ignored), e.g. {unknown[0]}"))
+    return notes
 
 
 def _bus_of(terminal: str) -> str:
