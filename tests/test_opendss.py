@@ -125,3 +125,33 @@ def test_load_shape_shorter_than_the_year(tmp_path):
     )
     with pytest.raises(GridError, match="100 hourly points, shorter than the 8760 hours"):
         read_opendss(_master(tmp_path, text), year=2021)
+
+
+def test_9500_node_generators_file_is_refused_with_opendss_message():
+    master = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grids" / "opendss" / "ieee9500"
+    master = master / "Master-unbal-initial-config.dss"
+    if not master.exists():
+        pytest.skip(f"the IEEE 9500-node feeder is not at {master.parent.name}/ next to the repository")
+    with pytest.raises(GridError) as err:
+        read_opendss(master)
+    text = str(err.value)
+    assert "Generators.dss" in text and "line: 7" in text and '"7" is not a valid value' in text
+
+
+@pytest.mark.slow
+def test_ckt5_load_shapes_become_hourly_profiles_and_substation_is_placed():
+    from siting.sources.grid import load_grid
+    from siting.sources.peak import net_peak_step
+
+    grid = load_grid("epri-ckt5")
+    assert len(grid.substations) == 1
+    assert grid.substations["bus_name"].iloc[0] == "_mdv_sub_1_lsb"
+    assert grid.substations["transformer_mva"].iloc[0] == pytest.approx(10.0)
+    assert np.isfinite(grid.substations[["lon", "lat"]].to_numpy()).all()
+    p = grid.profiles["load"]["p_mw"]
+    assert p.shape == (8760, len(grid.net.load))
+    # each load follows its own shape times its solved power: residential and commercial differ
+    ratio = p.div(grid.net.load["p_mw"], axis=1)
+    assert ratio.T.drop_duplicates().shape[0] == 3  # the three shapes of Loadshapes_ckt5.dss
+    peak = net_peak_step(grid.profiles)
+    assert p.sum(axis=1).iloc[peak] == pytest.approx(p.sum(axis=1).max(), rel=0.02)
