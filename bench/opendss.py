@@ -38,11 +38,12 @@ def quality(name: str) -> dict:
     primary = (net.bus["vn_kv"] >= 1.0).to_numpy()
     vm = net.res_bus["vm_pu"].to_numpy()[primary]
     dss = circuit.vm_pu[primary]
+    losses = net.res_line["pl_mw"].sum() + net.res_trafo["pl_mw"].sum()
     return {
         "feeder": name,
         "P MW (OpenDSS / balanced)": f"{circuit.head_p_mw:.3f} / {net.res_ext_grid['p_mw'].sum():.3f}",
         "Q Mvar": f"{circuit.head_q_mvar:.3f} / {net.res_ext_grid['q_mvar'].sum():.3f}",
-        "losses MW": f"{circuit.losses_mw:.4f} / {net.res_line['pl_mw'].sum() + net.res_trafo['pl_mw'].sum():.4f}",
+        "losses MW": f"{circuit.losses_mw:.4f} / {losses:.4f}",
         "lowest primary V pu (worst phase, phase mean / balanced)": (
             f"{dss['min'].min():.4f}, {dss['mean'].min():.4f} / {vm.min():.4f}"
         ),
@@ -103,18 +104,27 @@ def speed(name: str) -> dict:
     return out
 
 
+def markdown(frame: pd.DataFrame) -> str:
+    """A table as Markdown (numbers to three significant digits)."""
+
+    def cell(value) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feeders", nargs="+", default=list(FEEDERS))
     parser.add_argument("--speed", action="store_true")
     args = parser.parse_args()
-    print(pd.DataFrame([quality(f) for f in args.feeders]).to_markdown(index=False))
-    print()
-    print(pd.concat([capacities(f) for f in args.feeders]).to_markdown(index=False, floatfmt=".3g"))
+    print(markdown(pd.DataFrame([quality(f) for f in args.feeders])), end="\n\n", flush=True)
+    print(markdown(pd.concat([capacities(f) for f in args.feeders])), end="\n\n", flush=True)
     if args.speed:
-        print()
         epri = [f for f in args.feeders if f.startswith("epri")]
-        print(pd.DataFrame([speed(f) for f in epri]).to_markdown(index=False, floatfmt=".1f"))
+        print(markdown(pd.DataFrame([speed(f) for f in epri])), flush=True)
 
 
 if __name__ == "__main__":

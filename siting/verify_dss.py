@@ -157,7 +157,9 @@ class DssVerifier:
             return _Check(True, "", "", np.nan, np.nan, min_vm, max_loading)
         if which == 2:
             k = int(np.argmax(hot))
-            return _Check(False, "thermal", self.elements[k], loading[k], self.loading[k], min_vm, max_loading)
+            return _Check(
+                False, "thermal", self.elements[k], loading[k], self.loading[k], min_vm, max_loading
+            )
         k = int(np.argmax(low if which == 0 else high))
         limit = self.vmin[k] if which == 0 else self.vmax[k]
         criterion = "undervoltage" if which == 0 else "overvoltage"

@@ -204,7 +204,9 @@ def _model_files(master: Path) -> list[tuple[Path, str]]:
     return seen
 
 
-def _check_coordinate_files(master: Path, files: list[tuple[Path, str]], buses: set[str]) -> list[tuple[str, str]]:
+def _check_coordinate_files(
+    master: Path, files: list[tuple[Path, str]], buses: set[str]
+) -> list[tuple[str, str]]:
     """Coordinate rows naming buses the circuit does not have (OpenDSS ignores them silently).
 
     More than ``MAX_STRAY_COORDINATES`` of a file is a file for another circuit: refused. A few
@@ -223,10 +225,15 @@ def _check_coordinate_files(master: Path, files: list[tuple[Path, str]], buses: 
         if len(unknown) > MAX_STRAY_COORDINATES * max(len(names), 1):
             raise GridError(
                 f"{path.name}: {len(unknown)} of {len(names)} coordinate rows name buses the circuit "
-                f"({master.name}) does not have, e.g. '{unknown[0]}'; is it the coordinate file of this circuit?"
+                f"({master.name}) does not have, e.g. '{unknown[0]}'; is it this circuit's coordinate file?"
             )
         if unknown:
-            notes.append((f"{command} {path.name}", f"{len(unknown)} rows name unknown buses (ignored), e.g. {unknown[0]}"))
+            notes.append(
+                (
+                    f"{command} {path.name}",
+                    f"{len(unknown)} rows name unknown buses (ignored), e.g. {unknown[0]}",
+                )
+            )
     return notes
 
 
@@ -280,7 +287,9 @@ class _Builder:
             self.base_kv_ln[key] = base
             vn.append(base * math.sqrt(3))
         index = pp.create_buses(self.net, len(names), vn_kv=np.array(vn), name=[n.lower() for n in names])
-        self.net.bus["phases"] = phase["pu"].count().reindex([n.lower() for n in names]).fillna(0).astype(int).to_numpy()
+        self.net.bus["phases"] = (
+            phase["pu"].count().reindex([n.lower() for n in names]).fillna(0).astype(int).to_numpy()
+        )
         self.bus_names = [n.lower() for n in names]
         self.bus_index = dict(zip(self.bus_names, index.tolist(), strict=True))
 
@@ -320,7 +329,10 @@ class _Builder:
                 bus = _bus_of(dss.CktElement.BusNames()[0])
                 self.source_buses.append(bus)
                 pp.create_ext_grid(
-                    self.net, self.bus_index[bus], vm_pu=self.vm_pu[bus], va_degree=dss.Vsources.AngleDeg(),
+                    self.net,
+                    self.bus_index[bus],
+                    vm_pu=self.vm_pu[bus],
+                    va_degree=dss.Vsources.AngleDeg(),
                     name=f"vsource.{name}",
                 )
             index = dss.Vsources.Next()
@@ -352,7 +364,9 @@ class _Builder:
             index = dss.Lines.Next()
         self.series = rows
         for bus1, bus2, closed, name in switches:
-            pp.create_switch(self.net, self.bus_index[bus1], self.bus_index[bus2], et="b", closed=closed, name=name)
+            pp.create_switch(
+                self.net, self.bus_index[bus1], self.bus_index[bus2], et="b", closed=closed, name=name
+            )
 
     def _series_branch(self, name: str) -> tuple:
         """(bus1, bus2, Z_eq ohm, B_eq S, rating kA, closed, name) of the active line or series reactor."""
@@ -403,14 +417,21 @@ class _Builder:
             index = dss.Transformers.Next()
         if not units:
             return
-        frame = pd.DataFrame(units, columns=["hv", "lv", "sn", "t_hv", "t_lv", "vk", "vkr", "pfe", "i0", "name"])
+        frame = pd.DataFrame(
+            units, columns=["hv", "lv", "sn", "t_hv", "t_lv", "vk", "vkr", "pfe", "i0", "name"]
+        )
         groups = frame.groupby(["hv", "lv"], sort=False)
         weight = frame["sn"] / groups["sn"].transform("sum")
         for column in ("t_hv", "t_lv", "vk", "vkr", "i0"):
             frame[column] = frame[column] * weight
         merged = groups.agg(
-            sn=("sn", "sum"), t_hv=("t_hv", "sum"), t_lv=("t_lv", "sum"), vk=("vk", "sum"), vkr=("vkr", "sum"),
-            pfe=("pfe", "sum"), i0=("i0", "sum"),
+            sn=("sn", "sum"),
+            t_hv=("t_hv", "sum"),
+            t_lv=("t_lv", "sum"),
+            vk=("vk", "sum"),
+            vkr=("vkr", "sum"),
+            pfe=("pfe", "sum"),
+            i0=("i0", "sum"),
             name=("name", " + ".join),
         ).reset_index()
         hv = merged["hv"].map(self.bus_index).to_numpy()
@@ -461,13 +482,16 @@ class _Builder:
             x_pct, r_eq = x1 + (x2 + x3) / 4, r[0] + (r[1] + r[2]) / 4
             ratio[1] = (ratio[1] + ratio[2]) / 2
         else:
-            return f"{windings}-winding transformer with separate buses (not a two-winding or centre-tapped unit)"
+            return f"{windings}-winding transformer on separate buses (not two-winding or centre-tapped)"
         if buses[0] == buses[1]:
             return "both windings on the same bus"
         vk = math.hypot(x_pct, r_eq)
         if vk < MIN_VK_PERCENT:
             self.unrepresented.append(
-                (name, f"approximated: impedance {vk:.4g} % raised to {MIN_VK_PERCENT:g} % (numerically solvable)")
+                (
+                    name,
+                    f"approximated: impedance {vk:.4g} % raised to {MIN_VK_PERCENT:g} % (solvable)",
+                )
             )
             r_eq, vk = r_eq * MIN_VK_PERCENT / vk, MIN_VK_PERCENT
         no_load = _property(dss, name, "%noloadloss")
@@ -544,7 +568,17 @@ class _Builder:
 
     def others(self) -> None:
         """Power-carrying elements the balanced model has no place for, named one by one."""
-        known = {"line", "transformer", "load", "capacitor", "reactor", "generator", "pvsystem", "storage", "vsource"}
+        known = {
+            "line",
+            "transformer",
+            "load",
+            "capacitor",
+            "reactor",
+            "generator",
+            "pvsystem",
+            "storage",
+            "vsource",
+        }
         for name in self.dss.Circuit.AllElementNames():
             kind = name.split(".")[0].lower()
             if kind not in known and not _is_control(kind):
@@ -647,8 +681,20 @@ def _property(dss, element: str, prop: str) -> float:
 
 
 def _is_control(kind: str) -> bool:
-    return kind in {"regcontrol", "capcontrol", "energymeter", "monitor", "fuse", "recloser", "relay",
-                    "swtcontrol", "invcontrol", "expcontrol", "storagecontroller", "gencontrol"}
+    return kind in {
+        "regcontrol",
+        "capcontrol",
+        "energymeter",
+        "monitor",
+        "fuse",
+        "recloser",
+        "relay",
+        "swtcontrol",
+        "invcontrol",
+        "expcontrol",
+        "storagecontroller",
+        "gencontrol",
+    }
 
 
 def _spread_coordinates(net: pandapowerNet, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -661,10 +707,14 @@ def _spread_coordinates(net: pandapowerNet, x: np.ndarray, y: np.ndarray) -> tup
     position = pd.Series(np.arange(len(net.bus)), index=net.bus.index)
     switches = net.switch[net.switch["et"] == "b"]
     a = position.loc[np.concatenate([net.line["from_bus"], net.trafo["hv_bus"], switches["bus"]])].to_numpy()
-    b = position.loc[np.concatenate([net.line["to_bus"], net.trafo["lv_bus"], switches["element"]])].to_numpy()
+    b = position.loc[
+        np.concatenate([net.line["to_bus"], net.trafo["lv_bus"], switches["element"]])
+    ].to_numpy()
     while True:
         known = np.isfinite(x)
-        grow = np.concatenate([np.flatnonzero(known[a] & ~known[b]), -1 - np.flatnonzero(known[b] & ~known[a])])
+        grow = np.concatenate(
+            [np.flatnonzero(known[a] & ~known[b]), -1 - np.flatnonzero(known[b] & ~known[a])]
+        )
         if not len(grow):
             return x, y
         for k in grow:
@@ -769,7 +819,9 @@ def feeder_candidates(grid, min_kv: float = 1.0):
     net = grid.net
     if "phases" not in net.bus.columns:
         raise UsageError(f"{grid.name}: not an OpenDSS feeder (its buses have no phase count)")
-    bus = net.bus[(net.bus["phases"] >= 3) & (net.bus["vn_kv"] >= min_kv) & net.bus["in_service"].astype(bool)]
+    bus = net.bus[
+        (net.bus["phases"] >= 3) & (net.bus["vn_kv"] >= min_kv) & net.bus["in_service"].astype(bool)
+    ]
     sources = set(net.ext_grid["bus"].astype(int))
     bus = bus[~bus.index.isin(list(sources))]
     coords = bus_lonlat(net).loc[bus.index]
