@@ -174,3 +174,12 @@ def test_ckt5_load_shapes_become_hourly_profiles_and_substation_is_placed():
     assert ratio.round(9).T.drop_duplicates().shape[0] == 3  # the three shapes of Loadshapes_ckt5.dss
     peak = net_peak_step(grid.profiles)
     assert p.sum(axis=1).iloc[peak] == pytest.approx(p.sum(axis=1).max(), rel=0.02)
+
+
+def test_planar_feeder_refuses_gis_layers(ieee13):
+    from siting.errors import UsageError
+    from siting.sources.opendss import refuse_gis_layers
+
+    grid = type("G", (), {"name": "ieee13", "net": ieee13.net})()
+    with pytest.raises(UsageError, match="local planar map"):
+        refuse_gis_layers(grid)

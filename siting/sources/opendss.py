@@ -160,6 +160,7 @@ def read_opendss(master: Path, year: int | None = None) -> DssCircuit:
     builder.mark_substations()
     builder.unrepresented.extend(stray)
     coordinates = builder.coordinates()
+    net["coordinates"] = coordinates  # "planar" maps refuse GIS layers (refuse_gis_layers)
     profiles = builder.profiles(master, year) if year is not None and builder.has_shapes() else None
     unrepresented = pd.DataFrame(builder.unrepresented, columns=["element", "reason"])
     states = pd.DataFrame(builder.states, columns=["element", "kind", "value"])
@@ -363,9 +364,15 @@ class _Builder:
                         self.states.append((name, "phases", float(n)))
             index = dss.Lines.Next()
         self.series = rows
-        for bus1, bus2, closed, name in switches:
-            pp.create_switch(
-                self.net, self.bus_index[bus1], self.bus_index[bus2], et="b", closed=closed, name=name
+        if switches:
+            bus1, bus2, closed, name = zip(*switches, strict=True)
+            pp.create_switches(
+                self.net,
+                buses=[self.bus_index[b] for b in bus1],
+                elements=[self.bus_index[b] for b in bus2],
+                et="b",
+                closed=list(closed),
+                name=list(name),
             )
 
     def _series_branch(self, name: str) -> tuple:
@@ -621,27 +628,29 @@ class _Builder:
         """Hourly p_mw/q_mvar of every load for ``year`` from its OpenDSS load shape."""
         dss = self.dss
         hours = pd.date_range(f"{year}-01-01", periods=8760, freq="h", name="time")
-        shapes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        p_columns, q_columns = {}, {}
+        names: list[str] = []
+        p_mults = [np.ones(len(hours))]  # position 0: loads without a shape stay at their power
+        q_mults = [np.ones(len(hours))]
+        which = []
         index = dss.Loads.First()
-        position = 0
-        loads = self.net.load
         while index:
             if dss.CktElement.Enabled():
-                shape = dss.Loads.Yearly() or dss.Loads.Daily() or dss.Loads.Duty()
-                if shape:
-                    if shape not in shapes:
-                        shapes[shape] = _shape_hours(dss, shape, len(hours), master)
-                    p_mult, q_mult = shapes[shape]
-                else:
-                    p_mult = q_mult = np.ones(len(hours))
-                row = loads.index[position]
-                p_columns[row] = loads.at[row, "p_mw"] * p_mult
-                q_columns[row] = loads.at[row, "q_mvar"] * q_mult
-                position += 1
+                shape = (dss.Loads.Yearly() or dss.Loads.Daily() or dss.Loads.Duty()).lower()
+                if shape and shape not in names:
+                    names.append(shape)
+                    p_mult, q_mult = _shape_hours(dss, shape, len(hours), master)
+                    p_mults.append(p_mult)
+                    q_mults.append(q_mult)
+                    dss.Loads.Name(dss.Loads.Name())  # re-activate the load after reading the shape
+                which.append(names.index(shape) + 1 if shape else 0)
             index = dss.Loads.Next()
-        p = pd.DataFrame(p_columns, index=hours)
-        q = pd.DataFrame(q_columns, index=hours)
+        loads = self.net.load
+        p = pd.DataFrame(
+            np.asarray(p_mults)[which].T * loads["p_mw"].to_numpy(), index=hours, columns=loads.index
+        )
+        q = pd.DataFrame(
+            np.asarray(q_mults)[which].T * loads["q_mvar"].to_numpy(), index=hours, columns=loads.index
+        )
         profiles = pd.concat({("load", "p_mw"): p, ("load", "q_mvar"): q}, axis=1)
         profiles.columns.names = ["element", "variable", "index"]
         return profiles
@@ -803,6 +812,15 @@ def _exponent_mix(exponent: float) -> tuple[float, float]:
 
 def _zip(v: float, z: float, i: float) -> float:
     return z * v * v + i * v + (1.0 - z - i)
+
+
+def refuse_gis_layers(grid) -> None:
+    """GIS layers need lon/lat: a feeder whose coordinates are a local planar map refuses them."""
+    if grid.net.get("coordinates") == "planar":
+        raise UsageError(
+            f"{grid.name}: its bus coordinates are a local planar map (the model's x/y, not lon/lat), "
+            "so GIS layers cannot be placed on it; study it without geography layers"
+        )
 
 
 def feeder_candidates(grid, min_kv: float = 1.0):
