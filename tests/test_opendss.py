@@ -183,3 +183,23 @@ def test_planar_feeder_refuses_gis_layers(ieee13):
     grid = type("G", (), {"name": "ieee13", "net": ieee13.net})()
     with pytest.raises(UsageError, match="local planar map"):
         refuse_gis_layers(grid)
+
+
+def test_engine_solves_the_converted_feeder_as_pandapower_does(ieee123):
+    import copy
+
+    from siting.engine.flow import Scenarios, prepare, solve
+
+    net = copy.deepcopy(ieee123.net)
+    result = solve(prepare(copy.deepcopy(net), [], "ieee123"), Scenarios(1))
+    pp.runpp(net)
+    assert np.abs(result.vm_pu[0] - net.res_bus["vm_pu"].to_numpy()).max() < 1e-4
+    assert np.abs(result.line_loading_percent[0] - net.res_line["loading_percent"].to_numpy()).max() < 0.1
+    assert np.abs(result.trafo_loading_percent[0] - net.res_trafo["loading_percent"].to_numpy()).max() < 0.1
+
+
+def test_relative_master_path_survives_opendss_changing_folder(monkeypatch):
+    monkeypatch.chdir(GRIDS_DIR.parent)
+    relative = IEEE13.relative_to(GRIDS_DIR.parent)
+    read_opendss(relative)
+    assert read_opendss(relative).head_p_mw == pytest.approx(3.567, abs=1e-3)

@@ -37,6 +37,7 @@ the solved control states (taps, capacitor steps) are recorded in ``DssCircuit.s
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,10 +113,13 @@ def compile_circuit(master: Path) -> None:
     if not master.exists():
         raise UsageError(f"{master}: OpenDSS master file not found")
     dss.Text.Command("clear")
+    cwd = os.getcwd()  # OpenDSS's compile moves the process into the master's folder
     try:
         dss.Text.Command(f'compile "{master.resolve()}"')
     except Exception as err:  # DSSException: OpenDSS's message names file and line
         raise GridError(f"{master}: OpenDSS refused the circuit: {_one_line(err)}") from err
+    finally:
+        os.chdir(cwd)
     if dss.Circuit.Name() == "" or dss.Vsources.Count() == 0:
         raise GridError(f"{master}: the circuit has no source (no Vsource); define 'New Circuit.<name>'")
     try:
