@@ -168,6 +168,9 @@ def read_opendss(master: Path, year: int | None = None) -> DssCircuit:
     profiles = builder.profiles(master, year) if year is not None and builder.has_shapes() else None
     unrepresented = pd.DataFrame(builder.unrepresented, columns=["element", "reason"])
     states = pd.DataFrame(builder.states, columns=["element", "kind", "value"])
+    # kept with the net, so whoever holds only the Grid (inspect, reports) can list them
+    net["opendss_unrepresented"] = unrepresented
+    net["opendss_states"] = states
     return DssCircuit(
         master=master,
         net=net,
