@@ -20,7 +20,7 @@ from siting.errors import GridError, UsageError
 from siting.sources.catalog import GRIDS_DIR, read_catalog
 from siting.sources.substations import find_substations
 
-MODEL_SUFFIXES = (".json", ".m", ".mat", ".raw")
+MODEL_SUFFIXES = (".json", ".m", ".mat", ".raw", ".dss")
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,10 @@ class Grid:
 
 
 def load_grid(source: str | Path) -> Grid:
-    """Load ``simbench:<code>``, ``pandapower:<name>``, a .json/.m/.mat/.raw file, or a catalog name."""
+    """Load ``simbench:<code>``, ``pandapower:<name>``, a .json/.m/.mat/.raw/.dss file, or a catalog name."""
     text = str(source)
+    if text.lower().endswith(".dss"):
+        return _opendss(Path(text))
     with _quiet():
         if text.startswith("simbench:"):
             name, description, net, profiles = _simbench(text.removeprefix("simbench:"))
@@ -59,6 +61,15 @@ def load_grid(source: str | Path) -> Grid:
             return _catalog_grid(text)
     files = (Path(text),) if Path(text).suffix.lower() in MODEL_SUFFIXES else ()
     return _finish(name, text, description, net, profiles, files)
+
+
+def _opendss(path: Path) -> Grid:
+    """An OpenDSS master file: solved by OpenDSS, converted to its balanced model (see sources.opendss)."""
+    from siting.sources.opendss import PROFILE_YEAR, describe, read_opendss
+
+    with _quiet():
+        circuit = read_opendss(path, year=PROFILE_YEAR)
+    return _finish(path.stem, str(path), describe(circuit), circuit.net, circuit.profiles, circuit.files)
 
 
 def _finish(
@@ -154,7 +165,7 @@ def _catalog_grid(name: str) -> Grid:
     if entry is None:
         known = ", ".join(sorted(catalog.entries))
         raise UsageError(
-            f"unknown grid '{name}': use simbench:<code>, pandapower:<name>, a .json/.m/.mat/.raw "
+            f"unknown grid '{name}': use simbench:<code>, pandapower:<name>, a .json/.m/.mat/.raw/.dss "
             f"file, or a catalog name ({known}); 'siting grids' lists them"
         )
     if entry.source is not None:
