@@ -188,6 +188,10 @@ def select_sites(
     if settings.flex_limit is not None and grid.profiles is None:
         raise UsageError(f"--criterion {settings.criterion}: {grid.name} has no profiles to curtail against")
     notes: list[str] = []
+    if layers.frames and grid.net.get("coordinates") == "planar":
+        from siting.sources.opendss import refuse_gis_layers
+
+        refuse_gis_layers(grid)
     if grid.substations["lon"].isna().all():
         if layers.frames or settings.regions:
             raise UsageError(

@@ -271,8 +271,8 @@ def _own_data(data: dict, base: Path, source: str) -> dict[str, object]:
         if key in data
     }
     own.update({field: data[key] for key, field in OWN_VALUES.items() if key in data})
-    if own.get("candidates", "substations") not in ("substations", "buses"):
-        raise UsageError(f"{source}: candidates = {own['candidates']!r}: use substations or buses")
+    if own.get("candidates", "substations") not in ("substations", "buses", "feeder"):
+        raise UsageError(f"{source}: candidates = {own['candidates']!r}: use substations, buses or feeder")
     return own
 
 

@@ -153,7 +153,7 @@ def test_capacity_cli_writes_every_output(tmp_path, capsys):
     } <= set(table.columns)
     assert table["binding_criterion"].tolist() == ["transformer thermal"] * 2
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["settings"]["pf"] == 0.95 and manifest["settings"]["operating_point"] == "model values"
+    assert manifest["settings"]["pf"] == 0.95 and manifest["results"]["operating_point"] == "model values"
     assert manifest["versions"]["power-grid-model"]
     assert "Unused at peak" in capsys.readouterr().out
 
@@ -161,8 +161,8 @@ def test_capacity_cli_writes_every_output(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--pf", "1.2"], "power factor"),
-        (["--pf", "0"], "power factor"),
+        (["--pf", "1.2"], "--pf"),
+        (["--pf", "0"], "--pf"),
         (["--cap", "0"], "cap"),
         (["--substations", "0,99"], "do not exist"),
         (["--at", "2016-13-45T99:00"], "--at"),

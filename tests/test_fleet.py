@@ -150,7 +150,7 @@ def test_simulate_command_refuses_bad_input_with_one_line(tmp_path, capsys):
     sites.write_text("substation,size_mw\n99,10\n")
     code = main(["simulate", "hv-mixed", "--sites", str(sites), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith("siting: error:") and "99" in err[-1]
+    assert code == 1 and err[-1].startswith("siting: error:") and "99" in err[-1]  # the file's content
     assert not (tmp_path / "out").exists()
     sites.write_text("substation,size_mw\n3,10\n")
     code = main(

@@ -46,6 +46,11 @@ def add(commands) -> None:
     add_n1_hops(
         parser, "check each substation only against outages within N branch hops (default: every outage)"
     )
+    parser.add_argument(
+        "--verify-opendss",
+        action="store_true",
+        help="OpenDSS feeders: re-check every N-0 capacity in OpenDSS, unbalanced (capacity_opendss.csv)",
+    )
     add_limits(parser)
     add_own_data(parser)
     add_engine(parser)
@@ -58,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from siting.capacity import CapacitySettings, substation_capacity, write_capacity
+    from siting.errors import UsageError
     from siting.outputs import check_output_folder, write_output
     from siting.progress import Reporter
 
@@ -75,16 +81,41 @@ def run(args: argparse.Namespace) -> int:
     chosen = substation_ids(args.substations)
     out = check_output_folder(Path(args.out))
     grid = load_own(args)
+    if args.verify_opendss and not str(grid.source).lower().endswith(".dss"):
+        raise UsageError(f"--verify-opendss: {args.grid} is not an OpenDSS feeder (a .dss master file)")
     study = substation_capacity(grid, settings, substations=chosen, progress=Reporter(prefix=lambda: "  "))
+    checked = None
+    if args.verify_opendss:
+        from siting.verify_dss import verify_capacities
+
+        note("  re-checking every N-0 capacity in OpenDSS, unbalanced …")
+        table = study.table
+        checked = verify_capacities(
+            Path(grid.source), list(table["bus_name"]), table["hc_n0_mw"].to_numpy(), settings
+        )
+
+    def write(folder: Path) -> list[str]:
+        files = write_capacity(study, folder)
+        if checked is None:
+            return files
+        checked.to_csv(folder / "capacity_opendss.csv", index=False)
+        return [*files, "capacity_opendss.csv"]
+
     files = write_output(
         out,
-        lambda folder: write_capacity(study, folder),
+        write,
         inputs=grid.inputs(),
         settings={**settings.record(), "substations": chosen or "all"},
         results=study.record(),
         started=started,
     )
     say(_capacity_text(grid.name, study))
+    if checked is not None:
+        differ = checked[~checked["agrees"]]
+        say(
+            f"OpenDSS (unbalanced, per phase) agrees at {len(checked) - len(differ)} of {len(checked)} buses"
+            + ("" if differ.empty else "; where not, its answer holds:\n" + differ.to_string(index=False))
+        )
     say(f"\nWritten to {args.out}/ ({', '.join([*files, 'manifest.json'])})")
     return 0
 

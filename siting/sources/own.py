@@ -15,7 +15,7 @@ from siting.errors import UsageError
 from siting.sources.grid import Grid
 from siting.sources.substations import find_substations
 
-CANDIDATE_KINDS = ("substations", "buses")
+CANDIDATE_KINDS = ("substations", "buses", "feeder")
 
 
 def with_own_data(
@@ -44,11 +44,14 @@ def with_own_data(
         Substations (name, bus, lon/lat or a point, optional firm rating) that ``list_mode``
         ``"replace"`` uses alone or ``"augment"`` adds to the automatic ones.
     candidates : str
-        ``"substations"`` (default) or ``"buses"``: every in-service bus at or above ``min_kv`` (kV)
-        is a candidate connection point, as transmission POI studies do.
+        ``"substations"`` (default), ``"buses"``: every in-service bus at or above ``min_kv`` (kV) is
+        a candidate connection point, as transmission POI studies do, or ``"feeder"``: the
+        three-phase primary buses of an OpenDSS feeder.
     """
     if candidates not in CANDIDATE_KINDS:
-        raise UsageError(f"--candidates {candidates}: use substations or buses (or give --substation-list)")
+        raise UsageError(
+            f"--candidates {candidates}: use substations, buses or feeder (or give --substation-list)"
+        )
     if list_mode not in ("replace", "augment"):
         raise UsageError(f"--substation-list-mode {list_mode}: use replace or augment")
     if not any((profiles, bus_coords, substation_list)) and candidates == "substations":
@@ -81,6 +84,12 @@ def with_own_data(
         files.append(Path(substation_list))
     elif candidates == "buses":
         substations = bus_candidates(net, min_kv)
+    elif candidates == "feeder":
+        from siting.sources.opendss import feeder_candidates
+
+        if "opendss_states" not in net:
+            raise UsageError(f"--candidates feeder: {grid.name} is not an OpenDSS feeder; use buses")
+        substations = feeder_candidates(dataclasses.replace(grid, net=net), max(min_kv, 1.0))
     own_profiles = grid.profiles
     if profiles is not None:
         own_profiles = read_profiles(Path(profiles), net, time_zone, substations)
