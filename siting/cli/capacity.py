@@ -16,6 +16,7 @@ from siting.cli.options import (
     engine_from,
     limits_from,
     load_own,
+    note,
     say,
     substation_ids,
 )
