@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from siting.capacity import CapacitySettings
-from siting.engine.search import WORSENING_PERCENT, WORSENING_PU, relaxed_limit
+from siting.engine.search import relaxed_limit
 from siting.errors import UsageError
 from siting.sources.opendss import compile_circuit, dss_engine
 
@@ -75,10 +75,10 @@ class DssVerifier:
         base_vm, base_loading = self._measure()
         self.phase_node &= base_vm > 0
         limits = self.settings.limits
-        self.vmin = relaxed_limit(np.full(len(base_vm), limits.vmin_pu), base_vm, -WORSENING_PU)
-        self.vmax = relaxed_limit(np.full(len(base_vm), limits.vmax_pu), base_vm, WORSENING_PU)
+        self.vmin = relaxed_limit(np.full(len(base_vm), limits.vmin_pu), base_vm, -limits.worsening_pu)
+        self.vmax = relaxed_limit(np.full(len(base_vm), limits.vmax_pu), base_vm, limits.worsening_pu)
         self.loading = relaxed_limit(
-            np.full(len(base_loading), limits.normal_loading_percent), base_loading, WORSENING_PERCENT
+            np.full(len(base_loading), limits.normal_loading_percent), base_loading, limits.worsening_percent
         )
         self.base_vm = base_vm
         self.base_loading = base_loading

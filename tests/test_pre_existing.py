@@ -16,7 +16,7 @@ def _n0(policy: str, **tolerance):
     band = {"vmin_pu": 0.9, "vmax_pu": 1.1, "contingency_vmin_pu": 0.9, "contingency_vmax_pu": 1.1}
     limits = StudyLimits(**band, pre_existing=policy, **tolerance)
     study = substation_capacity(
-        load_grid(SAVNW), CapacitySettings(pf=0.9, cap_mw=200.0, limits=limits), n1=False, year=False
+        load_grid(SAVNW), CapacitySettings(pf=0.9, cap_mw=200.0, limits=limits, n1=False, year=False)
     )
     names = load_grid(SAVNW).net.bus["name"]
     table = study.table.assign(psse_name=names.loc[study.table["bus"]].astype(str).to_numpy())
@@ -44,9 +44,9 @@ def test_no_worse_lets_the_overloaded_transformer_bind_everywhere():
 
 
 def test_unknown_policy_and_negative_tolerance_are_refused():
-    with pytest.raises(UsageError, match="--pre-existing maybe: use one of no-worse, ignore"):
+    with pytest.raises(UsageError, match="pre_existing='maybe': use one of no-worse, ignore"):
         StudyLimits(pre_existing="maybe")
-    with pytest.raises(UsageError, match="must not be negative"):
+    with pytest.raises(UsageError, match=r"worsening_percent=-1: must be a finite number ≥ 0"):
         StudyLimits(worsening_percent=-1)
 
 
@@ -55,7 +55,7 @@ def test_selection_runs_without_coordinates_and_says_geography_is_off():
     from siting.selection import select_sites
 
     grid = load_grid(SAVNW)
-    capacity = substation_capacity(grid, CapacitySettings(pf=0.9, cap_mw=200.0), n1=True, year=False)
+    capacity = substation_capacity(grid, CapacitySettings(pf=0.9, cap_mw=200.0, n1=True, year=False))
     selection = select_sites(grid, capacity.table)
     assert selection.notes[0].startswith("geography off: the grid has no bus coordinates")
     assert (selection.joint["passes"]).all() and selection.joint["sites"].iloc[0] >= 1
