@@ -22,7 +22,7 @@ import pandapower as pp
 import pandapower.topology as top
 import pandas as pd
 
-from siting.capacity import substation_capacity
+from siting.capacity import CapacitySettings, substation_capacity
 from siting.sources.grid import load_grid
 from siting.sources.opendss import feeder_candidates, read_opendss
 from siting.verify_dss import verify_capacities
@@ -74,7 +74,9 @@ def along(grid, count: int = 3) -> pd.DataFrame:
 def capacities(name: str) -> pd.DataFrame:
     grid = load_grid(name)
     sites = along(grid)
-    table = substation_capacity(dataclasses.replace(grid, substations=sites), n1=False, year=False).table
+    table = substation_capacity(
+        dataclasses.replace(grid, substations=sites), CapacitySettings(n1=False, year=False)
+    ).table
     check = verify_capacities(Path(grid.source), table["bus_name"].tolist(), table["hc_n0_mw"].to_numpy())
     check.insert(0, "feeder", name)
     check["balanced binding"] = table["n0_binding_element"].to_numpy()
@@ -87,19 +89,19 @@ def speed(name: str) -> dict:
     grid = load_grid(name)
     out["load s"] = time.perf_counter() - start
     start = time.perf_counter()
-    firm = substation_capacity(grid, n1=True, year=False).table
+    firm = substation_capacity(grid, CapacitySettings(n1=True, year=False)).table
     verify_capacities(Path(grid.source), firm["bus_name"].tolist(), firm["hc_n0_mw"].to_numpy())
     out["firm at substation + OpenDSS check s"] = time.perf_counter() - start
     start = time.perf_counter()
     cands = dataclasses.replace(grid, substations=feeder_candidates(grid))
-    table = substation_capacity(cands, n1=False, year=False).table
+    table = substation_capacity(cands, CapacitySettings(n1=False, year=False)).table
     check = verify_capacities(Path(grid.source), table["bus_name"].tolist(), table["hc_n0_mw"].to_numpy())
     out["N-0 at every 3-phase primary bus + OpenDSS check s"] = time.perf_counter() - start
     out["buses"] = len(table)
     out["agree"] = f"{check['agrees'].mean():.0%}"
     out["OpenDSS solves"] = int(check["solves"].sum())
     start = time.perf_counter()
-    substation_capacity(grid, n1=False, year=True)
+    substation_capacity(grid, CapacitySettings(n1=False, year=True))
     out["year of hourly headroom at substation s"] = time.perf_counter() - start
     return out
 

@@ -81,12 +81,12 @@ def test_single_phase_lateral_is_three_times_its_impedance_at_a_third_of_its_rat
 
 @pytest.mark.slow
 def test_ieee13_capacity_verified_by_opendss():
-    from siting.capacity import substation_capacity
+    from siting.capacity import CapacitySettings, substation_capacity
     from siting.sources.grid import load_grid
     from siting.verify_dss import verify_capacities
 
     grid = load_grid("ieee13")
-    table = substation_capacity(grid, n1=False, year=False).table
+    table = substation_capacity(grid, CapacitySettings(n1=False, year=False)).table
     assert table["n0_binding_element"].iloc[0] == "transformer.sub"
     check = verify_capacities(IEEE13, table["bus_name"].tolist(), table["hc_n0_mw"].to_numpy())
     assert check["opendss_mw"].iloc[0] == pytest.approx(table["hc_n0_mw"].iloc[0])

@@ -124,7 +124,10 @@ grid = "simbench:1-MV-semiurb--0-sw"
         ("[sweep]\ngrids = ['pandapower:case33bw']\n[vary]\ngrid = ['x']", "'vary.grid'"),
         ("[sweep]\ngrids = ['pandapower:case33bw']\n[base]\ngrid = 'x'", "'base.grid'"),
         ("[sweep]\ngrids = ['pandapower:case33bw']\n[base]\nselection.colour = 1", "'selection.colour'"),
-        ("[sweep]\ngrids = ['pandapower:case33bw']\n[vary]\n'selection.sites' = ['x']", "selection.sites = 'x'"),
+        (
+            "[sweep]\ngrids = ['pandapower:case33bw']\n[vary]\n'selection.sites' = ['x']",
+            "selection.sites = 'x'",
+        ),
         ("[sweep]\ngrids = ['a.json']\n[vary]\nx = [1]\n[[case]]\nname = 'a'", "[vary]"),
         ("[[case]]\nname = 'a b'\ngrid = 'pandapower:case33bw'", "'case.name'"),
         ("[[case]]\n'selection.sites' = 3", "'grid'"),

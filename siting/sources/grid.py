@@ -267,7 +267,7 @@ def _read_pandapower_json(path: Path) -> pandapowerNet:
             f"{', '.join(JSON_MODULES)} classes, so the file is refused unread"
         )
     try:
-        net = pp.from_json_string(text)
+        net = pp.from_json_string(text, convert=True)  # old formats brought up to date, as from_json does
     except Exception as err:  # pandapower raises many kinds for a bad file
         raise GridError(f"{path}: not a readable pandapower JSON network ({_first_line(err)})") from err
     if not isinstance(net, pandapowerNet):
