@@ -328,3 +328,41 @@ def test_a_site_without_a_source_is_refused(hv_mixed):
     grid = dataclasses.replace(hv_mixed, net=net)
     with pytest.raises(UsageError, match="not connected"):
         screen_sites(grid, pd.DataFrame({"bus": [island], "size_mw": [10.0]}))
+
+
+@pytest.mark.slow
+def test_screening_an_opendss_feeder_matches_pandapower():
+    """IEEE 13 from OpenDSS: two 0.5 MW sites on three-phase primary buses, steps and fleet trip
+    recomputed with runpp on the converted model; its short-circuit figures are all assumed."""
+    from siting import load_grid
+    from siting.sources.opendss import feeder_candidates
+
+    grid = load_grid("ieee13")
+    candidates = feeder_candidates(grid, 1.0)
+    grid = dataclasses.replace(grid, substations=candidates)
+    sites = _sites(grid, [1, len(candidates) - 1], size_mw=0.5)
+    screening = screen_sites(grid, sites)
+    buses, size = sites["bus"].to_numpy(), sites["size_mw"].to_numpy()
+    all_on = _with_loads(grid.net, buses, size)
+    for i, row in screening.sites.iterrows():
+        without = size.copy()
+        without[i] = 0.0
+        delta = all_on - _with_loads(grid.net, buses, without)
+        assert row["step_energise_pu"] == pytest.approx(delta[row["bus"]], abs=V_TOL)
+        assert row["step_energise_pu"] < 0
+    assert screening.summary["fleet_trip_mw"] == pytest.approx(1.0)
+    assert screening.sites["sc_assumed"].all() and np.isfinite(screening.sites["sk_min_mva"]).all()
+
+
+def test_screen_command_screens_substations_on_request(tmp_path, capsys):
+    from siting.cli import main
+
+    out = tmp_path / "screen"
+    code = main(
+        ["screen", "pandapower:case33bw", "--substations", "0,17", "--size-mw", "1", "--out", str(out)]
+    )
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "interconnection.csv")
+    assert table["substation"].tolist() == [0, 17] and (table["size_mw"] == 1.0).all()
+    assert main(["screen", "pandapower:case33bw", "--out", str(tmp_path / "none")]) == 2
+    assert "give one of the two" in capsys.readouterr().err

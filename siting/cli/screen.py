@@ -15,6 +15,7 @@ from siting.cli.options import (
     load_own,
     note,
     say,
+    substation_ids,
 )
 
 
@@ -25,7 +26,11 @@ def add(commands) -> None:
         help="interconnection screening of sites: voltage step, fleet trip, Sk'', fault ride-through",
     )
     add_grid(parser)
-    parser.add_argument("--sites", required=True, metavar="CSV", help="sites.csv from siting select")
+    parser.add_argument("--sites", metavar="CSV", help="sites.csv from siting select")
+    parser.add_argument(
+        "--substations", metavar="IDS", help="or: substation ids to screen, each with a site of --size-mw"
+    )
+    parser.add_argument("--size-mw", type=float, help="with --substations: the site size (MW)")
     add_out(parser)
     add_pf(parser, "the sites")
     parser.add_argument(
@@ -74,14 +79,38 @@ def run(args: argparse.Namespace) -> int:
         ext_grid_sc_mva=args.ext_grid_sc_mva,
     )
     out = check_output_folder(Path(args.out))
-    path = Path(args.sites)
-    if not path.is_file():
-        raise UsageError(f"--sites {path}: no such file; give the sites.csv that siting select wrote")
-    try:
-        table = pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"--sites {path}: not a readable CSV ({str(err).splitlines()[0]})") from err
-    grid = load_own(args)
+    if (args.sites is None) == (args.substations is None):
+        raise UsageError("--sites CSV or --substations IDS --size-mw MW: give one of the two")
+    if args.sites is not None:
+        path = Path(args.sites)
+        if not path.is_file():
+            raise UsageError(f"--sites {path}: no such file; give the sites.csv that siting select wrote")
+        try:
+            table = pd.read_csv(path)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DataError(f"--sites {path}: not a readable CSV ({str(err).splitlines()[0]})") from err
+        grid = load_own(args)
+    else:
+        if args.size_mw is None or not args.size_mw > 0:
+            raise UsageError(f"--size-mw {args.size_mw}: give the size of the site to screen, more than 0 MW")
+        ids = substation_ids(args.substations)
+        grid = load_own(args)
+        known = grid.substations.set_index("id")
+        unknown = sorted(set(ids) - set(known.index))
+        if unknown:
+            raise UsageError(
+                f"--substations {args.substations}: {unknown} are not substations of {grid.name}"
+            )
+        chosen = known.loc[ids]
+        table = pd.DataFrame(
+            {
+                "substation": ids,
+                "name": chosen["name"].to_numpy(),
+                "bus": chosen["bus"].to_numpy(),
+                "size_mw": args.size_mw,
+            }
+        )
+        path = f"substations {args.substations} at {args.size_mw:g} MW"
     note(f"  screening {len(table)} site(s): voltage steps, fleet trip, short circuit, faults …")
     screening = screen_sites(grid, table, settings=settings)
     files = write_output(
