@@ -25,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     width = max(len("name"), *(len(name) for name, _ in rows))
     lines = [f"{'name':<{width}}  description", *(f"{name:<{width}}  {text}" for name, text in rows)]
     say("\n".join(lines))
-    say("\n* default grid. Also: simbench:<code>, pandapower:<name>, or a .json/.m/.mat file.")
+    say("\n* default grid. Also: simbench:<code>, pandapower:<name>, or a .json/.m/.mat/.raw/.dss file.")
     return 0
