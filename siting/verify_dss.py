@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from siting.capacity import CapacitySettings
-from siting.engine.search import relaxed_limit
+from siting.engine.search import binding_limits
 from siting.errors import UsageError
+from siting.limits import ElementLimits
 from siting.sources.opendss import compile_circuit, dss_engine
 
 SITE = "load.siting_site"
@@ -74,12 +75,19 @@ class DssVerifier:
         self.branch = ((kind == "line") | (kind == "transformer")) & rated
         base_vm, base_loading = self._measure()
         self.phase_node &= base_vm > 0
-        limits = self.settings.limits
-        self.vmin = relaxed_limit(np.full(len(base_vm), limits.vmin_pu), base_vm, -limits.worsening_pu)
-        self.vmax = relaxed_limit(np.full(len(base_vm), limits.vmax_pu), base_vm, limits.worsening_pu)
-        self.loading = relaxed_limit(
-            np.full(len(base_loading), limits.normal_loading_percent), base_loading, limits.worsening_percent
+        study = self.settings.limits
+        # the balanced search's own rule for limits the base case breaks (its pre-existing policy)
+        limits = ElementLimits(
+            np.full(len(base_vm), study.vmin_pu),
+            np.full(len(base_vm), study.vmax_pu),
+            np.full(len(base_loading), study.normal_loading_percent),
+            np.zeros(0),
+            {},
+            study.pre_existing,
+            study.worsening_pu,
+            study.worsening_percent,
         )
+        self.vmin, self.vmax, self.loading, _ = binding_limits(limits, base_vm, base_loading, np.zeros(0))
         self.base_vm = base_vm
         self.base_loading = base_loading
         self._site_bus: str | None = None
