@@ -79,6 +79,31 @@ def write_pdf(
     return Path(path)
 
 
+def write_scenarios_pdf(title: str, description: str, table: pd.DataFrame, path: Path) -> Path:
+    """Write a study's scenarios side by side (``siting.report.scenario_table``) as a one-page
+    PDF at ``path``; each scenario's own report.pdf sits in its sub-folder. Returns ``path``."""
+    styles = getSampleStyleSheet()
+    frame = table.reset_index()
+    story = [
+        Paragraph(_text(title), styles["Title"]),
+        Paragraph(_text(description), styles["Normal"]),
+        Spacer(1, 0.3 * cm),
+        *_table(frame),
+    ]
+    document = SimpleDocTemplate(
+        str(path),
+        pagesize=PAGE,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=MARGIN,
+        bottomMargin=MARGIN,
+        title=str(title),
+        invariant=1,
+    )
+    document.build(story)
+    return Path(path)
+
+
 def _screening_story(screening: Screening, styles) -> list:
     story = [
         PageBreak(),

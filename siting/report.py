@@ -211,6 +211,8 @@ HEADLINE_LABELS = {
     "joint_check_passes": "joint AC check of the selected set",
     "naive_violations": "violations of the naive top-K set",
     "load_scale": "load growth in the simulated year",
+    "scenario": "scenario",
+    "load_growth": "load growth at the operating point (capacity, selection)",
     **{
         f"flex_{level}_mw": f"connectable: {label}"
         for level, label in (
@@ -248,7 +250,7 @@ def headline_display(headline: dict[str, object]) -> dict[str, str]:
             text = f"{value / 1000:,.1f} GWh"
         elif key == "joint_check_passes":
             text = "passes" if value else "FAILS"
-        elif key == "load_scale":
+        elif key in ("load_scale", "load_growth"):
             text = f"× {value:g}"
         elif isinstance(value, float):
             text = f"{value:,.4g}"
@@ -289,6 +291,75 @@ def headline_numbers(
             headline[f"{row.policy}_violation_hours"] = row.violation_hours
             headline[f"{row.policy}_energy_mwh"] = row.energy_mwh
     return headline
+
+
+def scenario_table(headlines: dict[str, dict[str, object]]) -> pd.DataFrame:
+    """Scenarios side by side: one row per headline number (as ``headline_display`` shows it),
+    one column per scenario; a number a scenario lacks is "–"."""
+    shown = {name: headline_display(headline) for name, headline in headlines.items()}
+    labels = list(dict.fromkeys(label for values in shown.values() for label in values))
+    return pd.DataFrame(
+        {name: [values.get(label, "–") for label in labels] for name, values in shown.items()},
+        index=pd.Index(labels, name="measure"),
+    )
+
+
+def scenario_story(headline: dict[str, object]) -> str:
+    """One scenario's result in a sentence: the joint checks, the two dispatches, the flex curve."""
+    parts = [
+        f"{headline['sites']} sites, {headline['total_mw']:,.0f} MW: the joint AC check of the selected "
+        f"set {'passes' if headline['joint_check_passes'] else 'FAILS'}"
+    ]
+    naive = headline.get("naive_violations")
+    if naive is not None:
+        parts.append(f"the naive top-K set breaks {naive} limit{'s' if naive != 1 else ''}")
+    for policy in ("blind", "grid-aware"):
+        if f"{policy}_violations" in headline:
+            parts.append(
+                f"{policy} dispatch: {headline[f'{policy}_violations']} element limit(s) broken in "
+                f"{headline[f'{policy}_violation_hours']:g} h, "
+                f"{100 * headline[f'{policy}_served_share']:.2f} % of the demand served"
+            )
+    levels = [key for key in headline if key.startswith("flex_") and key.endswith("_mw")]
+    if levels:
+        connectable = ", ".join(
+            f"{key.removeprefix('flex_').removesuffix('_mw')} {headline[key]:,.0f} MW" for key in levels
+        )
+        parts.append(f"connectable at each level: {connectable}")
+    return "; ".join(parts) + "."
+
+
+def scenarios_page(
+    title: str,
+    description: str,
+    table: pd.DataFrame,
+    notes: dict[str, str],
+    headlines: dict[str, dict[str, object]],
+) -> str:
+    """A study's scenarios on one offline page: a sentence each, the headline numbers side by
+    side (``scenario_table``) and a link to each scenario's own report (``<name>/index.html``).
+
+    ``notes`` gives each scenario's description (its load level and the source).
+    """
+    items = "".join(
+        f"<li><a href='{esc(name)}/index.html'><b>{esc(name)}</b></a>"
+        + (f" — {esc(notes[name])}" if notes.get(name) else "")
+        + f"<br>{esc(scenario_story(headline))}</li>"
+        for name, headline in headlines.items()
+    )
+    header = "".join(f"<th>{esc(name)}</th>" for name in table.columns)
+    rows = "".join(
+        f"<tr><th>{esc(label)}</th>" + "".join(f"<td>{esc(v)}</td>" for v in values) + "</tr>"
+        for label, values in zip(table.index, table.to_numpy(), strict=True)
+    )
+    body = (
+        f"<section><h2>Scenarios</h2><ul class='scenarios'>{items}</ul></section>"
+        "<section><h2>Side by side</h2><table class='data compare'>"
+        f"<tr><th>measure</th>{header}</tr>{rows}</table></section>"
+    )
+    return _SCENARIOS_PAGE.format(
+        title=esc(title), subtitle=esc(description), style=_STYLE + _SCENARIOS_STYLE, body=body
+    )
 
 
 def _points(table: pd.DataFrame) -> gpd.GeoDataFrame:
@@ -775,6 +846,25 @@ _PAGE = """<!DOCTYPE html>
 <p class="subtitle">{subtitle}</p>
 <div class="headline"><dl>{headline}</dl></div>
 {sections}
+</body>
+</html>
+"""
+_SCENARIOS_STYLE = """
+table.compare th { text-align: left; }
+ul.scenarios li { margin-bottom: 0.6rem; }
+"""
+_SCENARIOS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p class="subtitle">{subtitle}</p>
+{body}
 </body>
 </html>
 """

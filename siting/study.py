@@ -2,7 +2,8 @@
 
 The file's tables and keys (every one optional except ``grid``; see data/studies/README.md):
 ``name``, ``grid``, ``out``; ``[limits]``, ``[capacity]``, ``[selection]`` (+ ``[selection.layers]``),
-``[workload]``, ``[power]``, ``[simulation]``. Relative paths are relative to the study file.
+``[workload]``, ``[power]``, ``[simulation]``, and ``[[scenario]]`` (load-growth scenarios run
+side by side). Relative paths are relative to the study file.
 """
 
 from __future__ import annotations
@@ -115,6 +116,29 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "flex_hours": (int, float),
     },
 }
+# One [[scenario]] entry: the study's stages run once per scenario, with its loads.
+SCENARIO_KEYS: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "description": str,
+    "load_scale": (int, float),
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A load level the whole study runs at: every load (model values and profiles) × ``load_scale``.
+
+    Capacity, selection, the simulated year and the screening all see the grown loads, so the
+    operating point (a study case, the net-load peak of the grown profiles) moves with them.
+    """
+
+    name: str  # names the scenario's sub-folder: a file name
+    load_scale: float = 1.0  # factor on every load (MW and Mvar), > 0
+    description: str = ""  # what the level stands for and its source
+
+    def record(self) -> dict[str, object]:
+        """The scenario as plain data, for manifests."""
+        return {"name": self.name, "load_scale": self.load_scale, "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -139,6 +163,8 @@ class Study:
     pdf: bool = False
     flex_levels: tuple[str, ...] = ()  # the flexibility curve's levels; () computes none
     own_data: dict[str, object] = field(default_factory=dict)  # siting.sources.own.with_own_data keywords
+    scenarios: tuple[Scenario, ...] = ()  # () runs the study once, at the grid's own loads
+    scenario: Scenario | None = None  # set on the study one scenario runs: its loads are grown
 
 
 def read_study(path: Path | None = None) -> Study:
@@ -252,7 +278,26 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         pdf=bool(data.get("report", {}).get("pdf", False)),
         own_data=_own_data(data, base, source),
         flex_levels=_flex_levels(data.get("flex_curve", {}).get("levels", []), capacity, source),
+        scenarios=_scenarios(data.get("scenario"), source),
     )
+
+
+def _scenarios(entries: list | None, source: str) -> tuple[Scenario, ...]:
+    """The ``[[scenario]]`` entries (already type-checked by ``_check_keys``) as Scenarios."""
+    if entries is None:
+        return ()
+    scenarios: list[Scenario] = []
+    for number, entry in enumerate(entries, start=1):
+        where = f"{source}: scenario[{number}]"
+        if "name" not in entry:
+            raise UsageError(f'{where}: needs a name, e.g. name = "growth-2029"')
+        name = safe_name(entry["name"], f"{where}.name =")
+        if any(other.name == name for other in scenarios):
+            raise UsageError(f"{where}.name = {name!r}: another scenario has this name; name each one apart")
+        load_scale = entry.get("load_scale", 1.0)
+        _checked(source, f"scenario[{number}].load_scale", check_number, "load_scale", load_scale, above=0)
+        scenarios.append(Scenario(name, float(load_scale), entry.get("description", "")))
+    return tuple(scenarios)
 
 
 OWN_FILES = {"profiles": "profiles", "bus_coords": "bus_coords", "substation_list": "substation_list"}
@@ -363,22 +408,36 @@ def _existing(path: Path, key: str, source: str) -> Path:
 
 def _check_keys(data: dict, source: str) -> None:
     for key, value in data.items():
-        if key in KEYS and key != "":
+        if key == "scenario":
+            _check_scenario_keys(value, source)
+        elif key in KEYS and key != "":
             if not isinstance(value, dict):
                 raise UsageError(f"{source}: [{key}] must be a table")
             _check_table(value, key, source)
         elif key not in KEYS[""]:
-            known = ", ".join([*KEYS[""], *(f"[{k}]" for k in KEYS if k)])
+            known = ", ".join([*KEYS[""], *(f"[{k}]" for k in KEYS if k), "[[scenario]]"])
             raise UsageError(f"{source}: unknown key '{key}' (known: {known})")
         elif not isinstance(value, KEYS[""][key]):
             raise UsageError(f"{source}: {key} = {value!r}: must be text")
 
 
-def _check_table(table: dict, name: str, source: str) -> None:
+def _check_scenario_keys(entries: object, source: str) -> None:
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise UsageError(
+            f"{source}: scenario must be one or more [[scenario]] tables, each with a name and a load_scale"
+        )
+    for number, entry in enumerate(entries, start=1):
+        _check_table(entry, f"scenario[{number}]", source, SCENARIO_KEYS)
+
+
+def _check_table(
+    table: dict, name: str, source: str, keys: dict[str, type | tuple[type, ...]] | None = None
+) -> None:
+    keys = KEYS[name] if keys is None else keys
     for key, value in table.items():
-        expected = KEYS[name].get(key)
+        expected = keys.get(key)
         if expected is None:
-            raise UsageError(f"{source}: unknown key '{name}.{key}' (known: {', '.join(KEYS[name])})")
+            raise UsageError(f"{source}: unknown key '{name}.{key}' (known: {', '.join(keys)})")
         if isinstance(value, bool) and expected is not bool:
             expected_ok = False
         else:
@@ -428,6 +487,9 @@ def study_summary(study: Study) -> dict[str, object]:
         "pdf": study.pdf,
         "flex_curve_levels": list(study.flex_levels),
         "own_data": {k: str(v) for k, v in study.own_data.items()},
+        # only a study with scenarios records them: one without keeps today's manifest
+        **({"scenarios": [s.record() for s in study.scenarios]} if study.scenarios else {}),
+        **({"scenario": study.scenario.record()} if study.scenario is not None else {}),
     }
 
 
@@ -458,7 +520,8 @@ def compute_study(
 
     Every input the study names is read and checked before the first power flow. ``capacity``
     may come precomputed (a sweep splits it into chunks), ``grid`` preloaded (a notebook that
-    changed the model; it is not modified).
+    changed the model; it is not modified). A study that is one scenario
+    (``study.scenario``) grows the grid's loads first.
     """
     from siting.fleet import fleet_sites, modelled_demand, simulate
     from siting.flexcurve import flex_curve, level_fleets
@@ -468,7 +531,7 @@ def compute_study(
     from siting.sources.grid import load_grid
     from siting.sources.own import with_own_data
     from siting.sources.peak import operating_point
-    from siting.sources.profiles import simulation_year
+    from siting.sources.profiles import grow_loads, simulation_year
     from siting.workload import read_demand_csv
 
     say = progress or silent
@@ -477,6 +540,9 @@ def compute_study(
     if grid is None:
         say(f"loading {study.grid}")
         grid = with_own_data(load_grid(study.grid), **study.own_data)
+    growth = study.scenario.load_scale if study.scenario is not None else 1.0
+    if growth != 1.0:
+        grid = grow_loads(grid, growth)
     year, factor, demand = None, None, None
     if grid.profiles is not None:
         year, factor = simulation_year(grid, load_scale=study.load_scale, step_minutes=study.step_minutes)
@@ -521,6 +587,15 @@ def compute_study(
             peak_mw=_site_peaks(fleet, selection, study.screening_peak_policy),
         )
     headline = {"study": study.name, **headline_numbers(grid, capacity, selection, fleet, factor)}
+    if study.scenario is not None:
+        # load_scale: the simulated year's loads against the grid's own (growth × [simulation] load_scale)
+        headline = {
+            "study": study.name,
+            "scenario": study.scenario.name,
+            "load_growth": growth,
+            **headline,
+            "load_scale": factor * growth if factor is not None else None,
+        }
     if screening is not None:
         headline.update(
             {f"screening_{k}": screening.summary[k] for k in SCREENING_HEADLINE if k in screening.summary}
@@ -552,51 +627,58 @@ def write_study(results: StudyResults, out: Path) -> None:
     """The report folder ``out``, written whole or not at all: each stage's tables in its own
     subfolder, then the report (index.html, figures, results.gpkg, Parquet, manifest).
     """
+    from siting.outputs import atomic_folder
+
+    with atomic_folder(Path(out)) as folder:
+        _write_study_files(results, folder)
+
+
+def _write_study_files(results: StudyResults, folder: Path) -> None:
+    """Write one study's report into ``folder`` (an existing, empty folder)."""
     from siting.capacity import write_capacity
     from siting.fleet import write_fleet
-    from siting.outputs import atomic_folder, manifest
+    from siting.outputs import manifest
     from siting.report import report_inputs, write_report_files
     from siting.screening import write_screening
     from siting.selection import write_selection
 
     study = results.study
-    with atomic_folder(Path(out)) as folder:
-        files = {}
-        for name, writer, result in (
-            ("capacity", write_capacity, results.capacity),
-            ("selection", write_selection, results.selection),
-            ("simulation", write_fleet, results.fleet),
-            ("screening", write_screening, results.screening),
-            ("flexibility", _write_flex_curve, results.flex_curve),
-        ):
-            if result is not None:
-                (folder / name).mkdir()
-                files[name] = writer(result, folder / name)
-        source = Path(study.source)
-        record = manifest(
-            inputs={
-                "study": source if source.is_file() else study.source,
-                "grid": results.grid.source,
-                **{f"file {p.name}": p for p in results.grid.files},
-                **{f"layer {k}": p for k, p in study.layers.items()},
-                **({"demand": study.demand} if study.demand else {}),
-            },
-            settings=study_summary(study),
-            results={**results.headline, "stage_files": files},
-            started=results.started,
-        )
-        inputs = report_inputs(
-            results.grid,
-            capacity=results.capacity,
-            selection=results.selection,
-            fleet=results.fleet,
-            title=study.name,
-            description=study.description,
-            headline=results.headline,
-            manifest=record,
-            flex_curve=results.flex_curve,
-        )
-        write_report_files(inputs, folder, screening=results.screening, pdf=study.pdf)
+    files = {}
+    for name, writer, result in (
+        ("capacity", write_capacity, results.capacity),
+        ("selection", write_selection, results.selection),
+        ("simulation", write_fleet, results.fleet),
+        ("screening", write_screening, results.screening),
+        ("flexibility", _write_flex_curve, results.flex_curve),
+    ):
+        if result is not None:
+            (folder / name).mkdir()
+            files[name] = writer(result, folder / name)
+    source = Path(study.source)
+    record = manifest(
+        inputs={
+            "study": source if source.is_file() else study.source,
+            "grid": results.grid.source,
+            **{f"file {p.name}": p for p in results.grid.files},
+            **{f"layer {k}": p for k, p in study.layers.items()},
+            **({"demand": study.demand} if study.demand else {}),
+        },
+        settings=study_summary(study),
+        results={**results.headline, "stage_files": files},
+        started=results.started,
+    )
+    inputs = report_inputs(
+        results.grid,
+        capacity=results.capacity,
+        selection=results.selection,
+        fleet=results.fleet,
+        title=study.name,
+        description=study.description,
+        headline=results.headline,
+        manifest=record,
+        flex_curve=results.flex_curve,
+    )
+    write_report_files(inputs, folder, screening=results.screening, pdf=study.pdf)
 
 
 def _write_flex_curve(curve: pd.DataFrame, folder: Path) -> list[str]:
@@ -615,9 +697,115 @@ def run_study(
     """Run every stage and write the report folder ``out``; returns the headline numbers.
 
     ``out`` is checked before anything is computed (see ``siting.outputs.check_output_folder``).
+    A study with scenarios runs them one after another (see :func:`run_scenarios`).
     """
-    check_output_folder(out, f"{study.source}: out" if study.out == out else "--out")
+    what = f"{study.source}: out" if study.out == out else "--out"
+    check_output_folder(out, what)
+    if study.scenarios:
+        if capacity is not None:
+            raise UsageError(
+                f"{study.source}: [[scenario]] computes capacity at each scenario's loads; "
+                "it cannot take capacity computed beforehand"
+            )
+        return flat_headline(run_scenarios(study, out, progress, grid=grid, what=what))
     results = compute_study(study, progress, capacity=capacity, grid=grid)
     (progress or silent)("[4/4] writing the report")
     write_study(results, out)
     return results.headline
+
+
+def scenario_studies(study: Study) -> list[Study]:
+    """One study per scenario of ``study``: the same settings, its own name, description and loads."""
+    return [
+        dataclasses.replace(
+            study,
+            name=f"{study.name} · {scenario.name}",
+            description=scenario.description or study.description,
+            scenarios=(),
+            scenario=scenario,
+        )
+        for scenario in study.scenarios
+    ]
+
+
+def run_scenarios(
+    study: Study,
+    out: Path,
+    progress: Progress | None = None,
+    *,
+    grid: Grid | None = None,
+    what: str = "--out",
+) -> dict[str, dict[str, object]]:
+    """Run every scenario of ``study`` and write ``out`` whole or not at all.
+
+    ``out`` gets one sub-folder per scenario (named after it, a full study report each) and,
+    beside them, ``index.html`` (the scenarios side by side, linking to their reports),
+    ``scenarios.csv`` (one row of headline numbers per scenario) and ``manifest.json``.
+
+    Returns
+    -------
+    dict
+        Scenario name → its headline numbers (``compute_study``'s ``headline``).
+    """
+    from siting.outputs import atomic_folder, manifest, write_json
+    from siting.report import scenario_table, scenarios_page
+    from siting.sources.grid import load_grid
+    from siting.sources.own import with_own_data
+
+    say = progress or silent
+    started = datetime.now(UTC)
+    if grid is None:
+        # loaded once: each scenario grows its own copy of the loads (the model is not changed)
+        say(f"loading {study.grid}")
+        grid = with_own_data(load_grid(study.grid), **study.own_data)
+    headlines: dict[str, dict[str, object]] = {}
+    studies = scenario_studies(study)
+    with atomic_folder(Path(out), what) as folder:
+        for number, sub in enumerate(studies, start=1):
+            scenario = sub.scenario
+            say(f"scenario {number}/{len(studies)}: {scenario.name} (loads × {scenario.load_scale:g})")
+            results = compute_study(sub, indented(say), grid=grid)
+            indented(say)("[4/4] writing its report")
+            (folder / scenario.name).mkdir()
+            _write_study_files(results, folder / scenario.name)
+            headlines[scenario.name] = results.headline
+            del results  # one scenario's results in memory at a time
+        say("the scenarios side by side")
+        table = scenario_table(headlines)
+        rows = [{"scenario": name, **headline} for name, headline in headlines.items()]
+        pd.DataFrame(rows).to_csv(folder / "scenarios.csv", index=False)
+        (folder / "index.html").write_text(
+            scenarios_page(
+                study.name,
+                study.description,
+                table,
+                {s.name: s.description for s in study.scenarios},
+                headlines,
+            ),
+            encoding="utf-8",
+        )
+        files = ["index.html", "scenarios.csv", *(f"{s.name}/index.html" for s in study.scenarios)]
+        if study.pdf:
+            from siting.pdf import write_scenarios_pdf
+
+            write_scenarios_pdf(study.name, study.description, table, folder / "report.pdf")
+            files.append("report.pdf")
+        source = Path(study.source)
+        record = manifest(
+            inputs={"study": source if source.is_file() else study.source, **grid.inputs()},
+            settings=study_summary(study),
+            results={"scenarios": headlines},
+            started=started,
+        )
+        write_json(folder / "manifest.json", {**record, "report_files": [*files, "manifest.json"]})
+    return headlines
+
+
+def flat_headline(headlines: dict[str, dict[str, object]]) -> dict[str, object]:
+    """Scenario headlines as one flat dict (``<scenario>.<key>``), for a sweep row or the CLI."""
+    return {
+        f"{name}.{key}": value
+        for name, headline in headlines.items()
+        for key, value in headline.items()
+        if key not in ("study", "scenario")
+    }

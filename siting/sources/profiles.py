@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -56,6 +57,23 @@ def scale_loads(grid: Grid, factor: float) -> Grid:
     columns = profiles.columns.get_level_values("element") == "load"
     profiles.loc[:, columns] = profiles.loc[:, columns] * factor
     return dataclasses.replace(grid, profiles=profiles)
+
+
+def grow_loads(grid: Grid, factor: float) -> Grid:
+    """The grid with every load grown by ``factor``: its model values (MW, Mvar) and, when it has
+    them, its profiles.
+
+    Unlike :func:`scale_loads` (the simulated year only) this moves every operating point a
+    study can judge capacity at: a SimBench study case (the model's values × the case's
+    factors), the net-load peak of the profiles, a time, or the model's own values. The given
+    grid is not changed.
+    """
+    check_number("factor", factor, above=0)
+    net = copy.deepcopy(grid.net)
+    for column in ("p_mw", "q_mvar"):
+        net.load[column] = net.load[column] * factor
+    grown = dataclasses.replace(grid, net=net)
+    return scale_loads(grown, factor) if grid.profiles is not None else grown
 
 
 def resample_profiles(grid: Grid, minutes: float) -> Grid:
