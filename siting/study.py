@@ -295,7 +295,7 @@ def _scenarios(entries: list | None, source: str) -> tuple[Scenario, ...]:
         if any(other.name == name for other in scenarios):
             raise UsageError(f"{where}.name = {name!r}: another scenario has this name; name each one apart")
         load_scale = entry.get("load_scale", 1.0)
-        _checked(source, f"scenario[{number}].load_scale", check_number, "load_scale", load_scale, above=0)
+        _checked(source, f"scenario[{number}].load_scale =", check_number, "load_scale", load_scale, above=0)
         scenarios.append(Scenario(name, float(load_scale), entry.get("description", "")))
     return tuple(scenarios)
 
@@ -752,6 +752,7 @@ def run_scenarios(
     from siting.sources.grid import load_grid
     from siting.sources.own import with_own_data
 
+    check_output_folder(out, what)
     say = progress or silent
     started = datetime.now(UTC)
     if grid is None:

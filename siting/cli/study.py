@@ -32,6 +32,17 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     note(f"Study {study.name} ({study.source}) → {out}/")
     progress = Reporter(prefix=lambda: f"  [{time.monotonic() - started:6.0f} s] ")
+    if study.scenarios:
+        from siting.report import scenario_table
+        from siting.study import run_scenarios
+
+        headlines = run_scenarios(
+            study, out, progress, what=f"{study.source}: out" if study.out == out else "--out"
+        )
+        say(f"{study.name}: done in {time.monotonic() - started:.0f} s, the scenarios side by side:")
+        say(scenario_table(headlines).to_string())
+        say(f"\nReport: {out}/index.html (one sub-folder per scenario: {', '.join(headlines)})")
+        return 0
     headline = run_study(study, out, progress)
     width = max(len(k) for k in headline)
     lines = [f"{key:<{width}}  {_shown(value)}" for key, value in headline.items()]
