@@ -296,7 +296,11 @@ def headline_numbers(
 def scenario_table(headlines: dict[str, dict[str, object]]) -> pd.DataFrame:
     """Scenarios side by side: one row per headline number (as ``headline_display`` shows it),
     one column per scenario; a number a scenario lacks is "–"."""
-    shown = {name: headline_display(headline) for name, headline in headlines.items()}
+    # the scenario's name heads its column already
+    shown = {
+        name: headline_display({k: v for k, v in headline.items() if k != "scenario"})
+        for name, headline in headlines.items()
+    }
     labels = list(dict.fromkeys(label for values in shown.values() for label in values))
     return pd.DataFrame(
         {name: [values.get(label, "–") for label in labels] for name, values in shown.items()},

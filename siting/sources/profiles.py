@@ -69,7 +69,10 @@ def grow_loads(grid: Grid, factor: float) -> Grid:
     grid is not changed.
     """
     check_number("factor", factor, above=0)
-    net = copy.deepcopy(grid.net)
+    # a new load table in a shallow copy: every stage deep-copies the net before it solves, so
+    # the rest (and the large SimBench profile tables in it) can be shared with the given grid
+    net = copy.copy(grid.net)
+    net["load"] = grid.net.load.copy()
     for column in ("p_mw", "q_mvar"):
         net.load[column] = net.load[column] * factor
     grown = dataclasses.replace(grid, net=net)
