@@ -174,8 +174,8 @@ def test_cli_capacity_takes_a_psse_con_file_and_records_it(tmp_path):
         " OPEN BRANCH FROM BUS 210 TO BUS 212 CIRCUIT 1\nEND\nEND\n"
     )
     out = tmp_path / "out"
-    argv = ["capacity", str(RTS), "--out", str(out), "--no-year", "--substations", "5", "--contingencies", str(con)]
-    assert main(argv) == 0
+    argv = ["capacity", str(RTS), "--out", str(out), "--no-year", "--substations", "5"]
+    assert main([*argv, "--contingencies", str(con)]) == 0
     table = pd.read_csv(out / "capacity.csv")
     assert table.loc[0, "name"] == "BANKS"
     assert table.loc[0, "hc_n1_mw"] == pytest.approx(0.2)
