@@ -23,7 +23,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from siting.capacity import CapacitySettings, contingency_limits, net_outages, normal_limits
+from siting.capacity import CapacitySettings, contingency_limits, normal_limits, studied_outages
 from siting.engine.flow import EngineOptions, FlowModel, prepare, solve
 from siting.engine.search import (
     CRITERIA,
@@ -31,7 +31,6 @@ from siting.engine.search import (
     StateLimits,
     States,
     criterion_element_name,
-    element_name,
     hosting_capacity,
     state_limits,
     violations_of,
@@ -354,12 +353,11 @@ def _criterion_states(model: FlowModel, grid: Grid, point: OperatingPoint, setti
     peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
     groups = [(peak, state_limits(model, peak, normal_limits(model, cap_settings)), ["peak"])]
     if settings.criterion == "firm":
-        outages = net_outages(model.net)
+        outages, names, _ = studied_outages(model.net, grid.contingencies)
         values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
         states = States(values, tuple(outages), len(outages))
         limits = state_limits(model, states, contingency_limits(model, cap_settings))
-        labels = [f"{t} {element_name(model.net[t], model.net[t].index.get_loc(i))} out" for t, i in outages]
-        groups.append((states, limits, labels))
+        groups.append((states, limits, [f"{name} out" for name in names]))
     return _Criterion(groups)
 
 
@@ -563,21 +561,17 @@ def _joint_check(model, criterion: _Criterion, sizes, cap_settings) -> JointChec
         usable = np.flatnonzero(limits.usable)
         if not len(usable):  # e.g. a radial grid: every outage islands load and is skipped
             continue
-        result = solve(model, fixed.scenarios(usable, q_per_mw=cap_settings.q_per_mw))
+        scenarios = fixed.scenarios(usable, q_per_mw=cap_settings.q_per_mw)
+        result = solve(model, scenarios)
         flows += len(usable)
         vm = result.vm_pu
         worst_low = min(worst_low, np.nanmin(vm))
         worst_high = max(worst_high, np.nanmax(vm))
         loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
         worst_loading = max(worst_loading, np.nanmax(loading))
+        line, trafo = limits.thermal(usable, scenarios.added_mw)
         found = violations_of(
-            model,
-            result,
-            limits.vmin[usable],
-            limits.vmax[usable],
-            limits.line[usable],
-            limits.trafo[usable],
-            tolerance=1e-9,
+            model, result, limits.vmin[usable], limits.vmax[usable], line, trafo, tolerance=1e-9
         )
         found["state"] = [labels[usable[row]] for row in found["state"]]
         frames.append(found)

@@ -47,6 +47,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "substation_list_mode": str,
         "candidates": str,
         "min_kv": (int, float),
+        "contingencies": str,
     },
     "limits": {
         "vmin_pu": (int, float),
@@ -57,6 +58,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "pre_existing": str,
         "worsening_pu": (int, float),
         "worsening_percent": (int, float),
+        "contribution_df": (int, float),
     },
     "capacity": {
         "at": str,
@@ -300,7 +302,12 @@ def _scenarios(entries: list | None, source: str) -> tuple[Scenario, ...]:
     return tuple(scenarios)
 
 
-OWN_FILES = {"profiles": "profiles", "bus_coords": "bus_coords", "substation_list": "substation_list"}
+OWN_FILES = {
+    "profiles": "profiles",
+    "bus_coords": "bus_coords",
+    "substation_list": "substation_list",
+    "contingencies": "contingencies",
+}
 OWN_VALUES = {
     "profiles_tz": "time_zone",
     "substation_list_mode": "list_mode",
@@ -528,8 +535,6 @@ def compute_study(
     from siting.geography import read_layers
     from siting.screening import screen_sites
     from siting.selection import select_sites
-    from siting.sources.grid import load_grid
-    from siting.sources.own import with_own_data
     from siting.sources.peak import operating_point
     from siting.sources.profiles import grow_loads, simulation_year
     from siting.workload import read_demand_csv
@@ -539,7 +544,7 @@ def compute_study(
     layers = read_layers(study.layers)
     if grid is None:
         say(f"loading {study.grid}")
-        grid = with_own_data(load_grid(study.grid), **study.own_data)
+        grid = study_grid(study)
     growth = study.scenario.load_scale if study.scenario is not None else 1.0
     if growth != 1.0:
         grid = grow_loads(grid, growth)
@@ -612,6 +617,14 @@ def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str):
     power = fleet.site_power[fleet.site_power["policy"] == policy]
     peaks = power.groupby("substation")["p_mw"].max()
     return peaks.reindex(selection.sites["substation"]).fillna(0.0).to_numpy(float)
+
+
+def study_grid(study: Study) -> Grid:
+    """The study's grid with the study's own data (profiles, substations, contingencies) read in."""
+    from siting.sources.grid import load_grid
+    from siting.sources.own import with_own_data
+
+    return with_own_data(load_grid(study.grid), **study.own_data)
 
 
 def study_capacity(
@@ -749,8 +762,6 @@ def run_scenarios(
     """
     from siting.outputs import atomic_folder, manifest, write_json
     from siting.report import scenario_table, scenarios_page
-    from siting.sources.grid import load_grid
-    from siting.sources.own import with_own_data
 
     check_output_folder(out, what)
     say = progress or silent
@@ -758,7 +769,7 @@ def run_scenarios(
     if grid is None:
         # loaded once: each scenario grows its own copy of the loads (the model is not changed)
         say(f"loading {study.grid}")
-        grid = with_own_data(load_grid(study.grid), **study.own_data)
+        grid = study_grid(study)
     headlines: dict[str, dict[str, object]] = {}
     studies = scenario_studies(study)
     with atomic_folder(Path(out), what) as folder:
