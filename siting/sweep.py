@@ -310,8 +310,8 @@ def _check_studies(cases: tuple[Case, ...], source: str) -> None:
         if study.scenarios:
             # a case is one row of sweep.csv; its load levels are the sweep's own axis
             raise UsageError(
-                f"{source} (case {case.name}): [[scenario]] is for a study file; vary "
-                "simulation.load_scale in the sweep instead"
+                f"{source} (case {case.name}): [[scenario]] belongs in a study file (siting study); "
+                "a sweep case runs at one load level"
             )
 
 

@@ -179,3 +179,17 @@ def test_the_default_study_compares_today_with_sourced_growth():
     today, growth = study.scenarios
     assert today.load_scale == 1.0 and growth.load_scale == pytest.approx(1.158)
     assert "Grid Strategies" in growth.description
+
+
+def test_a_sweep_case_refuses_scenarios():
+    from siting.sweep import sweep_from_dict
+
+    data = {
+        "sweep": {"grids": ["pandapower:case33bw"]},
+        "base": {"capacity": {"n1": False}, "scenario": TWO},
+        "vary": {"simulation.load_scale": [1.0]},
+    }
+    with pytest.raises(UsageError, match=r"\[\[scenario\]\] belongs in a study file"):
+        sweep_from_dict(data, source="s.toml")
+    del data["base"]["scenario"]
+    assert len(sweep_from_dict(data, source="s.toml").cases) == 1
