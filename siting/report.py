@@ -310,10 +310,12 @@ def scenario_table(headlines: dict[str, dict[str, object]]) -> pd.DataFrame:
 
 def scenario_story(headline: dict[str, object]) -> str:
     """One scenario's result in a sentence: the joint checks, the two dispatches, the flex curve."""
-    parts = [
+    firm = headline.get("firm_capacity_mw")
+    parts = [] if firm is None else [f"firm capacity of all substations {firm:,.1f} MW"]
+    parts.append(
         f"{headline['sites']} sites, {headline['total_mw']:,.0f} MW: the joint AC check of the selected "
         f"set {'passes' if headline['joint_check_passes'] else 'FAILS'}"
-    ]
+    )
     naive = headline.get("naive_violations")
     if naive is not None:
         parts.append(f"the naive top-K set breaks {naive} limit{'s' if naive != 1 else ''}")

@@ -193,3 +193,29 @@ def test_a_sweep_case_refuses_scenarios():
         sweep_from_dict(data, source="s.toml")
     del data["base"]["scenario"]
     assert len(sweep_from_dict(data, source="s.toml").cases) == 1
+
+
+def test_a_scenario_in_a_sentence():
+    from siting.report import scenario_story
+
+    headline = {
+        "firm_capacity_mw": 579.6,
+        "sites": 10,
+        "total_mw": 200.0,
+        "joint_check_passes": False,
+        "naive_violations": 1,
+        "blind_violations": 3,
+        "blind_violation_hours": 12.0,
+        "blind_served_share": 1.0,
+        "grid-aware_violations": 0,
+        "grid-aware_violation_hours": 0.0,
+        "grid-aware_served_share": 0.9996,
+        "flex_firm_mw": 386.6,
+        "flex_flex-0.5_mw": 410.25,
+    }
+    assert scenario_story(headline) == (
+        "firm capacity of all substations 579.6 MW; 10 sites, 200 MW: the joint AC check of the "
+        "selected set FAILS; the naive top-K set breaks 1 limit; blind dispatch: 3 element limit(s) "
+        "broken in 12 h, 100.00 % of the demand served; grid-aware dispatch: 0 element limit(s) broken "
+        "in 0 h, 99.96 % of the demand served; connectable at each level: firm 387 MW, flex-0.5 410 MW."
+    )
