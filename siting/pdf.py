@@ -180,7 +180,7 @@ def _cell(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     if isinstance(value, (float, np.floating)):
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        return f"{value:.4g}" if abs(float(value)) < 1e4 else f"{value:,.0f}"
     return str(value)
 
 

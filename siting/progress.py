@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 Progress = Callable[[str], None]
 LINE_SECONDS = 30.0  # without a terminal, a count line at most this often (and at 25 % steps)
@@ -37,7 +37,7 @@ class Reporter:
         self.stream = stream or sys.stderr
         self.prefix = prefix
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._bar = None
+        self._bar: Any | None = None  # the tqdm bar being drawn (tqdm has no types)
         self._label = ""
         self._last = 0.0
         self._shown = 0

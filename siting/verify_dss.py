@@ -194,13 +194,13 @@ class DssVerifier:
                 else:
                     hi = probe
         else:
-            hi, lo, jump = start, None, 1
-            while lo is None:
+            hi, jump = start, 1
+            while True:
                 probe = max(hi - jump, 0)
                 if probe == 0 or ok(probe):
                     lo = probe
-                else:
-                    hi, jump = probe, jump * 2
+                    break
+                hi, jump = probe, jump * 2
         while hi is not None and hi - lo > 1:
             mid = (lo + hi) // 2
             if ok(mid):

@@ -23,6 +23,7 @@ less the largest unit (zero with a single unit).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -159,7 +160,7 @@ def _transformer_stations(net: pandapowerNet, fused: pd.Series) -> list[tuple[st
     return [(names[g], groups[g]) for g in sorted(groups)]
 
 
-def _station_name(net: pandapowerNet, trafo: object) -> str:
+def _station_name(net: pandapowerNet, trafo: Any) -> str:  # a row of DataFrame.itertuples
     bus_name = net.bus.at[trafo.lv_bus, "name"]
     if isinstance(bus_name, str) and bus_name:
         return bus_name
