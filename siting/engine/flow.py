@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -218,7 +219,7 @@ def _has_q_limits(net: pandapowerNet) -> bool:
 
 def prepare(
     net: pandapowerNet,
-    site_buses: np.ndarray | list[int] = (),
+    site_buses: np.ndarray | Sequence[int] = (),
     source: str = "grid",
     enforce_q_lims: bool = False,
     balance: Balance = Balance(),
@@ -258,7 +259,7 @@ def prepare(
         pv_share = np.bincount(gen_pv_row[keep], share[keep], len(pgm.pv_bus))
         if not pv_share.sum() > 0:
             raise UsageError("balance = 'participation': no weighted generator at a voltage-controlled bus")
-        pv_share /= pv_share.sum()
+        pv_share /= pv_share.sum()  # type: ignore[misc]  # numpy types bincount as int; weighted, it is float
         slack_p = float(net.res_ext_grid["p_mw"].sum())
     return FlowModel(
         net=net,
@@ -303,8 +304,8 @@ def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None)
         return result
     size = chunk_size or _default_chunk(model)
     for start in range(0, n, size):
-        rows = slice(start, min(start + size, n))
-        _solve_chunk(model, scenarios.take(rows), result, rows)
+        chunk = slice(start, min(start + size, n))
+        _solve_chunk(model, scenarios.take(chunk), result, chunk)
     return result
 
 
@@ -462,7 +463,7 @@ def _update(model: FlowModel, scenarios: Scenarios) -> dict:
     loads["q_specified"] = (
         np.concatenate([(demand_q[:, None, :] * pgm.zip_q.T[None]).reshape(n, -1), site_q], axis=1) * MEGA
     )
-    update = {ComponentType.sym_load: loads}
+    update: dict[ComponentType, np.ndarray | dict[str, np.ndarray]] = {ComponentType.sym_load: loads}
     if len(pgm.pv_bus):
         gens = initialize_array(DatasetType.update, ComponentType.sym_gen, (n, len(pgm.pv_bus)))
         gens["id"] = pgm.pv_gen_ids
@@ -691,7 +692,8 @@ def _enforce_q_limits(
         rows, columns = np.nonzero(above | below)
         switch[rows, pgm.pv_gen_bus[columns]] = True
         q_fixed = np.zeros((len(active), n_pv))
-        np.add.at(q_fixed, (slice(None), pgm.pv_gen_bus), fixed)
+        # numpy's stubs refuse a (slice, array) index for ufunc.at; numpy takes it
+        np.add.at(q_fixed, (slice(None), pgm.pv_gen_bus), fixed)  # type: ignore[arg-type]
         gens["q_specified"][active] = np.where(switch, q_fixed * MEGA, gens["q_specified"][active])
         regulators["status"][active] = np.where(switch, 0, regulators["status"][active])
         active = active[switch.any(axis=1)]

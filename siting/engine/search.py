@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, Outage, Scenarios, solve
+from siting.engine.flow import FlowModel, FlowResult, Outage, Scenarios, solve
 from siting.limits import ElementLimits
 from siting.progress import Progress, tally
 
@@ -37,7 +37,8 @@ MAX_RESULT_CELLS = 20_000_000
 class SearchGrid(Protocol):
     """The added load a search places: its resolution (MW), number of steps to the cap, Mvar per MW."""
 
-    resolution_mw: float
+    @property
+    def resolution_mw(self) -> float: ...
 
     @property
     def steps(self) -> int: ...
@@ -187,7 +188,9 @@ def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.n
     return np.fmin(limit, base + worsening)
 
 
-def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarray) -> pd.DataFrame:
+def _violations(
+    model: FlowModel, base: FlowResult, limits: ElementLimits, usable: np.ndarray
+) -> pd.DataFrame:
     found = violations_of(
         model,
         base,
@@ -203,7 +206,15 @@ def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarra
 VIOLATION_COLUMNS = ["state", "criterion", "element", "value", "limit"]
 
 
-def violations_of(model: FlowModel, result, vmin, vmax, line, trafo, tolerance: float) -> pd.DataFrame:
+def violations_of(
+    model: FlowModel,
+    result: FlowResult,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    line: np.ndarray,
+    trafo: np.ndarray,
+    tolerance: float,
+) -> pd.DataFrame:
     """Every value of ``result`` beyond its limit by more than ``tolerance``, one row each.
 
     Limits are per element (1-D) or per scenario and element (2-D); ``state`` is the scenario's
@@ -272,8 +283,8 @@ def hosting_capacity(
     criterion = np.full((states.n, len(sites)), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, len(sites)), -1, dtype=np.int64)
     if pairs is None:
-        state_of, site_col = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
-        state_of, site_col = state_of.ravel(), site_col.ravel()
+        on_grid = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
+        state_of, site_col = on_grid[0].ravel(), on_grid[1].ravel()
     else:
         state_of, site_col = (np.asarray(p, dtype=np.int64) for p in pairs)
         keep = limits.usable[state_of]
@@ -305,7 +316,15 @@ def worst_state(result: HostingResult) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return hc[state, column], state, result.criterion[state, column], result.element[state, column]
 
 
-def _bracket(model, states, limits, settings, state, site, n_sites):
+def _bracket(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: SearchGrid,
+    state: np.ndarray,
+    site: np.ndarray,
+    n_sites: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once."""
     top = settings.steps
     n = len(state)
@@ -357,7 +376,16 @@ def _bracket(model, states, limits, settings, state, site, n_sites):
     return lo, code, where, flows
 
 
-def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
+def _margin(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: SearchGrid,
+    state: np.ndarray,
+    site: np.ndarray,
+    p_mw: np.ndarray,
+    n_sites: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
     result = solve(model, states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw))
     return worst_margin(result, limits, state)
@@ -366,7 +394,9 @@ def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
 MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin's temporaries (40 MB each)
 
 
-def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def worst_margin(
+    result: FlowResult, limits: StateLimits, state: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per scenario: the worst normalised margin to ``limits`` of its state (≥ 0 within every
     limit; −inf if it did not converge), that limit's criterion code and element position.
 
@@ -388,7 +418,15 @@ def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.nda
     return worst, criterion, element
 
 
-def _worst_margin_block(result, limits, state, rows, worst, criterion, element) -> None:
+def _worst_margin_block(
+    result: FlowResult,
+    limits: StateLimits,
+    state: np.ndarray,
+    rows: slice,
+    worst: np.ndarray,
+    criterion: np.ndarray,
+    element: np.ndarray,
+) -> None:
     """worst_margin for the scenarios ``rows`` (of states ``state``), into the given views."""
     checks = (
         (UNDERVOLTAGE, lambda: (result.vm_pu[rows] - limits.vmin[state]) / VOLTAGE_SCALE_PU),
