@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,13 @@ from siting.flexible import DEFAULT_LIMITS, flex_column
 from siting.limits import ElementLimits, StudyLimits, deviation_band, element_limits, load_bus_positions
 from siting.progress import Progress, silent
 from siting.sources.grid import Grid
+
+if TYPE_CHECKING:
+    from pandapower.auxiliary import pandapowerNet
+
+    from siting.sources.peak import OperatingPoint
+
+Binding = tuple[str, str, str]  # what binds a capacity: criterion, element, outage ('' for none)
 
 
 @dataclass(frozen=True)
@@ -292,19 +300,27 @@ def _mw(values: np.ndarray) -> np.ndarray:
     return np.round(values, 6)
 
 
-def outage_name(net, outage: tuple[str, int]) -> str:
+def outage_name(net: pandapowerNet, outage: tuple[str, int]) -> str:
     """An outage as reports name it, e.g. 'line HV1 Line 58'."""
     table, index = outage
     return f"{table} {element_name(net[table], net[table].index.get_loc(index))}"
 
 
-def net_outages(net) -> list[tuple[str, int]]:
+def net_outages(net: pandapowerNet) -> list[tuple[str, int]]:
     """Every in-service line and transformer, as single outages."""
     outages = [("line", int(i)) for i in net.line.index[net.line.in_service.astype(bool)]]
     return outages + [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
 
 
-def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progress=None):
+def _firm_capacity(
+    model: FlowModel,
+    point: OperatingPoint,
+    settings: CapacitySettings,
+    hc_n0: np.ndarray,
+    binding: list[Binding],
+    n1_hops: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, list[Binding], pd.DataFrame, int]:
     net = model.net
     outages = net_outages(net)
     near = None
@@ -312,7 +328,7 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progres
         from siting.engine.topology import outages_near
 
         near = outages_near(net, outages, model.site_buses, n1_hops)
-        outages = [o for o, keep in zip(outages, near.any(axis=1), strict=True) if keep]
+        outages = [o for o, keep in zip(outages, np.any(near, axis=1), strict=True) if keep]
         near = near[near.any(axis=1)]
     values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
     states = States(values, tuple(outages), len(outages))
@@ -337,7 +353,7 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progres
     return _mw(firm), binding, skipped, result.flows + len(outages)
 
 
-def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
+def _firm_limits(model: FlowModel, point: OperatingPoint, settings: CapacitySettings) -> ElementLimits:
     """Contingency limits, with the deviation criterion at load buses when one is set."""
     limits = contingency_limits(model, settings)
     if settings.deviation_limit_pu is None:
@@ -347,9 +363,17 @@ def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
     return deviation_band(limits, pre.vm_pu[0], load_bus_positions(model.net), settings.deviation_limit_pu)
 
 
-def _year_headroom(model, grid, settings, subs, progress=None):
+def _year_headroom(
+    model: FlowModel,
+    grid: Grid,
+    settings: CapacitySettings,
+    subs: pd.DataFrame,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, int]:
     from siting.engine.flow import profile_scenarios
 
+    if grid.profiles is None:  # the caller asks for a year only of a grid with profiles
+        raise UsageError(f"{grid.name}: has no time-series profiles for the year's headroom")
     scenarios = profile_scenarios(model.net, grid.profiles)
     states = States(scenarios.element_values, None, scenarios.n)
     limits = state_limits(model, states, normal_limits(model, settings))
@@ -368,7 +392,7 @@ def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:
 
 
 def load_margin(
-    model: FlowModel, point, limits: StateLimits, top: float = 4.0, step: float = 0.01
+    model: FlowModel, point: OperatingPoint, limits: StateLimits, top: float = 4.0, step: float = 0.01
 ) -> tuple[float, int]:
     """Largest λ (to ``step``) with every existing load × λ within ``limits`` (those of the
     operating point itself, from ``state_limits``)."""

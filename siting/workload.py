@@ -292,7 +292,7 @@ def _fmt_step(step_ns: int) -> str:
     return f"{pd.Timedelta(int(step_ns))}"
 
 
-def _regular_step(path: Path, times: pd.DatetimeIndex) -> np.ndarray:
+def _regular_step(path: Path, times: pd.DatetimeIndex) -> int:
     """Step of the file (ns); refuse gaps and irregular steps, naming the first."""
     diffs = np.diff(times.asi8)
     values, counts = np.unique(diffs, return_counts=True)
@@ -310,7 +310,7 @@ def _regular_step(path: Path, times: pd.DatetimeIndex) -> np.ndarray:
             f"{path}: irregular step after {times[i]} (next is {times[i + 1]}, usual step "
             f"{_fmt_step(step)}); give one row per regular step"
         )
-    return step
+    return int(step)
 
 
 def read_demand_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:

@@ -267,7 +267,7 @@ def hosting_capacity(
     limits: StateLimits,
     settings: SearchGrid,
     sites: np.ndarray | None = None,
-    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    pairs: tuple[np.ndarray, ...] | None = None,
     progress: Progress | None = None,
     label: str = "(state, site) pairs",
 ) -> HostingResult:
