@@ -490,7 +490,16 @@ class _Fleet:
         return power
 
 
-def _blind(model, states, limits, fleet: _Fleet, new, allowed, max_age, q_per_mw):
+def _blind(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    fleet: _Fleet,
+    new: np.ndarray,
+    allowed: np.ndarray,
+    max_age: int,
+    q_per_mw: float,
+) -> tuple[Dispatch, FlowResult, int]:
     queue = _serve(new, fleet.capacity, allowed, max_age, fleet.size_mw, in_order=None)
     power = fleet.power_mw(queue.served)
     result = _year_flow(model, states, limits, power, q_per_mw)
@@ -501,7 +510,18 @@ def _blind(model, states, limits, fleet: _Fleet, new, allowed, max_age, q_per_mw
     return dispatch, result, states.n
 
 
-def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, step_minutes, cap_settings, say):
+def _grid_aware(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    fleet: _Fleet,
+    new: np.ndarray,
+    allowed: np.ndarray,
+    max_age: int,
+    step_minutes: float,
+    cap_settings: CapacitySettings,
+    say: Progress,
+) -> tuple[Dispatch, FlowResult, int]:
     """Share like blind where all sites at full power fit the grid; elsewhere fill sites in
     order up to their verified headroom, with the power modes. Re-check the year and tighten
     any step that fails."""
@@ -551,8 +571,14 @@ def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, ste
 
 
 def _sequential_capacity(
-    model, states: States, limits: StateLimits, fleet: _Fleet, rows, order, cap_settings
-):
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    fleet: _Fleet,
+    rows: np.ndarray,
+    order: np.ndarray,
+    cap_settings: CapacitySettings,
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Tokens/s each site may serve at steps ``rows``: site by site in ``order``, the most power
     its substation takes with earlier sites at theirs and later ones at their lowest power."""
     sub_states = states.take(rows)
@@ -614,7 +640,16 @@ class _Queue(NamedTuple):
     held: np.ndarray  # (steps,) tokens/s the fleet had GPUs for but held back for the grid
 
 
-def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds: _Bounds | None = None):
+def _serve(
+    new: np.ndarray,
+    capacity: np.ndarray,
+    allowed: np.ndarray,
+    max_age: int,
+    sizes: np.ndarray,
+    in_order: np.ndarray | None,
+    order: np.ndarray | None = None,
+    bounds: _Bounds | None = None,
+) -> _Queue:
     """Step through the year: new demand per group plus the queue, shared among the sites.
 
     ``in_order`` (steps,) marks steps filled site by site in ``order`` (None: never); other
@@ -642,6 +677,8 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds:
         dropped[t] = new[t][~reachable].sum()
         pending = queue.sum(axis=1)
         if in_order is not None and in_order[t]:
+            if order is None:
+                raise ValueError("steps filled in order need the order to fill the sites in")
             taken = _fill_in_order(pending, capacity[t], allowed, order, group_order)
             if bounds is not None:
                 taken, beyond[t], run = _within_bounds(
@@ -666,7 +703,16 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds:
     return _Queue(served, late, dropped, float(queue.sum()), beyond, held)
 
 
-def _within_bounds(taken, pending, bounds: _Bounds, t, run, allowed, order, group_order):
+def _within_bounds(
+    taken: np.ndarray,
+    pending: np.ndarray,
+    bounds: _Bounds,
+    t: int,
+    run: int,
+    allowed: np.ndarray,
+    order: np.ndarray,
+    group_order: np.ndarray,
+) -> tuple[np.ndarray, bool, int]:
     """Whether ``taken`` holds back more than the bounds allow; if they are enforced, with the
     excess served on spare GPUs (in ``order``) whatever the grid."""
     gpus = bounds.gpu_capacity[t]
@@ -686,7 +732,7 @@ def _within_bounds(taken, pending, bounds: _Bounds, t, run, allowed, order, grou
     return taken + extra, True, run + 1  # the run goes on until the grid no longer needs work held
 
 
-def _fill_in_proportion(pending, capacity, weight):
+def _fill_in_proportion(pending: np.ndarray, capacity: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Each group's demand split by site size; a site over its capacity is scaled back."""
     taken = pending[:, None] * weight
     load = taken.sum(axis=0)
@@ -694,7 +740,14 @@ def _fill_in_proportion(pending, capacity, weight):
     return taken * np.minimum(scale, 1.0)[None, :]
 
 
-def _fill_in_order(pending, capacity, allowed, order, group_order, limit=np.inf):
+def _fill_in_order(
+    pending: np.ndarray,
+    capacity: np.ndarray,
+    allowed: np.ndarray,
+    order: np.ndarray,
+    group_order: np.ndarray,
+    limit: float = np.inf,
+) -> np.ndarray:
     """Sites filled one after another; each takes what the groups that reach it still need,
     ``limit`` tokens/s in all at most."""
     taken = np.zeros(allowed.shape)
@@ -770,7 +823,18 @@ def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -
     return table.sort_values("steps", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results, flows) -> FleetResult:
+def _fleet_result(
+    model: FlowModel,
+    grid: Grid,
+    sites: pd.DataFrame,
+    fleet: _Fleet,
+    limits: StateLimits,
+    dispatches: list[Dispatch],
+    results: list[FlowResult],
+    flows: int,
+) -> FleetResult:
+    if grid.profiles is None:  # simulate refuses a grid without profiles before it gets here
+        raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
     index = grid.profiles.index
     step_hours = profile_step_minutes(grid.profiles) / 60
     summaries, per_site, violations, long, peaks = [], [], [], [], {}
@@ -819,7 +883,12 @@ def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results
 
 
 def _policy_summary(
-    dispatch: Dispatch, result: FlowResult, found, table, fleet: _Fleet, step_hours: float
+    dispatch: Dispatch,
+    result: FlowResult,
+    found: pd.DataFrame,
+    table: pd.DataFrame,
+    fleet: _Fleet,
+    step_hours: float,
 ) -> dict:
     seconds = step_hours * 3600
     demand = fleet.total.sum() * seconds
@@ -881,6 +950,8 @@ def modelled_demand(grid: Grid, sites: pd.DataFrame, settings: FleetSettings) ->
     of what the fleet serves with every GPU busy (at the traces' token mix)."""
     from siting.workload import fleet_demand, token_mix
 
+    if grid.profiles is None:
+        raise UsageError(f"{grid.name}: has no time-series profiles to model the fleet's demand on")
     share = token_mix().prefill_share
     peak = settings.peak_utilisation * fleet_capacity_tokens_per_s(sites, settings.power, share)
     return fleet_demand(grid.profiles.index, peak, seed=settings.seed)

@@ -8,6 +8,7 @@ shows as text. Wide tables are cut to the columns that fit; the CSV files hold t
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -126,7 +127,7 @@ def _site_sheet(site: pd.Series, screening: Screening, styles) -> list:
     ]
 
 
-def _key_values(values: dict[str, object]) -> Table:
+def _key_values(values: Mapping[str, object]) -> Table:
     rows = [[_para(k), _para(_cell(v))] for k, v in values.items()]
     table = Table(rows or [[_para(""), _para("")]], hAlign="LEFT", colWidths=[7 * cm, 14 * cm])
     table.setStyle(_grid_style())
