@@ -20,7 +20,6 @@ import pandapower as pp
 import pandas as pd
 
 from siting.engine.flow import prepare, profile_scenarios, solve
-from siting.errors import UsageError
 from siting.sources.grid import Grid, load_grid
 
 
@@ -56,15 +55,8 @@ def run_engine_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _profiles(grid: Grid) -> pd.DataFrame:
-    """The grid's profiles; every benchmark grid has a year of them."""
-    if grid.profiles is None:
-        raise UsageError(f"{grid.source}: has no time-series profiles to benchmark on")
-    return grid.profiles
-
-
 def _bench_case(grid: Grid, case: BenchCase, repeats: int) -> dict:
-    profiles = _profiles(grid)
+    profiles = grid.require_profiles("to benchmark on")
     steps = len(profiles) if case.steps is None else min(case.steps, len(profiles))
     engine_steps = steps if case.engine_steps is None else min(case.engine_steps, steps)
 
@@ -109,7 +101,7 @@ def _pandapower_run(grid: Grid, steps: int, recycle: bool) -> float:
     from pandapower.timeseries import DFData, OutputWriter, run_timeseries
 
     net = copy.deepcopy(grid.net)
-    frame = _profiles(grid).iloc[:steps].reset_index(drop=True)
+    frame = grid.require_profiles("to benchmark on").iloc[:steps].reset_index(drop=True)
     for element, variable in frame.columns.droplevel("index").unique():
         data = frame[(element, variable)]
         data.columns = data.columns.astype(int)
@@ -205,6 +197,7 @@ def run_capacity_benchmark(
     from siting.sources.peak import operating_point, profile_values
 
     grid = load_grid(source)
+    n_steps = len(grid.require_profiles("to benchmark on"))
     settings_point = operating_point(grid)
     rng = np.random.default_rng(0)
     subs = grid.substations
@@ -244,12 +237,12 @@ def run_capacity_benchmark(
         ),
         (
             "year headroom",
-            len(subs) * len(_profiles(grid)),
+            len(subs) * n_steps,
             year_s,
             [
                 (s, profile_values(grid, t), None, year.headroom.iat[t, s])
                 for s, t in zip(
-                    rng.choice(len(subs), sample), rng.choice(len(_profiles(grid)), sample), strict=True
+                    rng.choice(len(subs), sample), rng.choice(n_steps, sample), strict=True
                 )
             ],
         ),
@@ -308,7 +301,7 @@ def run_fleet_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
             {
                 "grid": grid.name,
                 "sites": len(FLEET_SITES),
-                "steps": len(_profiles(grid)),
+                "steps": len(grid.require_profiles("to benchmark on")),
                 "policies": ",".join(settings.policies),
                 "power_flows": flows,
                 "fleet_s": round(fleet_s, 2),

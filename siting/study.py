@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +31,9 @@ from siting.screening import Screening, ScreeningSettings
 from siting.selection import Selection, SelectionSettings
 from siting.sources.grid import Grid
 from siting.sources.profiles import PEAK_CASE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "data" / "studies"
 DEFAULT_STUDY = STUDIES_DIR / "default.toml"
@@ -138,7 +143,7 @@ class Study:
     screening_peak_policy: str = "grid-aware"  # whose simulated peaks trip in the fleet trip
     pdf: bool = False
     flex_levels: tuple[str, ...] = ()  # the flexibility curve's levels; () computes none
-    own_data: dict[str, object] = field(default_factory=dict)  # siting.sources.own.with_own_data keywords
+    own_data: dict[str, Any] = field(default_factory=dict)  # siting.sources.own.with_own_data keywords
 
 
 def read_study(path: Path | None = None) -> Study:
@@ -264,8 +269,8 @@ OWN_VALUES = {
 }
 
 
-def _own_data(data: dict, base: Path, source: str) -> dict[str, object]:
-    own: dict[str, object] = {
+def _own_data(data: dict, base: Path, source: str) -> dict[str, Any]:
+    own: dict[str, Any] = {
         field: _existing(resolve_path(base, data[key]), key, source)
         for key, field in OWN_FILES.items()
         if key in data
@@ -331,7 +336,7 @@ STUDY_KEYS = {
 }
 
 
-def _settings(cls, table: str, source: str, **values):
+def _settings[T](cls: Callable[..., T], table: str, source: str, **values: object) -> T:
     """``cls(**values)``, a SettingError renamed to the study's key (``file: table.key``)."""
     try:
         return cls(**values)
@@ -339,7 +344,7 @@ def _settings(cls, table: str, source: str, **values):
         raise _renamed(err, table, source) from err
 
 
-def _checked(source: str, key: str, check, *args, **kwargs) -> None:
+def _checked(source: str, key: str, check: Callable[..., object], *args: object, **kwargs: object) -> None:
     try:
         check(*args, **kwargs)
     except SettingError as err:
@@ -351,7 +356,9 @@ def _renamed(err: SettingError, table: str, source: str) -> UsageError:
     if err.field in ("pf", "n1_hops", "at", "cap_mw"):
         table = "capacity"
     qualified = key if "." in key else f"{table}.{key}"
-    value = err.value * 100 if err.field == "emergency_factor" else err.value
+    value = err.value
+    if err.field == "emergency_factor" and isinstance(value, int | float):  # the key is in %
+        value = value * 100
     return err.named(f"{source}: {qualified} =", value)
 
 
@@ -399,7 +406,7 @@ def _check_table(table: dict, name: str, source: str) -> None:
             raise UsageError(f"{source}: {name}.{key} = {value!r}: must be {wanted}")
 
 
-def _fields(cls) -> set[str]:
+def _fields(cls: type[Any]) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
@@ -481,7 +488,7 @@ def compute_study(
     if grid.profiles is not None:
         year, factor = simulation_year(grid, load_scale=study.load_scale, step_minutes=study.step_minutes)
         if study.demand:
-            demand = read_demand_csv(study.demand, year.profiles.index)
+            demand = read_demand_csv(study.demand, year.require_profiles("for the demand").index)
     try:
         operating_point(grid, study.capacity.at)
     except SettingError as err:
@@ -500,7 +507,7 @@ def compute_study(
         sites = fleet_sites(selection.sites, year, source=f"{study.source}: selected sites")
         if demand is None:
             demand = modelled_demand(year, sites, study.fleet)
-        say(f"[3/4] simulating the fleet over {len(year.profiles):,} steps")
+        say(f"[3/4] simulating the fleet over {len(year.require_profiles('to simulate')):,} steps")
         fleet = simulate(year, sites, demand, study.fleet, progress=indented(say))
         if study.flex_levels:
             say(f"how many MW flexibility buys: {', '.join(study.flex_levels)}")
@@ -530,7 +537,7 @@ def compute_study(
     return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started, screening, curve)
 
 
-def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str):
+def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str) -> np.ndarray | None:
     """Each selected site's highest power (MW) in the simulated year under ``policy``, or None."""
     if fleet is None:
         return None
@@ -562,13 +569,14 @@ def write_study(results: StudyResults, out: Path) -> None:
     study = results.study
     with atomic_folder(Path(out)) as folder:
         files = {}
-        for name, writer, result in (
+        stages: tuple[tuple[str, Callable[[Any, Path], list[str]], object], ...] = (
             ("capacity", write_capacity, results.capacity),
             ("selection", write_selection, results.selection),
             ("simulation", write_fleet, results.fleet),
             ("screening", write_screening, results.screening),
             ("flexibility", _write_flex_curve, results.flex_curve),
-        ):
+        )
+        for name, writer, result in stages:
             if result is not None:
                 (folder / name).mkdir()
                 files[name] = writer(result, folder / name)

@@ -26,12 +26,12 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
@@ -40,7 +40,8 @@ from siting.progress import Progress, silent
 from siting.study import read_toml, resolve_path
 
 if TYPE_CHECKING:
-    from distributed import Client, Future
+    from distributed import Client, Future, as_completed
+    from pandapower.auxiliary import pandapowerNet
 
     from siting.capacity import CapacityStudy
 
@@ -102,6 +103,7 @@ def sweep_from_dict(
     for key in RESERVED:
         if key in base_study:
             raise UsageError(f"{source}: 'base.{key}' is set by the sweep ({_reserved_hint(key)})")
+    scenarios: Iterable[tuple[str, dict, str | None]]
     if "case" in data:
         scenarios = _explicit(data["case"], grids, source)
     else:
@@ -155,13 +157,15 @@ def _reserved_hint(key: str) -> str:
 def _cross(vary: dict, grids: list[str], source: str) -> Iterator[tuple[str, dict, str | None]]:
     """Every grid × every combination of the varied values, grids outermost, keys in file order."""
     varied = _flatten(vary)
+    choices: list[list] = []
     for key, values in varied.items():
         if key.split(".")[0] in RESERVED:
             raise UsageError(f"{source}: 'vary.{key}' is set by the sweep ({_reserved_hint(key)})")
         if not isinstance(values, list) or not values:
             raise UsageError(f"{source}: 'vary.{key}' must be a non-empty list of values")
+        choices.append(values)
     for grid in grids:
-        for combination in itertools.product(*varied.values()):
+        for combination in itertools.product(*choices):
             yield grid, dict(zip(varied, combination, strict=True)), None
 
 
@@ -371,11 +375,12 @@ def _case_task(study: dict, parts: tuple[_Part | _Failure, ...] = ()) -> dict[st
     failure = next((p for p in parts if isinstance(p, _Failure)), None)
     if failure is not None:
         return {"row": _failed(failure.error), "files": {}}
-    capacity = merge_capacity([p.capacity for p in parts], parts[0].outages) if parts else None
+    done = [p for p in parts if isinstance(p, _Part)]  # all of them: none failed
+    capacity = merge_capacity([p.capacity for p in done], done[0].outages) if done else None
     with tempfile.TemporaryDirectory(prefix="siting-sweep-") as scratch:
         out = Path(scratch) / "case"
         row = run_case(study, out, capacity)
-        row["run_seconds"] = round(row["run_seconds"] + sum(p.seconds for p in parts), 2)
+        row["run_seconds"] = round(cast(float, row["run_seconds"]) + sum(p.seconds for p in done), 2)
         files = {
             path.relative_to(out).as_posix(): path.read_bytes()
             for path in sorted(out.rglob("*"))
@@ -409,7 +414,7 @@ def _capacity_task(study_data: dict, ids: list[int]) -> _Part | _Failure:
     return _Part(capacity, _seconds(started), outage_names(grid.net))
 
 
-def outage_names(net) -> tuple[str, ...]:
+def outage_names(net: pandapowerNet) -> tuple[str, ...]:
     """Every single outage as ``skipped_outages`` names it, in the order capacity studies them."""
     from siting.capacity import net_outages, outage_name
 
@@ -559,7 +564,7 @@ class _Runner:
         self.roles: dict[str, tuple[str, object]] = {}  # task key → ("grid", cases) or ("case", case)
         self.parts: dict[str, tuple[Future, int]] = {}  # capacity chunk key → future, cases waiting
         self.waiting: dict[str, list[str]] = {}  # case name → its capacity chunk keys
-        self.pending = None
+        self.pending: as_completed | None = None  # made in run()
 
     def run(self) -> dict[str, dict[str, object]]:
         from distributed import as_completed
@@ -585,12 +590,16 @@ class _Runner:
                 error = "cancelled" if future.cancelled() else _one_line(future.exception())
             future.release()
             if role == "grid":
-                self._grid_known(what, result, error)
+                self._grid_known(cast(list[Case], what), result, error)
             else:
-                self._case_done(what, result, error)
+                self._case_done(cast(Case, what), result, error)
         return self.rows
 
-    def _submit(self, key: str, role: tuple[str, object], function, *args) -> Future:
+    def _submit(
+        self, key: str, role: tuple[str, object], function: Callable[..., object], *args: object
+    ) -> Future:
+        if self.pending is None:
+            raise RuntimeError("tasks are submitted by run()")
         future = self.client.submit(function, *args, key=key, retries=self.sweep.retries, pure=False)
         self.roles[key] = role
         self.pending.add(future)
@@ -600,9 +609,10 @@ class _Runner:
         self._submit(f"case-{case.name}-{self.token}", ("case", case), _case_task, case.study, parts)
 
     def _grid_known(self, cases: list[Case], ids: list[int] | _Failure | None, error: str | None) -> None:
-        if isinstance(ids, _Failure) or error is not None:
+        if isinstance(ids, _Failure) or error is not None or ids is None:
+            reason = error or (ids.error if isinstance(ids, _Failure) else "no result")
             for case in cases:
-                self._record(case, _failed(error or ids.error), {})
+                self._record(case, _failed(reason), {})
             return
         groups = chunks(ids, self.sweep.chunk_substations)
         for case in cases:

@@ -124,11 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if grid.profiles is None:
         raise UsageError(f"{args.grid}: has no time-series profiles; simulate needs a year of them")
     year, factor = simulation_year(grid, load_scale=args.load_scale, step_minutes=args.step)
-    if year.profiles is None:  # scaled and resampled, the profiles checked above are still there
-        raise UsageError(f"{args.grid}: has no time-series profiles; simulate needs a year of them")
     sites = read_sites(Path(args.sites), year)
     if args.demand:
-        demand = read_demand_csv(Path(args.demand), year.profiles.index)
+        demand = read_demand_csv(Path(args.demand), year.require_profiles("for the demand").index)
     else:
         demand = modelled_demand(year, sites, settings)
     result = simulate(year, sites, demand, settings, progress=Reporter(prefix=lambda: "  "))

@@ -40,6 +40,12 @@ class Grid:
     profiles: pd.DataFrame | None = None
     files: tuple[Path, ...] = ()  # model files read (for manifests); none for package data
 
+    def require_profiles(self, purpose: str) -> pd.DataFrame:
+        """``profiles``; a UsageError naming the grid and ``purpose`` (e.g. "to scale") if it has none."""
+        if self.profiles is None:
+            raise UsageError(f"{self.name}: has no time-series profiles {purpose}")
+        return self.profiles
+
     def inputs(self) -> dict[str, object]:
         """The grid as a manifest names it: its source and every model file read (hashed)."""
         return {"grid": self.source, **{f"file {path.name}": path for path in self.files}}
