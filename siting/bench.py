@@ -126,8 +126,10 @@ def _pandapower_run(grid: Grid, steps: int, recycle: bool) -> float:
 def run_outage_benchmark(
     quick: bool = False, repeats: int = 1, source: str = "texas2000", reference_sample: int = 30
 ) -> pd.DataFrame:
-    """Every single line and transformer outage at the grid's net-load peak in one batch,
-    against pandapower runpp per outage on a random sample, extrapolated to all of them."""
+    """Time every single line and transformer outage at the grid's net-load peak, in one batch.
+
+    The reference is pandapower's runpp per outage on a random sample, extrapolated to all of them.
+    """
     from siting.capacity import net_outages
     from siting.engine.flow import Scenarios
     from siting.engine.reference import scenario_net
@@ -179,6 +181,7 @@ def run_outage_benchmark(
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
+    """Write ``table`` to ``path`` as CSV, making its folder if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
 
@@ -276,9 +279,10 @@ FLEET_GROWTH = 4.6  # loads × 4.6: the HV grid's busiest line reaches its ratin
 
 
 def run_fleet_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
-    """A year of both dispatch policies for ten 20 MW sites on the HV grid, with the modelled
-    workload, against pandapower's run_timeseries (recycle) per power flow, extrapolated to the
-    flows the simulation ran.
+    """Time a year of both dispatch policies for ten 20 MW sites on the HV grid.
+
+    The fleet serves the modelled workload; the reference is pandapower's run_timeseries (recycle)
+    per power flow, extrapolated to the flows the simulation ran.
     """
     from siting.fleet import FleetSettings, fleet_sites, modelled_demand, simulate
     from siting.sources.profiles import scale_loads

@@ -64,6 +64,11 @@ class CapacitySettings:
         Compute the headroom at every profile step (and the flexible capacities from it).
     n1_hops : int or None
         Check each substation only against outages within this many branch hops (None: all).
+    engine : EngineOptions
+        Power-flow options (reactive limits, who balances added load).
+    deviation_limit_pu : float or None
+        Firm criterion option: largest post-outage voltage change at load buses (pu of the
+        pre-outage voltage), e.g. 0.08 for TPL-001-WECC-CRT; None checks only the band.
     """
 
     pf: float = 0.95
@@ -109,20 +114,46 @@ class CapacitySettings:
 
     @property
     def steps(self) -> int:
+        """Resolution steps from zero to the cap: the search grid has ``steps + 1`` points."""
         return round(self.cap_mw / self.resolution_mw)
 
 
 def normal_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
+    """Pre-contingency limits per element of ``model``: the model's own, else the settings'."""
     return element_limits(model.net, settings.limits, contingency=False)
 
 
 def contingency_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
+    """Post-outage limits per element of ``model``: the contingency voltage band, emergency thermal limits."""
     return element_limits(model.net, settings.limits, contingency=True)
 
 
 @dataclass(frozen=True)
 class CapacityStudy:
-    """Everything `siting capacity` reports for one grid."""
+    """Everything `siting capacity` reports for one grid.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per substation, the columns of ``CAPACITY_COLUMNS`` (capacities in MW).
+    headroom : DataFrame or None
+        N-0 hosting capacity (MW) at every profile step, time × substation id; None without
+        the year.
+    operating_point : str
+        The state capacity is judged at, e.g. ``case:hL``.
+    base_violations : DataFrame
+        Limits broken at the operating point before any load is added.
+    skipped_outages : DataFrame
+        Outages not studied (``outage``, ``reason``).
+    unused_share_at_peak : float
+        1 − peak load / the load the grid serves at ``load_margin``.
+    load_margin : float
+        Largest uniform factor λ with all existing loads × λ within limits.
+    flows : int
+        AC power flows run.
+    limits_from_model : dict
+        Per limit kind, how many elements carry their own.
+    """
 
     table: pd.DataFrame  # one row per substation (see CAPACITY_COLUMNS)
     headroom: pd.DataFrame | None  # time × substation id, MW (N-0 hosting capacity per step)
@@ -394,8 +425,11 @@ def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:
 def load_margin(
     model: FlowModel, point: OperatingPoint, limits: StateLimits, top: float = 4.0, step: float = 0.01
 ) -> tuple[float, int]:
-    """Largest λ (to ``step``) with every existing load × λ within ``limits`` (those of the
-    operating point itself, from ``state_limits``)."""
+    """Largest uniform growth λ (to ``step``) with every existing load × λ within ``limits``.
+
+    ``limits`` are those of the operating point itself, from ``state_limits``. Returns λ and the
+    number of power flows run.
+    """
     net = model.net
     factors = np.arange(1.0, top + step / 2, step)
     values = {}

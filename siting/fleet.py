@@ -86,9 +86,30 @@ WARM_RESERVE = 0.1
 
 @dataclass(frozen=True)
 class PowerModes:
-    """What the grid-aware policy may do at a site, beyond moving work to other sites, at the
-    steps where the grid binds (elsewhere every server stays powered and serves its share).
+    """What the grid-aware policy may do at a site where the grid binds, besides moving work.
 
+    Elsewhere every server stays powered and serves its share.
+
+    Parameters
+    ----------
+    cap : bool
+        Power capping (below).
+    min_cap_w : float
+        Lowest power limit of a GPU (W).
+    shutdown : bool
+        Idle servers power down (below).
+    wake_minutes : float
+        Minutes a powered-down server takes to serve again.
+    warm_reserve : float
+        Share of a site's GPUs kept powered and idle, in [0, 1].
+    max_depth : float
+        Most of the fleet's work that may be held back at a step, as a share of what it has
+        GPUs for, in [0, 1].
+    max_hours : float
+        Most consecutive hours work may be held back.
+
+    Notes
+    -----
     - ``cap``: power capping. A site's power is budgeted below what its work needs and the
       work left over waits (or is dropped after ``max_delay_minutes``); the budget becomes
       served tokens/s through the measured H200 curve (its exact inverse). A GPU is never
@@ -140,7 +161,31 @@ MIGRATE_ONLY = PowerModes(cap=False, shutdown=False)
 
 @dataclass(frozen=True)
 class FleetSettings:
-    """How the fleet is sized, dispatched and checked."""
+    """How the fleet is sized, dispatched and checked.
+
+    Parameters
+    ----------
+    policies : tuple of str
+        Dispatch policies to simulate, from ``POLICIES`` (blind, grid-aware).
+    power : PowerModel
+        How GPU power becomes facility power.
+    peak_utilisation : float
+        Modelled demand at its peak as a share of what the fleet serves with every GPU busy.
+    max_delay_minutes : float
+        Unserved demand waits at most this long (min), then is dropped.
+    latency_km : float or None
+        Demand goes only to sites this close (km) to where it arises; None: any site.
+    pf : float
+        Power factor of the sites, lagging, in (0, 1].
+    seed : int
+        Seed of the modelled workload's randomness.
+    limits : StudyLimits
+        Limits where the model has none.
+    modes : PowerModes
+        What the grid-aware policy may do at a site.
+    engine : EngineOptions
+        Power-flow options.
+    """
 
     policies: tuple[str, ...] = POLICIES
     power: PowerModel = field(default_factory=default_model)
@@ -203,6 +248,31 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class FleetResult:
+    """A simulated year of the fleet: per policy its summary, sites, violations and power (MW).
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per policy: tokens served, deferred and dropped, energy (MWh), peak (MW),
+        violations.
+    sites : DataFrame
+        One row per policy and site: energy (MWh), peak (MW), load factor, utilisation.
+    violations : DataFrame
+        One row per policy, element and criterion the fleet makes worse (``FLEET_VIOLATION_COLUMNS``).
+    site_power : DataFrame
+        Long table: time, policy, substation, bus, ``p_mw`` (MW), ``served_tokens_per_s``.
+    grid_violations : DataFrame
+        What the grid alone, without the fleet, already breaks, per element and criterion.
+    demand : DataFrame
+        Fleet demand (tokens/s, ``DEMAND_COLUMNS``) at each step.
+    dispatches : tuple of Dispatch
+        Each policy's dispatch, step by step.
+    flows : int
+        AC power flows run.
+    line_peak_percent : DataFrame
+        Highest loading (%) of each line (net.line index) over the year, one column per policy.
+    """
+
     summary: pd.DataFrame  # one row per policy
     sites: pd.DataFrame  # one row per policy and site
     violations: pd.DataFrame  # one row per policy, element and criterion
@@ -287,8 +357,10 @@ def fleet_capacity_tokens_per_s(sites: pd.DataFrame, power: PowerModel, prefill_
 
 @dataclass(frozen=True)
 class GridYear:
-    """The grid alone over its profile year: the states and their limits. They do not depend
-    on where the sites are, so several fleets on one grid can share them."""
+    """The grid alone over its profile year: the states and their limits.
+
+    They do not depend on where the sites are, so several fleets on one grid can share them.
+    """
 
     grid: str  # the grid's source
     limits_of: StudyLimits  # the study limits they were computed with
@@ -318,8 +390,9 @@ def simulate(
     progress: Progress | None = None,
     alone: GridYear | None = None,
 ) -> FleetResult:
-    """A year of the fleet: ``demand`` dispatched among ``sites`` under each policy, every step
-    checked with an AC power flow (normal limits).
+    """A year of the fleet: ``demand`` dispatched among ``sites`` under each policy.
+
+    Every step is checked with an AC power flow (normal limits).
 
     Parameters
     ----------
@@ -384,8 +457,11 @@ def simulate(
 
 
 def demand_groups(grid: Grid, sites: pd.DataFrame, latency_km: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Where demand comes from: shares of fleet demand (groups,) and the sites each group may
-    use (groups × sites). Load buses with the same reachable sites form one group."""
+    """Where demand comes from: shares of fleet demand and the sites each group may use.
+
+    Returns the shares, shape (groups,), and the sites allowed, (groups × sites) booleans. Load
+    buses with the same reachable sites form one group.
+    """
     if latency_km is None:
         return np.ones(1), np.ones((1, len(sites)), dtype=bool)
     points = grid_demand(grid)
@@ -438,8 +514,7 @@ class _Fleet:
         return self.modes.warm_reserve * self.n_gpus
 
     def power_mw(self, served: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Facility power (MW) of each site serving ``served`` tokens/s at the steps ``rows``,
-        every server powered."""
+        """Facility power (MW) of each site serving ``served`` tokens/s at steps ``rows``, all servers on."""
         share = self.share[rows][:, None]
         return site_power_mw(served * share, served * (1 - share), self.n_gpus[None, :], self.power)
 
@@ -463,9 +538,11 @@ class _Fleet:
         return np.where(power_mw < lowest, 0.0, tokens)
 
     def powered_gpus(self, served: np.ndarray, in_order: np.ndarray) -> np.ndarray:
-        """GPUs powered at each step (steps × sites): all of them except where the grid binds
-        and servers may be off; there the busy ones, the reserve, and those that must already
-        be up to serve within ``wake_steps``."""
+        """GPUs powered at each step (steps × sites).
+
+        All of them except where the grid binds and servers may be off; there the busy ones, the
+        reserve, and those that must already be up to serve within ``wake_steps``.
+        """
         on = np.broadcast_to(self.n_gpus.astype(float), served.shape).copy()
         if not self.modes.shutdown or not in_order.any():
             return on
@@ -477,8 +554,10 @@ class _Fleet:
         return on
 
     def dispatch_power(self, served: np.ndarray, in_order: np.ndarray) -> np.ndarray:
-        """Facility power (MW) of the dispatch: :meth:`tight_power_mw` where the grid binds,
-        with the servers kept up for work within the wake-up delay."""
+        """Facility power (MW) of the dispatch, servers kept up for work within the wake-up delay.
+
+        Where the grid binds it is :meth:`tight_power_mw`.
+        """
         power = self.power_mw(served)
         if self.modes.shutdown and in_order.any():
             rows = np.flatnonzero(in_order)
@@ -522,9 +601,12 @@ def _grid_aware(
     cap_settings: CapacitySettings,
     say: Progress,
 ) -> tuple[Dispatch, FlowResult, int]:
-    """Share like blind where all sites at full power fit the grid; elsewhere fill sites in
+    """The grid-aware dispatch, its year's power flows and how many were run.
+
+    Share like blind where all sites at full power fit the grid; elsewhere fill sites in
     order up to their verified headroom, with the power modes. Re-check the year and tighten
-    any step that fails."""
+    any step that fails.
+    """
     n, k = new.shape[0], len(fleet.size_mw)
     full = fleet.power_mw(fleet.capacity)
     result = _year_flow(model, states, limits, full, cap_settings.q_per_mw)
@@ -579,8 +661,11 @@ def _sequential_capacity(
     order: np.ndarray,
     cap_settings: CapacitySettings,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Tokens/s each site may serve at steps ``rows``: site by site in ``order``, the most power
-    its substation takes with earlier sites at theirs and later ones at their lowest power."""
+    """Tokens/s each site may serve at steps ``rows``, site by site in ``order``.
+
+    Each gets the most power its substation takes with earlier sites at theirs and later ones at
+    their lowest power.
+    """
     sub_states = states.take(rows)
     sub_limits = limits.take(rows)
     idle = fleet.tight_power_mw(np.zeros((len(rows), len(fleet.size_mw))), rows)
@@ -713,8 +798,10 @@ def _within_bounds(
     order: np.ndarray,
     group_order: np.ndarray,
 ) -> tuple[np.ndarray, bool, int]:
-    """Whether ``taken`` holds back more than the bounds allow; if they are enforced, with the
-    excess served on spare GPUs (in ``order``) whatever the grid."""
+    """Whether ``taken`` holds back more than the bounds allow.
+
+    If the bounds are enforced, the excess is served on spare GPUs (in ``order``) whatever the grid.
+    """
     gpus = bounds.gpu_capacity[t]
     could = min(pending.sum(), gpus.sum())
     held = could - taken.sum()
@@ -748,8 +835,10 @@ def _fill_in_order(
     group_order: np.ndarray,
     limit: float = np.inf,
 ) -> np.ndarray:
-    """Sites filled one after another; each takes what the groups that reach it still need,
-    ``limit`` tokens/s in all at most."""
+    """Sites filled one after another, ``limit`` tokens/s in all at most.
+
+    Each takes what the groups that reach it still need.
+    """
     taken = np.zeros(allowed.shape)
     left = pending.copy()
     for site in order:
@@ -796,8 +885,10 @@ ELEMENT_TYPE = {
 
 
 def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -> pd.DataFrame:
-    """Violations (``violations_of`` rows) per element and criterion: steps, hours, worst value,
-    its limit and the first time it happens."""
+    """Violations (``violations_of`` rows) per element and criterion.
+
+    Each row has the steps, hours, worst value, its limit and the first time it happens.
+    """
     if not len(found):
         return pd.DataFrame(columns=FLEET_VIOLATION_COLUMNS)
     step_hours = profile_step_minutes(pd.DataFrame(index=index)) / 60
@@ -946,8 +1037,11 @@ def _site_summary(dispatch: Dispatch, sites: pd.DataFrame, fleet: _Fleet, step_h
 
 
 def modelled_demand(grid: Grid, sites: pd.DataFrame, settings: FleetSettings) -> pd.DataFrame:
-    """The workload model's fleet demand on the grid's steps, its peak at ``peak_utilisation``
-    of what the fleet serves with every GPU busy (at the traces' token mix)."""
+    """The workload model's fleet demand (tokens/s) on the grid's steps.
+
+    Its peak is ``peak_utilisation`` of what the fleet serves with every GPU busy (at the traces'
+    token mix).
+    """
     from siting.workload import fleet_demand, token_mix
 
     if grid.profiles is None:

@@ -40,9 +40,11 @@ def write_pdf(
     path: Path,
     screening: Screening | None = None,
 ) -> Path:
-    """Write the study's ``report.pdf`` to ``path``: map, headline, substations, sites, fleet,
-    the PNG ``figures`` (``siting.figures`` charts), and, with ``screening``, its headline,
-    table and one sheet per site. Returns ``path``."""
+    """Write the study's ``report.pdf`` to ``path`` and return ``path``.
+
+    It holds the map, headline, substations, sites, fleet, the PNG ``figures`` (``siting.figures``
+    charts), and, with ``screening``, its headline, table and one sheet per site.
+    """
     styles = getSampleStyleSheet()
     story: list = [
         Paragraph(_text(inputs.title), styles["Title"]),
@@ -94,8 +96,10 @@ def _screening_story(screening: Screening, styles) -> list:
 
 
 def _site_sheet(site: pd.Series, screening: Screening, styles) -> list:
-    """One site's sheet: every figure with its limit and verdict, then the faults that take it
-    below the ride-through threshold."""
+    """One site's sheet: every figure with its limit and verdict, then its deep faults.
+
+    Deep faults take the site below the ride-through threshold.
+    """
     title = (
         f"Site {site['name']} (substation {site['substation']}, bus {site['bus']}, {site['size_mw']:g} MW)"
     )

@@ -43,10 +43,16 @@ class Reporter:
         self._shown = 0
 
     def __call__(self, message: str) -> None:
+        """Print ``message`` as a line of its own, closing any bar being drawn."""
         self._close()
         print(f"{self.prefix()}{message} …", file=self.stream, flush=True)
 
     def tally(self, label: str, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` parts of ``label``: a bar on a terminal, else a line now and then.
+
+        Without a terminal a line comes at each quarter, at the end, and once LINE_SECONDS (s)
+        have passed since the last.
+        """
         if label != self._label:
             self._close()
             self._label, self._last, self._shown = label, time.monotonic(), 0

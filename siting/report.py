@@ -467,8 +467,9 @@ def map_figure(inputs: ReportInputs) -> go.Figure:
 
 
 def basemap_tiles(lon: tuple[float, float], lat: tuple[float, float]) -> list[dict]:
-    """Layout images of the OpenStreetMap tiles over a lon/lat box (°) widened to the plot's shape,
-    at the finest zoom level whose tiles number at most MAX_TILES.
+    """Layout images of the OpenStreetMap tiles over a lon/lat box (°), widened to the plot's shape.
+
+    The zoom is the finest whose tiles number at most MAX_TILES.
     """
     top, bottom = _northing([lat[1], lat[0]])
     if top is None or bottom is None:

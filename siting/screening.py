@@ -595,8 +595,11 @@ def _site_label(row: pd.Series) -> str:
 
 
 def _site_exposure(faults: pd.DataFrame, sites: pd.DataFrame, settings: ScreeningSettings) -> pd.DataFrame:
-    """Per site: the deepest retained voltage over the faults, how many faults take it below
-    the threshold, and the most MW that drops together with it in one fault."""
+    """Per site: the deepest retained voltage over the faults, and what the faults cost it.
+
+    That is how many faults take it below the threshold, and the most MW that drops together with
+    it in one fault.
+    """
     rows = []
     for _, site in sites.iterrows():
         v = faults[f"v_{_site_label(site)}"].to_numpy(float)
@@ -683,8 +686,11 @@ def site_faults(screening: Screening, site: pd.Series) -> pd.DataFrame:
 
 
 def write_screening(screening: Screening, folder: Path) -> list[str]:
-    """Write ``interconnection.csv``, ``fault_exposure.csv``, ``fleet_trip_buses.csv`` and
-    ``screening_summary.csv`` into ``folder``; return the names written."""
+    """Write the screening's tables into ``folder``; return the names written.
+
+    They are ``interconnection.csv``, ``fault_exposure.csv``, ``fleet_trip_buses.csv`` and
+    ``screening_summary.csv``.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     screening.sites.to_csv(folder / "interconnection.csv", index=False)

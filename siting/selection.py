@@ -60,7 +60,35 @@ MAX_SCREENING_ROUNDS = 5
 
 @dataclass(frozen=True)
 class SelectionSettings:
-    """What to pick: how many sites, their size range and step, under which criterion."""
+    """What to pick: how many sites, their size range and step, under which criterion.
+
+    Parameters
+    ----------
+    criterion : str
+        ``firm`` (N-1 at the operating point), ``peak`` (N-0 there) or ``flex-<percent>`` (a
+        site may be curtailed that share of its energy over the year, e.g. ``flex-0.5``).
+    sites : int
+        Most sites to pick.
+    min_mw, max_mw : float
+        Size range of a site (MW).
+    step_mw : float
+        Sizes are multiples of this (MW).
+    regions : int or None
+        Cluster the substations into this many regions and spread the sites over them.
+    per_region : int or None
+        Most sites per region (default: ``sites`` / ``regions``, rounded up).
+    n1_hops : int or None
+        While picking, check each candidate only against outages within this many branch hops;
+        the final joint check covers every outage.
+    pf : float
+        Power factor of the sites, lagging, in (0, 1].
+    geo : GeoRules
+        How GIS layers rule candidates out.
+    limits : StudyLimits
+        Limits where the model has none.
+    engine : EngineOptions
+        Power-flow options.
+    """
 
     criterion: str = "firm"  # firm (N-1 at peak), peak (N-0 at peak)
     sites: int = 10
@@ -126,6 +154,7 @@ class SelectionSettings:
 
     @property
     def quota(self) -> int | None:
+        """Sites allowed per region: ``per_region``, else an even share; None without regions."""
         if self.regions is None:
             return None
         return self.per_region or math.ceil(self.sites / self.regions)
@@ -133,7 +162,30 @@ class SelectionSettings:
 
 @dataclass(frozen=True)
 class Selection:
-    """The picked sites, every candidate's fate, the regions, and the joint AC check."""
+    """The picked sites, every candidate's fate, the regions, and the joint AC check.
+
+    Attributes
+    ----------
+    sites : GeoDataFrame
+        The selected sites, largest first: substation, bus, ``size_mw`` (MW), region, score,
+        own capacity (MW) and the reason for the pick.
+    candidates : GeoDataFrame
+        Every candidate with its ``status`` (selected, candidate, dropped) and reason.
+    regions : GeoDataFrame or None
+        The regions, when the selection used them.
+    naive : DataFrame
+        The naive set for comparison: the top ``sites`` candidates, each at its own capacity.
+    joint : DataFrame
+        One row per set (selected, naive top-K): worst voltages (pu), loading (%), violations.
+    violations : DataFrame
+        Every violation of either set: set, state, criterion, element, value, limit.
+    operating_point : str
+        The state the criterion is judged at.
+    flows : int
+        AC power flows run.
+    notes : list of str
+        What the reader should know (geography off, fewer sites than asked, ...).
+    """
 
     sites: gpd.GeoDataFrame
     candidates: gpd.GeoDataFrame
@@ -175,7 +227,35 @@ def select_sites(
     at: str | None = None,
     progress: Progress | None = None,
 ) -> Selection:
-    """Choose up to ``settings.sites`` sites from ``capacity`` (a `siting capacity` table)."""
+    """Choose up to ``settings.sites`` sites that are feasible together, and say why.
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid the capacity table was computed on; not modified.
+    capacity : DataFrame
+        A `siting capacity` table (``CapacityStudy.table``) with the criterion's column.
+    settings : SelectionSettings, optional
+        How many sites, their sizes (MW) and the criterion (default: ``SelectionSettings()``).
+    layers : Layers, optional
+        GIS layers that rule candidates out and score them (default: none).
+    at : str, optional
+        Operating point, as ``CapacitySettings.at``.
+    progress : callable, optional
+        Called with a line of text as each part starts.
+
+    Returns
+    -------
+    Selection
+        The sites, every candidate's status and reason, and the joint AC check.
+
+    Raises
+    ------
+    UsageError
+        The table lacks the criterion's column, or a flex criterion on a grid without profiles.
+    SitingError
+        No candidate is left after the capacity minimum and the layers.
+    """
     say = progress or silent
     settings = settings or SelectionSettings()
     layers = layers or Layers()
@@ -349,8 +429,11 @@ def _criterion_states(
     settings: SelectionSettings,
     cap_settings: CapacitySettings,
 ) -> _Criterion:
-    """Every state of the criterion with its limits: the year for flex, else the operating
-    point (normal limits) and, for firm, each single outage (contingency limits)."""
+    """Every state of the criterion with its limits.
+
+    The year for flex, else the operating point (normal limits) and, for firm, each single
+    outage (contingency limits).
+    """
     if settings.flex_limit is not None:
         from siting.engine.flow import profile_scenarios
 
@@ -379,8 +462,10 @@ def _criterion_states(
 def _screened(
     model: FlowModel, full: _Criterion, settings: SelectionSettings, binding: frozenset = frozenset()
 ) -> _Criterion:
-    """With ``--n1-hops``: only the outages near some candidate, each checked for the candidates
-    it is near, plus ``binding`` outages (found by an earlier joint check), checked for all."""
+    """With ``--n1-hops``: only the outages near some candidate, each for the candidates it is near.
+
+    ``binding`` outages (found by an earlier joint check) are added and checked for all.
+    """
     if settings.n1_hops is None or settings.criterion != "firm":
         return full
     peak, (states, limits, labels) = full.groups
@@ -405,9 +490,12 @@ def _greedy(
     cap_settings: CapacitySettings,
     say: Progress,
 ) -> tuple[np.ndarray, dict[int, str], int]:
-    """Lazy greedy: a candidate's fit only shrinks as sites are added, so each round re-checks
-    the leaders (by their last known fit, which bounds the true one) until the leader's fit is
-    current, and picks it — the same picks as re-evaluating everyone, at a fraction of the cost."""
+    """Lazy greedy: the same picks as re-evaluating everyone, at a fraction of the cost.
+
+    A candidate's fit only shrinks as sites are added, so each round re-checks the leaders (by
+    their last known fit, which bounds the true one) until the leader's fit is current, and
+    picks it.
+    """
     n = len(pool)
     sizes = np.zeros(n)
     why: dict[int, str] = {}
@@ -528,8 +616,10 @@ def _flex_fit(
     eligible: np.ndarray,
     cap_settings: CapacitySettings,
 ) -> tuple[np.ndarray, list[str], int]:
-    """Largest constant size per candidate whose curtailment stays within the limit over the
-    year, with the current sites fixed at their full sizes (curtailing them would only help)."""
+    """Largest constant size per candidate whose curtailment stays within the limit over the year.
+
+    The current sites are fixed at their full sizes (curtailing them would only help).
+    """
     from siting.flexible import flexible_capacity
 
     if criterion.flex_limit is None or criterion.times is None:  # only a flex criterion comes here

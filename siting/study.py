@@ -124,7 +124,44 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 @dataclass(frozen=True)
 class Study:
-    """A validated study: every stage's settings."""
+    """A validated study: every stage's settings.
+
+    Parameters
+    ----------
+    name : str
+        Study name: the report's title and folder name.
+    grid : str
+        Grid source, as ``load_grid`` takes it.
+    source : str
+        The study file, or ``study`` for a dict.
+    limits : StudyLimits
+        Limits where the model has none, shared by every stage.
+    capacity, selection, fleet : CapacitySettings, SelectionSettings, FleetSettings
+        Each stage's settings.
+    layers : dict of str to Path
+        GIS layer files by kind.
+    load_scale : float or str
+        Factor on every load profile, or ``peak-case`` (see ``load_scale_factor``).
+    step_minutes : float or None
+        Simulation step (min), a multiple of the profiles' own; None keeps theirs.
+    demand : Path or None
+        A demand CSV (tokens/s) replacing the workload model.
+    out : Path or None
+        Report folder the file asks for.
+    description : str
+        A line under the report's title.
+    screening : ScreeningSettings or None
+        Interconnection screening of the picked sites; None: none.
+    screening_peak_policy : str
+        Whose simulated peaks (MW) trip in the screening's fleet trip.
+    pdf : bool
+        Also write report.pdf.
+    flex_levels : tuple of str
+        Levels of the flexibility curve (firm, peak, flex-<percent>); empty: no curve.
+    own_data : dict
+        Keywords of ``siting.sources.own.with_own_data``: the user's profiles, coordinates,
+        substations.
+    """
 
     name: str
     grid: str
@@ -147,7 +184,25 @@ class Study:
 
 
 def read_study(path: Path | None = None) -> Study:
-    """A study file (default: the shipped default study)."""
+    """Read and check a study file.
+
+    Parameters
+    ----------
+    path : Path, optional
+        A study TOML file; relative paths in it are relative to the file (default: the
+        shipped default study).
+
+    Returns
+    -------
+    Study
+        Every stage's settings, checked.
+
+    Raises
+    ------
+    UsageError
+        A missing or malformed file, an unknown key, or a value a setting cannot take (naming
+        the file and key).
+    """
     path = Path(path) if path is not None else DEFAULT_STUDY
     return study_from_dict(read_toml(path, "study"), source=str(path), base=path.parent)
 
@@ -556,8 +611,10 @@ def study_capacity(
 
 
 def write_study(results: StudyResults, out: Path) -> None:
-    """The report folder ``out``, written whole or not at all: each stage's tables in its own
-    subfolder, then the report (index.html, figures, results.gpkg, Parquet, manifest).
+    """Write the report folder ``out``, whole or not at all.
+
+    Each stage's tables go in a subfolder of their own, then the report (index.html, figures,
+    results.gpkg, Parquet, manifest).
     """
     from siting.capacity import write_capacity
     from siting.fleet import write_fleet
@@ -623,6 +680,31 @@ def run_study(
     """Run every stage and write the report folder ``out``; returns the headline numbers.
 
     ``out`` is checked before anything is computed (see ``siting.outputs.check_output_folder``).
+
+    Parameters
+    ----------
+    study : Study
+        The study, e.g. from ``read_study``.
+    out : Path
+        The report folder, written whole or not at all.
+    progress : callable, optional
+        Called with a line of text as each part starts.
+    capacity : CapacityStudy, optional
+        The capacity stage's result, if already computed with the study's settings.
+    grid : Grid, optional
+        The grid, if already loaded (it is not modified).
+
+    Returns
+    -------
+    dict
+        The headline numbers (MW, shares, counts), as in the report's summary and manifest.
+
+    Raises
+    ------
+    UsageError
+        ``out`` is not a folder siting may write, or an input the study names is missing.
+    SitingError
+        No substation can host a site of the minimum size, or a stage fails on the grid.
     """
     check_output_folder(out, f"{study.source}: out" if study.out == out else "--out")
     results = compute_study(study, progress, capacity=capacity, grid=grid)

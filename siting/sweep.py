@@ -279,8 +279,9 @@ def _grid_source(grid: str) -> str:
 
 
 def _resolve_paths(study: dict, base: Path) -> None:
-    """Demand and layer files relative to the sweep file (as a study file's are to it), made
-    absolute so that workers started in another folder find them.
+    """Demand and layer files made absolute, so that workers started in another folder find them.
+
+    In the sweep file they are relative to it, as a study file's are to the study file.
     """
     workload = study.get("workload")
     if isinstance(workload, dict) and isinstance(workload.get("demand"), str):
@@ -316,8 +317,9 @@ def _check_studies(cases: tuple[Case, ...], source: str) -> None:
 
 
 def run_case(study: dict, out: str | Path, capacity: CapacityStudy | None = None) -> dict[str, object]:
-    """Run one case's study into the folder ``out``; return its row of sweep.csv: status, error,
-    the study's headline numbers and ``run_seconds`` (wall time, s).
+    """Run one case's study into the folder ``out``; return its row of sweep.csv.
+
+    The row has the status, error, the study's headline numbers and ``run_seconds`` (wall time, s).
 
     A ``SitingError`` (a grid that does not load, a base case that does not converge, no site
     possible) is the case's result, recorded as failed; anything else is raised (and retried).
@@ -449,8 +451,9 @@ def merge_capacity(parts: list[CapacityStudy], outages: tuple[str, ...] = ()) ->
 
 
 def chunks(ids: list[int], size: int) -> list[list[int]]:
-    """``ids`` in consecutive chunks of at most ``size`` (one chunk if ``size`` is 0 or more than
-    there are ids).
+    """``ids`` in consecutive chunks of at most ``size``.
+
+    One chunk if ``size`` is 0 or more than there are ids.
     """
     if size <= 0 or len(ids) <= size:
         return [list(ids)]
@@ -467,13 +470,36 @@ def run_sweep(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Run every case as Dask tasks and write ``out`` whole: sweep.csv (one row per case, in
-    the sweep's order), cases/<case>/ (each case's study folder) and manifest.json.
+    """Run every case as Dask tasks and write ``out`` whole.
 
-    ``scheduler`` is a Dask scheduler address (tcp://host:port); without one a LocalCluster of
-    ``workers`` processes (default: one per core, one thread each) runs here and stops after.
-    Returns the sweep.csv table. If every case fails, ``out`` is left as it was and the error
-    names each case's failure (SitingError).
+    ``out`` gets sweep.csv (one row per case, in the sweep's order), cases/<case>/ (each case's
+    study folder) and manifest.json.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The cases, e.g. from ``read_sweep``.
+    out : Path
+        The sweep's output folder.
+    scheduler : str, optional
+        A Dask scheduler address (tcp://host:port); without one a LocalCluster runs here and
+        stops after.
+    workers : int, optional
+        Worker processes of the local cluster (default: one per core, one thread each).
+    progress : callable, optional
+        Called with a line of text as each case finishes.
+
+    Returns
+    -------
+    DataFrame
+        The sweep.csv table.
+
+    Raises
+    ------
+    UsageError
+        The scheduler cannot be reached, fewer than one worker, or ``out`` may not be written.
+    SitingError
+        Every case failed; ``out`` is left as it was and the error names the first failures.
     """
     from siting.outputs import atomic_folder, check_output_folder, manifest, write_json
 
@@ -624,8 +650,9 @@ class _Runner:
             self._submit_case(case, tuple(self.parts[k][0] for k in keys))
 
     def _capacity_part(self, case: Case, ids: list[int]) -> str:
-        """The key of a chunk's capacity task; cases with the same grid and capacity settings
-        share it, so it runs once.
+        """The key of a chunk's capacity task.
+
+        Cases with the same grid and capacity settings share it, so it runs once.
         """
         inputs = {k: case.study.get(k) for k in ("grid", "limits", "capacity")}
         digest = hashlib.sha256(json.dumps([inputs, ids], sort_keys=True).encode()).hexdigest()[:16]
@@ -668,8 +695,9 @@ class _Runner:
 
 
 def sweep_table(sweep: Sweep, rows: dict[str, dict[str, object]]) -> pd.DataFrame:
-    """One row per case in the sweep's order: case, grid, status, error, the varied keys, the
-    headline numbers, run_seconds.
+    """One row per case, in the sweep's order.
+
+    Columns: case, grid, status, error, the varied keys, the headline numbers, run_seconds.
     """
     records = []
     for case in sweep.cases:
@@ -702,8 +730,9 @@ SHOWN = ("sites", "total_mw", "unused_share_at_peak")
 
 
 def sweep_text(table: pd.DataFrame) -> str:
-    """sweep.csv in short: each case's status, sites, MW and per policy served share and
-    violations; failed cases with their error below.
+    """The sweep table in short: each case's status, sites and MW, per policy served share and violations.
+
+    Failed cases follow, each with its error.
     """
     served = [c for c in table.columns if c.endswith("_served_share")]
     policy = [c for s in served for c in (s, s.removesuffix("_served_share") + "_violations")]

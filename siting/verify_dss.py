@@ -143,7 +143,7 @@ class DssVerifier:
         self._site_bus = bus
 
     def check(self, bus: str, mw: float) -> _Check:
-        """Solve with ``mw`` (and its Mvar at the study power factor) at ``bus``; within limits?"""
+        """Solve with ``mw`` (MW, and its Mvar at the study power factor) at ``bus`` and check the limits."""
         dss = self.dss
         if self._site_bus != bus:
             self._place(bus)

@@ -171,8 +171,9 @@ def _check_index(index: pd.DatetimeIndex) -> None:
 
 
 def _index_step_s(index: pd.DatetimeIndex) -> float:
-    """The index's usual step (s). Wall-clock profiles (SimBench) repeat an hour when summer
-    time ends and skip one when it starts, so the usual step, not each difference, is the step.
+    """The index's usual step (s), not each difference.
+
+    Wall-clock profiles (SimBench) repeat an hour when summer time ends and skip one when it starts.
     """
     diffs = np.diff(index.asi8)
     values, counts = np.unique(diffs, return_counts=True)

@@ -1,5 +1,7 @@
-"""`siting screen`: the interconnection screening of a set of sites (voltage step, fleet trip,
-short-circuit strength, fault-induced load loss)."""
+"""`siting screen`: the interconnection screening of a set of sites.
+
+Voltage step, fleet trip, short-circuit strength and fault-induced load loss.
+"""
 
 from __future__ import annotations
 

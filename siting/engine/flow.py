@@ -205,9 +205,11 @@ class EngineOptions:
 
 
 def q_limits_default(net: pandapowerNet) -> bool:
-    """Whether reactive limits should be enforced by default: where the model's in-service
-    voltage-controlled generators carry them (MATPOWER, PSS/E cases), as planning tools do;
-    not for SimBench or distribution models, whose generators have none."""
+    """Whether reactive limits should be enforced by default.
+
+    Yes where the model's in-service voltage-controlled generators carry them (MATPOWER, PSS/E
+    cases), as planning tools do; not for SimBench or distribution models, whose generators have none.
+    """
     return _has_q_limits(net)
 
 
@@ -315,8 +317,10 @@ MIN_OUTAGE_GROUP = 8  # scenarios sharing one outage that are worth a model of t
 def _outage_groups(
     outages: tuple[Outage | tuple[Outage, ...] | None, ...] | None,
 ) -> tuple[list[tuple[tuple[Outage, ...], np.ndarray]], np.ndarray]:
-    """Outages shared by at least MIN_OUTAGE_GROUP scenarios, with their positions, and the
-    positions of every other scenario (none when no outage repeats enough)."""
+    """Outages shared by at least MIN_OUTAGE_GROUP scenarios, with their positions.
+
+    Also the positions of every other scenario (none when no outage repeats enough).
+    """
     if outages is None:
         return [], np.arange(0)
     positions: dict[tuple[Outage, ...], list[int]] = {}
@@ -518,11 +522,14 @@ def _outage_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] 
 
 
 def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
-    """Without PV buses: iterative current first (its factorised matrix is reused across
+    """Solve a batch update with the fastest PGM method that converges.
+
+    Without PV buses: iterative current first (its factorised matrix is reused across
     scenarios, so it is fastest), and Newton-Raphson for scenarios it cannot solve. With PV
     buses (voltage regulators, which only Newton-Raphson models): Newton-Raphson from a flat
     start, since PGM's default linear start diverges on large transmission cases
-    (ACTIVSg2000's base case among them)."""
+    (ACTIVSg2000's base case among them).
+    """
     if len(model.pgm.pv_bus):
         return _run_method(
             model, update, outputs, CalculationMethod.newton_raphson, CalculationInitialization.flat
@@ -539,9 +546,12 @@ def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.nd
 
 
 def _run_balanced(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
-    """``_run_pgm``, and with participation the outer balance loop: the slack's excess over
-    its base-case output moves to the participating generators, in their shares, until it is
-    within ``BALANCE_TOLERANCE_MW`` (each round a slack-bus solve; losses make it more than one)."""
+    """``_run_pgm``, and with participation the outer balance loop.
+
+    The slack's excess over its base-case output moves to the participating generators, in their
+    shares, until it is within ``BALANCE_TOLERANCE_MW`` (each round a slack-bus solve; losses make
+    it more than one).
+    """
     if model.pv_share is None:
         return _run_pgm(model, update, outputs)
     outputs = {**outputs, ComponentType.source: ["p"]}
@@ -574,7 +584,9 @@ def _put(result: dict, rows: np.ndarray, part: dict) -> None:
 
 def batch_threads() -> int:
     """Threads per batch calculation: ``SITING_THREADS`` (0, the default, uses every core).
-    A sweep's worker processes set it so that together they fill the machine, not each."""
+
+    A sweep's worker processes set it so that together they fill the machine, not each.
+    """
     text = os.environ.get("SITING_THREADS", "0")
     try:
         threads = int(text)

@@ -1,5 +1,6 @@
-"""The bracketed hosting-capacity search: operating states, their limits, and the largest load
-each (state, site) pair can take.
+"""The bracketed hosting-capacity search: the largest load each (state, site) pair can take.
+
+The operating states and their limits are defined here too.
 
 All (operating state × site) pairs of a question advance together. Each pair keeps a bracket on
 the resolution grid — the largest load known to be feasible and the smallest known to be
@@ -38,13 +39,19 @@ class SearchGrid(Protocol):
     """The added load a search places: its resolution (MW), number of steps to the cap, Mvar per MW."""
 
     @property
-    def resolution_mw(self) -> float: ...
+    def resolution_mw(self) -> float:
+        """Step of the search grid (MW)."""
+        ...
 
     @property
-    def steps(self) -> int: ...
+    def steps(self) -> int:
+        """Resolution steps from zero to the cap."""
+        ...
 
     @property
-    def q_per_mw(self) -> float: ...
+    def q_per_mw(self) -> float:
+        """Mvar drawn per MW of added load."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,7 @@ class States:
         n_sites: int = 0,
         q_per_mw: float = 0.0,
     ) -> Scenarios:
-        """One scenario per state, with ``p_mw`` added at site ``sites`` (none if not given) on
-        top of the fixed site loads."""
+        """One scenario per state: the fixed site loads, plus ``p_mw`` (MW) at ``sites`` if given."""
         site_p = None
         fixed = self.fixed_site_mw
         if fixed is not None:
@@ -157,8 +163,11 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
 def binding_limits(
     limits: ElementLimits, vm: np.ndarray, line: np.ndarray, trafo: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Lower and upper voltage, line and transformer limits that bind added load, given the
-    base values (per state, or one base) and the limits' pre-existing-violation policy."""
+    """Lower and upper voltage, line and transformer limits that bind added load.
+
+    They follow from the base values (per state, or one base) and the limits'
+    pre-existing-violation policy.
+    """
     du, dp = limits.worsening_pu, limits.worsening_percent
     bounds = (
         relaxed_limit(limits.vmin_pu, vm, -du),
@@ -179,10 +188,12 @@ def binding_limits(
 
 
 def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:
-    """The limit that binds added load, for one or many base states (``worsening`` < 0 for a
-    lower limit): the model's limit, or the base value moved by ``worsening`` if that is
-    beyond it. So a limit the base case violates binds only if added load makes it worse, and
-    one the base case sits at binds only beyond numerical noise; the rule is continuous."""
+    """The limit that binds added load, for one or many base states.
+
+    It is the model's limit, or the base value moved by ``worsening`` (< 0 for a lower limit) if
+    that is beyond it. So a limit the base case violates binds only if added load makes it worse,
+    and one the base case sits at binds only beyond numerical noise; the rule is continuous.
+    """
     if worsening > 0:
         return np.fmax(limit, base + worsening)
     return np.fmin(limit, base + worsening)
@@ -257,6 +268,7 @@ def violations_of(
 
 
 def element_name(table: pd.DataFrame, position: int) -> str:
+    """The element at ``position`` of a pandapower table: its name, or ``#<index>`` without one."""
     name = table["name"].iloc[position]
     return str(name) if isinstance(name, str) and name else f"#{table.index[position]}"
 
@@ -308,8 +320,11 @@ def hosting_capacity(
 
 
 def worst_state(result: HostingResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per site (column): the lowest capacity over the states (MW; inf where no state was
-    searched), the state that gives it, and that state's binding criterion code and element."""
+    """Per site (column): the lowest capacity over the states, and what gives it.
+
+    Returns that capacity (MW; inf where no state was searched), the state that gives it, and
+    that state's binding criterion code and element.
+    """
     hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
     state = hc.argmin(axis=0)
     column = np.arange(hc.shape[1])
@@ -397,10 +412,13 @@ MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin
 def worst_margin(
     result: FlowResult, limits: StateLimits, state: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per scenario: the worst normalised margin to ``limits`` of its state (≥ 0 within every
-    limit; −inf if it did not converge), that limit's criterion code and element position.
+    """Per scenario: the worst normalised margin to ``limits`` of its state, and what it is.
 
-    Scenarios go in blocks, so its temporaries stay small next to a year of results."""
+    The margin is ≥ 0 within every limit and −inf if the scenario did not converge; with it come
+    that limit's criterion code and element position.
+
+    Scenarios go in blocks, so its temporaries stay small next to a year of results.
+    """
     n = len(state)
     worst = np.full(n, np.inf)
     criterion = np.zeros(n, dtype=np.int8)

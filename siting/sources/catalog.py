@@ -29,10 +29,13 @@ class CatalogEntry:
 
 @dataclass(frozen=True)
 class Catalog:
+    """The grid catalog: the default grid's name and every entry by name."""
+
     default: str
     entries: dict[str, CatalogEntry]
 
     def get(self, name: str) -> CatalogEntry | None:
+        """The entry called ``name``, or None."""
         return self.entries.get(name)
 
 

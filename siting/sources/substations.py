@@ -109,8 +109,11 @@ def find_substations(net: pandapowerNet, grid_name: str) -> gpd.GeoDataFrame:
 
 
 def describe_substations(net: pandapowerNet, stations: list[tuple[str, int]], rule: str) -> pd.DataFrame:
-    """Rows in the ``find_substations`` layout (without id and coordinates) for stations given as
-    (name, connection bus) — a user's own list, where the connection bus is theirs to choose."""
+    """Rows in the ``find_substations`` layout (without id and coordinates) for given stations.
+
+    Stations come as (name, connection bus): a user's own list, where the connection bus is
+    theirs to choose.
+    """
     facts = _BusFacts.of(net, fused_bus_groups(net))
     return pd.DataFrame([_describe(net, name, bus, facts, rule) for name, bus in stations])
 
