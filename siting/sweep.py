@@ -487,7 +487,7 @@ def run_sweep(
     workers : int, optional
         Worker processes of the local cluster (default: one per core, one thread each).
     progress : callable, optional
-        Called with a line of text as each case finishes.
+        Called with a line of text at the start and as each case finishes.
 
     Returns
     -------
