@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import EngineOptions, FlowModel, solve
+from siting.engine.flow import EngineOptions, FlowModel, Outage, solve
 from siting.engine.search import (
     CRITERIA,
     StateLimits,
@@ -32,6 +32,7 @@ from siting.errors import DataError, GridError, SettingError, UsageError, check_
 from siting.flexible import DEFAULT_LIMITS, flex_column
 from siting.limits import ElementLimits, StudyLimits, deviation_band, element_limits, load_bus_positions
 from siting.progress import Progress, silent
+from siting.sources.contingencies import Contingencies
 from siting.sources.grid import Grid
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class CapacityStudy:
     load_margin: float  # that uniform growth factor λ (all existing loads × λ stay within limits)
     flows: int
     limits_from_model: dict[str, int]
+    contingency_set: dict[str, object] = field(default_factory=dict)  # what N-1 studied (a record)
 
     def record(self) -> dict[str, object]:
         """The headline results as plain data, for manifests."""
@@ -176,6 +178,7 @@ class CapacityStudy:
             "base_violations": len(self.base_violations),
             "skipped_outages": len(self.skipped_outages),
             "limits_from_model": self.limits_from_model,
+            "contingencies": self.contingency_set,
         }
 
 
@@ -272,12 +275,15 @@ def substation_capacity(
         zip(table["n0_binding_criterion"], table["n0_binding_element"], [""] * len(table), strict=True)
     )
     if n1:
+        outages = studied_outages(model.net, grid.contingencies)
+        own = grid.contingencies
+        kind = "single outages" if own is None else f"contingencies of {own.file}"
         say(
-            f"firm (N-1) capacity over {len(net_outages(model.net))} single outages"
+            f"firm (N-1) capacity over {len(outages[0])} {kind}"
             + (f", each substation against those within {n1_hops} branch hops" if n1_hops is not None else "")
         )
         firm, binding, skipped, count = _firm_capacity(
-            model, point, settings, table["hc_n0_mw"].to_numpy(), binding, n1_hops, say
+            model, point, settings, outages, table["hc_n0_mw"].to_numpy(), binding, n1_hops, say
         )
         flows += count
     table["hc_n1_mw"] = firm if n1 else np.nan
@@ -315,7 +321,16 @@ def substation_capacity(
         load_margin=margin,
         flows=flows,
         limits_from_model=normal_limits(model, settings).from_model,
+        contingency_set=_contingency_record(grid, n1),
     )
+
+
+def _contingency_record(grid: Grid, n1: bool) -> dict[str, object]:
+    if not n1:
+        return {"studied": "none (N-0 only)"}
+    if grid.contingencies is None:
+        return {"studied": "every in-service line and transformer, one at a time"}
+    return {"studied": "the file's named contingencies", **grid.contingencies.record()}
 
 
 def _chosen(substations: pd.DataFrame, chosen: list[int] | None) -> pd.DataFrame:
@@ -343,24 +358,69 @@ def net_outages(net: pandapowerNet) -> list[tuple[str, int]]:
     return outages + [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
 
 
+def studied_outages(
+    net: pandapowerNet, contingencies: Contingencies | None = None
+) -> tuple[list[Outage | tuple[Outage, ...]], list[str], pd.DataFrame]:
+    """The outages a firm criterion checks, their names, and the contingencies left out.
+
+    Parameters
+    ----------
+    net : pandapowerNet
+        The model.
+    contingencies : Contingencies, optional
+        A planner's named set (``Grid.contingencies``). Without one: every in-service line and
+        transformer on its own, named as in ``outage_name``.
+
+    Returns
+    -------
+    outages : list
+        Per outage, one ``("line" | "trafo", index)`` or the tuple of those opened together.
+    names : list of str
+        The name each outage has in outputs.
+    left_out : DataFrame
+        ``outage``, ``reason``: named contingencies that open nothing in service in the model.
+    """
+    if contingencies is None:
+        outages = net_outages(net)
+        return list(outages), [outage_name(net, o) for o in outages], _left_out([], "")
+    kept: list[Outage | tuple[Outage, ...]] = []
+    names, idle = [], []
+    for name, elements in zip(contingencies.names, contingencies.outages, strict=True):
+        # an element the case already has out of service is not opened again
+        on = tuple(e for e in elements if bool(net[e[0]].at[e[1], "in_service"]))
+        if not on:
+            idle.append(name)
+            continue
+        kept.append(on[0] if len(on) == 1 else on)
+        names.append(name)
+    return kept, names, _left_out(idle, "opens nothing in service in the model")
+
+
+def _left_out(names: list[str], reason: str) -> pd.DataFrame:
+    return pd.DataFrame({"outage": names, "reason": [reason] * len(names)}, dtype=object)
+
+
 def _firm_capacity(
     model: FlowModel,
     point: OperatingPoint,
     settings: CapacitySettings,
+    studied: tuple[list[Outage | tuple[Outage, ...]], list[str], pd.DataFrame],
     hc_n0: np.ndarray,
     binding: list[Binding],
     n1_hops: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[Binding], pd.DataFrame, int]:
     net = model.net
-    outages = net_outages(net)
+    outages, names, left_out = studied
     near = None
     if n1_hops is not None:
         from siting.engine.topology import outages_near
 
         near = outages_near(net, outages, model.site_buses, n1_hops)
-        outages = [o for o, keep in zip(outages, np.any(near, axis=1), strict=True) if keep]
-        near = near[near.any(axis=1)]
+        keep = np.any(near, axis=1)
+        outages = [o for o, k in zip(outages, keep, strict=True) if k]
+        names = [n for n, k in zip(names, keep, strict=True) if k]
+        near = near[keep]
     values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
     states = States(values, tuple(outages), len(outages))
     limits = state_limits(model, states, _firm_limits(model, point, settings))
@@ -368,12 +428,13 @@ def _firm_capacity(
     result = hosting_capacity(
         model, states, limits, settings, pairs=pairs, progress=progress, label="(outage, substation) pairs"
     )
-    names = [outage_name(net, outage) for outage in outages]
     not_usable = np.flatnonzero(~limits.usable)
     reasons = [
         "islands load" if limits.converged[i] else "no convergence without added load" for i in not_usable
     ]
     skipped = pd.DataFrame({"outage": [names[i] for i in not_usable], "reason": reasons})
+    if len(left_out):
+        skipped = pd.concat([skipped, left_out], ignore_index=True)
     lowest, state, code, element = worst_state(result)
     firm = hc_n0.copy()
     binding = list(binding)

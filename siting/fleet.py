@@ -611,7 +611,7 @@ def _grid_aware(
     full = fleet.power_mw(fleet.capacity)
     result = _year_flow(model, states, limits, full, cap_settings.q_per_mw)
     flows = n
-    ok = worst_margin(result, limits, np.arange(n))[0] >= 0
+    ok = worst_margin(result, limits, np.arange(n), full.sum(axis=1))[0] >= 0
     capacity = fleet.capacity.copy()
     in_order = np.zeros(n, dtype=bool)
     order = np.lexsort((np.arange(k), -fleet.size_mw))
@@ -631,7 +631,7 @@ def _grid_aware(
         power = fleet.dispatch_power(queue.served, in_order)
         result = _year_flow(model, states, limits, power, cap_settings.q_per_mw)
         flows += n
-        margin = worst_margin(result, limits, np.arange(n))[0]
+        margin = worst_margin(result, limits, np.arange(n), power.sum(axis=1))[0]
         tight = np.flatnonzero((margin < 0) & ~in_order & ~idle_floor)
         if not len(tight):
             break
@@ -673,7 +673,7 @@ def _sequential_capacity(
     at_idle = dataclasses.replace(sub_states, fixed_site_mw=fixed)
     scenarios = at_idle.scenarios(np.arange(len(rows)), q_per_mw=cap_settings.q_per_mw)
     result = solve(model, scenarios)
-    floor = worst_margin(result, sub_limits, np.arange(len(rows)))[0] < 0
+    floor = worst_margin(result, sub_limits, np.arange(len(rows)), idle.sum(axis=1))[0] < 0
     flows = len(rows)
     tokens = np.zeros((len(rows), len(fleet.size_mw)))
     full = fleet.power_mw(fleet.capacity[rows], rows)
@@ -931,9 +931,8 @@ def _fleet_result(
     summaries, per_site, violations, long, peaks = [], [], [], [], {}
     grid_alone = violation_table(limits.violations, index, "grid alone")
     for dispatch, result in zip(dispatches, results, strict=True):
-        found = violations_of(
-            model, result, limits.vmin, limits.vmax, limits.line, limits.trafo, tolerance=BASE_TOLERANCE
-        )
+        line, trafo = limits.thermal(np.arange(len(index)), dispatch.power_mw.sum(axis=1))
+        found = violations_of(model, result, limits.vmin, limits.vmax, line, trafo, tolerance=BASE_TOLERANCE)
         table = violation_table(found, index, dispatch.policy)
         violations.append(table)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():

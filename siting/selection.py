@@ -23,7 +23,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from siting.capacity import CapacitySettings, contingency_limits, net_outages, normal_limits
+from siting.capacity import CapacitySettings, contingency_limits, normal_limits, studied_outages
 from siting.engine.flow import EngineOptions, FlowModel, Outage, prepare, solve
 from siting.engine.search import (
     CRITERIA,
@@ -31,7 +31,6 @@ from siting.engine.search import (
     StateLimits,
     States,
     criterion_element_name,
-    element_name,
     hosting_capacity,
     state_limits,
     violations_of,
@@ -450,12 +449,11 @@ def _criterion_states(
     peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
     groups = [(peak, state_limits(model, peak, normal_limits(model, cap_settings)), ["peak"])]
     if settings.criterion == "firm":
-        outages = net_outages(model.net)
+        outages, names, _ = studied_outages(model.net, grid.contingencies)
         values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
         states = States(values, tuple(outages), len(outages))
         limits = state_limits(model, states, contingency_limits(model, cap_settings))
-        labels = [f"{t} {element_name(model.net[t], model.net[t].index.get_loc(i))} out" for t, i in outages]
-        groups.append((states, limits, labels))
+        groups.append((states, limits, [f"{name} out" for name in names]))
     return _Criterion(groups)
 
 
@@ -471,8 +469,9 @@ def _screened(
     peak, (states, limits, labels) = full.groups
     if states.outages is None:  # _criterion_states gives the firm criterion one state per outage
         raise RuntimeError("the firm criterion's second group has no outages")
-    single = cast(list[Outage], list(states.outages))  # from net_outages: one branch each
-    near = outages_near(model.net, single, model.site_buses, settings.n1_hops)
+    # from studied_outages: each state opens something (a branch or a planner's set of them)
+    studied = cast(list[Outage | tuple[Outage, ...]], list(states.outages))
+    near = outages_near(model.net, studied, model.site_buses, settings.n1_hops)
     near[[o in binding for o in states.outages]] = True
     rows = np.flatnonzero(near.any(axis=1))
     outage_group = (states.take(rows), limits.take(rows), [labels[i] for i in rows])
@@ -719,21 +718,17 @@ def _joint_check(
         usable = np.flatnonzero(limits.usable)
         if not len(usable):  # e.g. a radial grid: every outage islands load and is skipped
             continue
-        result = solve(model, fixed.scenarios(usable, q_per_mw=cap_settings.q_per_mw))
+        scenarios = fixed.scenarios(usable, q_per_mw=cap_settings.q_per_mw)
+        result = solve(model, scenarios)
         flows += len(usable)
         vm = result.vm_pu
         worst_low = min(worst_low, np.nanmin(vm))
         worst_high = max(worst_high, np.nanmax(vm))
         loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
         worst_loading = max(worst_loading, np.nanmax(loading))
+        line, trafo = limits.thermal(usable, scenarios.added_mw)
         found = violations_of(
-            model,
-            result,
-            limits.vmin[usable],
-            limits.vmax[usable],
-            limits.line[usable],
-            limits.trafo[usable],
-            tolerance=1e-9,
+            model, result, limits.vmin[usable], limits.vmax[usable], line, trafo, tolerance=1e-9
         )
         found["state"] = [labels[usable[row]] for row in found["state"]]
         frames.append(found)

@@ -51,6 +51,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "substation_list_mode": str,
         "candidates": str,
         "min_kv": (int, float),
+        "contingencies": str,
     },
     "limits": {
         "vmin_pu": (int, float),
@@ -61,6 +62,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "pre_existing": str,
         "worsening_pu": (int, float),
         "worsening_percent": (int, float),
+        "contribution_df": (int, float),
     },
     "capacity": {
         "at": str,
@@ -315,7 +317,12 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
     )
 
 
-OWN_FILES = {"profiles": "profiles", "bus_coords": "bus_coords", "substation_list": "substation_list"}
+OWN_FILES = {
+    "profiles": "profiles",
+    "bus_coords": "bus_coords",
+    "substation_list": "substation_list",
+    "contingencies": "contingencies",
+}
 OWN_VALUES = {
     "profiles_tz": "time_zone",
     "substation_list_mode": "list_mode",
@@ -527,8 +534,6 @@ def compute_study(
     from siting.geography import read_layers
     from siting.screening import screen_sites
     from siting.selection import select_sites
-    from siting.sources.grid import load_grid
-    from siting.sources.own import with_own_data
     from siting.sources.peak import operating_point
     from siting.sources.profiles import simulation_year
     from siting.workload import read_demand_csv
@@ -538,7 +543,7 @@ def compute_study(
     layers = read_layers(study.layers)
     if grid is None:
         say(f"loading {study.grid}")
-        grid = with_own_data(load_grid(study.grid), **study.own_data)
+        grid = study_grid(study)
     year, factor, demand = None, None, None
     if grid.profiles is not None:
         year, factor = simulation_year(grid, load_scale=study.load_scale, step_minutes=study.step_minutes)
@@ -599,6 +604,14 @@ def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str) ->
     power = fleet.site_power[fleet.site_power["policy"] == policy]
     peaks = power.groupby("substation")["p_mw"].max()
     return peaks.reindex(selection.sites["substation"]).fillna(0.0).to_numpy(float)
+
+
+def study_grid(study: Study) -> Grid:
+    """The study's grid with the study's own data (profiles, substations, contingencies) read in."""
+    from siting.sources.grid import load_grid
+    from siting.sources.own import with_own_data
+
+    return with_own_data(load_grid(study.grid), **study.own_data)
 
 
 def study_capacity(

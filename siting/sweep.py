@@ -37,18 +37,18 @@ import pandas as pd
 
 from siting.errors import SitingError, UsageError
 from siting.progress import Progress, silent
-from siting.study import read_toml, resolve_path
+from siting.sources.catalog import model_file
+from siting.study import OWN_FILES, read_toml, resolve_path
 
 if TYPE_CHECKING:
     from distributed import Client, Future, as_completed
-    from pandapower.auxiliary import pandapowerNet
 
     from siting.capacity import CapacityStudy
+    from siting.sources.grid import Grid
 
 SWEEP_KEYS = {"name": str, "grids": list, "out": str, "chunk_substations": int, "retries": int}
 TOP_KEYS = ("sweep", "base", "vary", "case")
 RESERVED = ("name", "grid", "out")  # study keys the sweep itself sets for every case
-MODEL_SUFFIXES = (".json", ".m", ".mat")
 MAX_NAME = 120  # characters of a case folder name; longer names end in a hash instead
 STATUS_OK, STATUS_FAILED = "ok", "failed"
 LEAD_COLUMNS = ["case", "grid", "status", "error"]
@@ -248,9 +248,9 @@ def _case_name(grid: str, params: dict[str, object]) -> str:
 
 def _slug(text: str) -> str:
     """A grid source as a folder-name part: the code or name without its prefix or folders."""
-    text = text.split(":", 1)[1] if text.startswith(("simbench:", "pandapower:")) else text
-    if text.lower().endswith(MODEL_SUFFIXES) or "/" in text:
+    if model_file(text):
         text = Path(text).stem
+    text = text.split(":", 1)[1] if text.startswith(("simbench:", "pandapower:")) else text
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "grid"
 
 
@@ -272,20 +272,20 @@ def _is_safe(name: str) -> bool:
 
 def _grid_source(grid: str) -> str:
     """Model files as absolute paths, so workers started elsewhere find them (shared file system)."""
-    is_file = not grid.startswith(("simbench:", "pandapower:")) and (
-        grid.lower().endswith(MODEL_SUFFIXES) or "/" in grid
-    )
-    return str(Path(grid).expanduser().resolve()) if is_file else grid
+    return str(Path(grid).expanduser().resolve()) if model_file(grid) else grid
 
 
 def _resolve_paths(study: dict, base: Path) -> None:
-    """Demand and layer files made absolute, so that workers started in another folder find them.
+    """Demand, layer and own-data files made absolute, so that workers in another folder find them.
 
     In the sweep file they are relative to it, as a study file's are to the study file.
     """
     workload = study.get("workload")
     if isinstance(workload, dict) and isinstance(workload.get("demand"), str):
         workload["demand"] = str(resolve_path(base, workload["demand"]))
+    for key in OWN_FILES:
+        if isinstance(study.get(key), str):
+            study[key] = str(resolve_path(base, study[key]))
     selection = study.get("selection")
     if isinstance(selection, dict) and isinstance(selection.get("layers"), dict):
         selection["layers"] = {
@@ -391,36 +391,40 @@ def _case_task(study: dict, parts: tuple[_Part | _Failure, ...] = ()) -> dict[st
     return {"row": row, "files": files}
 
 
-def _substation_ids(source: str) -> list[int] | _Failure:
-    """The grid's substation ids in table order, to decide whether its capacity is chunked."""
-    from siting.sources.grid import load_grid
+def _substation_ids(study_data: dict) -> list[int] | _Failure:
+    """The substation ids of a case's grid (with its own data) in table order.
+
+    They decide whether the case's capacity is chunked.
+    """
+    from siting.study import study_from_dict, study_grid
 
     try:
-        return [int(i) for i in load_grid(source).substations["id"]]
+        study = study_from_dict(study_data, source=f"case {study_data['name']}")
+        return [int(i) for i in study_grid(study).substations["id"]]
     except SitingError as err:
         return _Failure(_one_line(err))
 
 
 def _capacity_task(study_data: dict, ids: list[int]) -> _Part | _Failure:
     """Hosting capacity of substations ``ids`` only, with the study's capacity settings."""
-    from siting.sources.grid import load_grid
-    from siting.study import study_capacity, study_from_dict
+    from siting.study import study_capacity, study_from_dict, study_grid
 
     started = time.perf_counter()
     try:
         study = study_from_dict(study_data, source=f"case {study_data['name']}")
-        grid = load_grid(study.grid)
+        grid = study_grid(study)
         capacity = study_capacity(study, grid, substations=ids)
     except SitingError as err:
         return _Failure(_one_line(err))
-    return _Part(capacity, _seconds(started), outage_names(grid.net))
+    return _Part(capacity, _seconds(started), outage_names(grid))
 
 
-def outage_names(net: pandapowerNet) -> tuple[str, ...]:
-    """Every single outage as ``skipped_outages`` names it, in the order capacity studies them."""
-    from siting.capacity import net_outages, outage_name
+def outage_names(grid: Grid) -> tuple[str, ...]:
+    """Every outage the firm criterion studies, named as ``skipped_outages`` names them, in order."""
+    from siting.capacity import studied_outages
 
-    return tuple(outage_name(net, outage) for outage in net_outages(net))
+    _, names, left_out = studied_outages(grid.net, grid.contingencies)
+    return (*names, *left_out["outage"])
 
 
 def merge_capacity(parts: list[CapacityStudy], outages: tuple[str, ...] = ()) -> CapacityStudy:
@@ -448,6 +452,14 @@ def merge_capacity(parts: list[CapacityStudy], outages: tuple[str, ...] = ()) ->
         skipped_outages=union if skipped else first.skipped_outages,
         flows=sum(p.flows for p in parts),
     )
+
+
+def _grid_key(study: dict) -> str:
+    """What makes two cases' grids the same: the source and the user's own data read onto it."""
+    from siting.study import OWN_VALUES
+
+    own = {k: study.get(k) for k in (*OWN_FILES, *OWN_VALUES) if k in study}
+    return json.dumps([study["grid"], own], sort_keys=True, default=str)
 
 
 def chunks(ids: list[int], size: int) -> list[list[int]]:
@@ -599,10 +611,10 @@ class _Runner:
         if self.sweep.chunk_substations > 0:
             by_grid: dict[str, list[Case]] = {}
             for case in self.sweep.cases:
-                by_grid.setdefault(case.study["grid"], []).append(case)
-            for number, (source, cases) in enumerate(by_grid.items()):
-                key = f"grid-{number}-{_slug(source)}-{self.token}"
-                self._submit(key, ("grid", cases), _substation_ids, source)
+                by_grid.setdefault(_grid_key(case.study), []).append(case)
+            for number, cases in enumerate(by_grid.values()):
+                key = f"grid-{number}-{_slug(cases[0].study['grid'])}-{self.token}"
+                self._submit(key, ("grid", cases), _substation_ids, cases[0].study)
         else:
             for case in self.sweep.cases:
                 self._submit_case(case)
@@ -654,7 +666,7 @@ class _Runner:
 
         Cases with the same grid and capacity settings share it, so it runs once.
         """
-        inputs = {k: case.study.get(k) for k in ("grid", "limits", "capacity")}
+        inputs = {"grid": _grid_key(case.study), **{k: case.study.get(k) for k in ("limits", "capacity")}}
         digest = hashlib.sha256(json.dumps([inputs, ids], sort_keys=True).encode()).hexdigest()[:16]
         key = f"capacity-{digest}-{self.token}"
         if key in self.parts:

@@ -76,6 +76,13 @@ class Scenarios:
             outages=None if self.outages is None else tuple(self.outages[i] for i in index),
         )
 
+    @property
+    def added_mw(self) -> np.ndarray:
+        """Load added at the sites per scenario (MW, shape (n,))."""
+        if self.site_p_mw is None:
+            return np.zeros(self.n)
+        return np.asarray(self.site_p_mw, dtype=float).sum(axis=1)
+
 
 def outage_elements(outage: Outage | tuple[Outage, ...] | None) -> tuple[Outage, ...]:
     """The branches an ``Scenarios.outages`` entry takes out, as a sorted tuple of pairs."""

@@ -113,21 +113,48 @@ class StateLimits:
     converged: np.ndarray  # (states,) the base case converged
     base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
     violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
+    # pre-existing policy "contribution": the base loading (%) of each line and transformer the
+    # state already overloads (NaN elsewhere), and the loading (%) per MW added at the cutoff
+    # distribution factor; None for the other policies
+    line_base: np.ndarray | None = None  # (states, lines)
+    trafo_base: np.ndarray | None = None  # (states, trafos)
+    line_per_mw: np.ndarray | None = None  # (lines,)
+    trafo_per_mw: np.ndarray | None = None  # (trafos,)
 
     def take(self, rows: np.ndarray) -> StateLimits:
         """The limits of the states at positions ``rows`` (violations renumbered to match)."""
         new_position = {int(old): new for new, old in enumerate(rows)}
         violations = self.violations[self.violations["state"].isin(new_position)].copy()
         violations["state"] = violations["state"].map(new_position)
-        return StateLimits(
-            self.vmin[rows],
-            self.vmax[rows],
-            self.line[rows],
-            self.trafo[rows],
-            self.usable[rows],
-            self.converged[rows],
-            self.base_margin[rows],
-            violations,
+        return dataclasses.replace(
+            self,
+            vmin=self.vmin[rows],
+            vmax=self.vmax[rows],
+            line=self.line[rows],
+            trafo=self.trafo[rows],
+            usable=self.usable[rows],
+            converged=self.converged[rows],
+            base_margin=self.base_margin[rows],
+            violations=violations,
+            line_base=None if self.line_base is None else self.line_base[rows],
+            trafo_base=None if self.trafo_base is None else self.trafo_base[rows],
+        )
+
+    def thermal(self, state: np.ndarray, added_mw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Line and transformer limits (%, one row per scenario of states ``state``).
+
+        With ``added_mw`` (MW per scenario) added: under "contribution" an element the state
+        already overloads may rise by what the cutoff distribution factor would add.
+        """
+        line, trafo = self.line[state], self.trafo[state]
+        if self.line_base is None or added_mw is None:
+            return line, trafo
+        if self.trafo_base is None or self.line_per_mw is None or self.trafo_per_mw is None:
+            raise ValueError("the contribution policy's limits come with all four of their fields")
+        added = np.asarray(added_mw, dtype=float).reshape(-1, 1)
+        return (
+            np.fmax(line, self.line_base[state] + self.line_per_mw * added),
+            np.fmax(trafo, self.trafo_base[state] + self.trafo_per_mw * added),
         )
 
 
@@ -153,11 +180,27 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
         limits, vm, base.line_loading_percent, base.trafo_loading_percent
     )
     violations = _violations(model, base, limits, usable)
-    relaxed = StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations)
-    margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
-    return StateLimits(
-        vmin, vmax, line, trafo, usable, base.converged, np.maximum(margin, 0.0), violations
+    contribution = _contribution(limits, base)
+    relaxed = StateLimits(
+        vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations, **contribution
     )
+    margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
+    return dataclasses.replace(relaxed, base_margin=np.maximum(margin, 0.0))
+
+
+def _contribution(limits: ElementLimits, base: FlowResult) -> dict[str, np.ndarray | None]:
+    """StateLimits' "contribution" fields: base loadings of the elements each state overloads."""
+    if limits.pre_existing != "contribution":
+        return {}
+    with np.errstate(invalid="ignore"):
+        line = base.line_loading_percent
+        trafo = base.trafo_loading_percent
+        return {
+            "line_base": np.where(line > limits.line_percent + BASE_TOLERANCE, line, np.nan),
+            "trafo_base": np.where(trafo > limits.trafo_percent + BASE_TOLERANCE, trafo, np.nan),
+            "line_per_mw": limits.line_percent_per_mw,
+            "trafo_per_mw": limits.trafo_percent_per_mw,
+        }
 
 
 def binding_limits(
@@ -175,7 +218,7 @@ def binding_limits(
         relaxed_limit(limits.line_percent, line, dp),
         relaxed_limit(limits.trafo_percent, trafo, dp),
     )
-    if limits.pre_existing == "no-worse":
+    if limits.pre_existing in ("no-worse", "contribution"):  # contribution: see StateLimits.thermal
         return bounds
     # "ignore": a limit the base already violates never binds; one it sits at keeps the tolerance
     with np.errstate(invalid="ignore"):
@@ -402,21 +445,23 @@ def _margin(
     n_sites: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
-    result = solve(model, states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw))
-    return worst_margin(result, limits, state)
+    scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
+    return worst_margin(solve(model, scenarios), limits, state, scenarios.added_mw)
 
 
 MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin's temporaries (40 MB each)
 
 
 def worst_margin(
-    result: FlowResult, limits: StateLimits, state: np.ndarray
+    result: FlowResult, limits: StateLimits, state: np.ndarray, added_mw: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per scenario: the worst normalised margin to ``limits`` of its state, and what it is.
 
     The margin is ≥ 0 within every limit and −inf if the scenario did not converge; with it come
     that limit's criterion code and element position.
 
+    ``added_mw`` (MW per scenario, the load the sites add) matters only under the
+    "contribution" policy (``StateLimits.thermal``); without it that policy binds as "no-worse".
     Scenarios go in blocks, so its temporaries stay small next to a year of results.
     """
     n = len(state)
@@ -428,7 +473,10 @@ def worst_margin(
     block = max(1, MARGIN_BLOCK_CELLS // max(columns, 1))
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
-        _worst_margin_block(result, limits, state[rows], rows, worst[rows], criterion[rows], element[rows])
+        added = None if added_mw is None else np.asarray(added_mw)[rows]
+        _worst_margin_block(
+            result, limits, state[rows], rows, added, worst[rows], criterion[rows], element[rows]
+        )
     failed = ~result.converged
     worst[failed] = -np.inf
     criterion[failed] = NON_CONVERGENCE
@@ -441,16 +489,18 @@ def _worst_margin_block(
     limits: StateLimits,
     state: np.ndarray,
     rows: slice,
+    added_mw: np.ndarray | None,
     worst: np.ndarray,
     criterion: np.ndarray,
     element: np.ndarray,
 ) -> None:
     """worst_margin for the scenarios ``rows`` (of states ``state``), into the given views."""
+    line, trafo = limits.thermal(state, added_mw)
     checks = (
         (UNDERVOLTAGE, lambda: (result.vm_pu[rows] - limits.vmin[state]) / VOLTAGE_SCALE_PU),
         (OVERVOLTAGE, lambda: (limits.vmax[state] - result.vm_pu[rows]) / VOLTAGE_SCALE_PU),
-        (LINE_THERMAL, lambda: limits.line[state] - result.line_loading_percent[rows]),
-        (TRAFO_THERMAL, lambda: limits.trafo[state] - result.trafo_loading_percent[rows]),
+        (LINE_THERMAL, lambda: line - result.line_loading_percent[rows]),
+        (TRAFO_THERMAL, lambda: trafo - result.trafo_loading_percent[rows]),
     )
     for code, margin_of in checks:
         with np.errstate(invalid="ignore"):

@@ -17,10 +17,9 @@ import pandas as pd
 from pandapower.auxiliary import pandapowerNet
 
 from siting.errors import GridError, UsageError
-from siting.sources.catalog import GRIDS_DIR, read_catalog
+from siting.sources.catalog import GRIDS_DIR, MODEL_SUFFIXES, model_file, read_catalog
+from siting.sources.contingencies import Contingencies
 from siting.sources.substations import find_substations
-
-MODEL_SUFFIXES = (".json", ".m", ".mat", ".raw", ".dss")
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,8 @@ class Grid:
     substations: gpd.GeoDataFrame
     profiles: pd.DataFrame | None = None
     files: tuple[Path, ...] = ()  # model files read (for manifests); none for package data
+    # the planner's contingency set; None studies every single line and transformer outage
+    contingencies: Contingencies | None = None
 
     def require_profiles(self, purpose: str) -> pd.DataFrame:
         """``profiles``; a UsageError naming the grid and ``purpose`` (e.g. "to scale") if it has none."""
@@ -96,7 +97,7 @@ def load_grid(source: str | Path) -> Grid:
             name, description, net, profiles = _simbench(text.removeprefix("simbench:"))
         elif text.startswith("pandapower:"):
             name, description, net, profiles = _pandapower_builtin(text.removeprefix("pandapower:"))
-        elif isinstance(source, Path) or text.lower().endswith(MODEL_SUFFIXES) or "/" in text:
+        elif model_file(source):
             name, description, net, profiles = _model_file(Path(text))
         else:
             return _catalog_grid(text)
