@@ -146,8 +146,11 @@ def _model_substations(net: pandapowerNet) -> list[tuple[str, set[int]]]:
 
 def _connection_transformers(net: pandapowerNet) -> pd.Series:
     lv_kv = net.bus["vn_kv"].reindex(net.trafo["lv_bus"]).to_numpy()
+    # a three-winding unit's internal star point (PSS/E cases) is no busbar a site could reach
+    star = net.bus.get("star_point", pd.Series(False, index=net.bus.index)).astype(bool)
+    lv_star = star.reindex(net.trafo["lv_bus"]).to_numpy()
     return pd.Series(
-        net.trafo["in_service"].astype(bool).to_numpy() & (lv_kv >= MIN_CONNECTION_KV),
+        net.trafo["in_service"].astype(bool).to_numpy() & (lv_kv >= MIN_CONNECTION_KV) & ~lv_star,
         index=net.trafo.index,
     )
 
