@@ -83,8 +83,24 @@ def write_pdf(
 
 
 def write_scenarios_pdf(title: str, description: str, table: pd.DataFrame, path: Path) -> Path:
-    """Write a study's scenarios side by side (``siting.report.scenario_table``) as a one-page
-    PDF at ``path``; each scenario's own report.pdf sits in its sub-folder. Returns ``path``."""
+    """Write a study's scenarios side by side as a one-page PDF.
+
+    Each scenario's own report.pdf sits in its sub-folder.
+
+    Parameters
+    ----------
+    title, description : str
+        The study's name and its line under the title.
+    table : DataFrame
+        ``siting.report.scenario_table`` of the scenarios' headlines.
+    path : Path
+        Where to write the PDF.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     styles = getSampleStyleSheet()
     frame = table.reset_index()
     story = [

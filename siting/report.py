@@ -294,8 +294,19 @@ def headline_numbers(
 
 
 def scenario_table(headlines: dict[str, dict[str, object]]) -> pd.DataFrame:
-    """Scenarios side by side: one row per headline number (as ``headline_display`` shows it),
-    one column per scenario; a number a scenario lacks is "–"."""
+    """Scenarios side by side, as a reader sees the numbers.
+
+    Parameters
+    ----------
+    headlines : dict of str to dict
+        Scenario name → its headline numbers (``compute_study``'s, MW, shares, counts).
+
+    Returns
+    -------
+    DataFrame
+        One row per headline label (as ``headline_display`` shows it, with units), one column
+        per scenario in the given order; "–" where a scenario lacks the number.
+    """
     # the scenario's name heads its column already
     shown = {
         name: headline_display({k: v for k, v in headline.items() if k != "scenario"})
@@ -309,11 +320,24 @@ def scenario_table(headlines: dict[str, dict[str, object]]) -> pd.DataFrame:
 
 
 def scenario_story(headline: dict[str, object]) -> str:
-    """One scenario's result in a sentence: the joint checks, the two dispatches, the flex curve."""
-    firm = headline.get("firm_capacity_mw")
+    """One scenario's result in a sentence: capacity, the joint checks, the dispatches, the flex curve.
+
+    Parameters
+    ----------
+    headline : dict
+        A scenario's headline numbers (``compute_study``'s: MW, hours, shares).
+
+    Returns
+    -------
+    str
+        E.g. "firm capacity of all substations 579.6 MW; 10 sites, 200 MW: the joint AC check of
+        the selected set passes; the naive top-K set breaks 0 limits; blind dispatch: …".
+    """
+    number = {k: v for k, v in headline.items() if isinstance(v, int | float)}
+    firm = number.get("firm_capacity_mw")
     parts = [] if firm is None else [f"firm capacity of all substations {firm:,.1f} MW"]
     parts.append(
-        f"{headline['sites']} sites, {headline['total_mw']:,.0f} MW: the joint AC check of the selected "
+        f"{headline['sites']} sites, {number['total_mw']:,.0f} MW: the joint AC check of the selected "
         f"set {'passes' if headline['joint_check_passes'] else 'FAILS'}"
     )
     naive = headline.get("naive_violations")
@@ -323,13 +347,13 @@ def scenario_story(headline: dict[str, object]) -> str:
         if f"{policy}_violations" in headline:
             parts.append(
                 f"{policy} dispatch: {headline[f'{policy}_violations']} element limit(s) broken in "
-                f"{headline[f'{policy}_violation_hours']:g} h, "
-                f"{100 * headline[f'{policy}_served_share']:.2f} % of the demand served"
+                f"{number[f'{policy}_violation_hours']:g} h, "
+                f"{100 * number[f'{policy}_served_share']:.2f} % of the demand served"
             )
-    levels = [key for key in headline if key.startswith("flex_") and key.endswith("_mw")]
+    levels = [key for key in number if key.startswith("flex_") and key.endswith("_mw")]
     if levels:
         connectable = ", ".join(
-            f"{key.removeprefix('flex_').removesuffix('_mw')} {headline[key]:,.0f} MW" for key in levels
+            f"{key.removeprefix('flex_').removesuffix('_mw')} {number[key]:,.0f} MW" for key in levels
         )
         parts.append(f"connectable at each level: {connectable}")
     return "; ".join(parts) + "."
@@ -342,10 +366,26 @@ def scenarios_page(
     notes: dict[str, str],
     headlines: dict[str, dict[str, object]],
 ) -> str:
-    """A study's scenarios on one offline page: a sentence each, the headline numbers side by
-    side (``scenario_table``) and a link to each scenario's own report (``<name>/index.html``).
+    """A study's scenarios on one offline page, every name escaped.
 
-    ``notes`` gives each scenario's description (its load level and the source).
+    A sentence per scenario (``scenario_story``) linking to its own report
+    (``<name>/index.html``), then the headline numbers side by side.
+
+    Parameters
+    ----------
+    title, description : str
+        The study's name and its line under the title.
+    table : DataFrame
+        ``scenario_table`` of ``headlines``.
+    notes : dict of str to str
+        Scenario name → its description (the load level and its source).
+    headlines : dict of str to dict
+        Scenario name → its headline numbers (MW, hours, shares).
+
+    Returns
+    -------
+    str
+        The whole HTML page (no script: it needs no network and runs nothing).
     """
     items = "".join(
         f"<li><a href='{esc(name)}/index.html'><b>{esc(name)}</b></a>"

@@ -818,7 +818,18 @@ def run_study(
 
 
 def scenario_studies(study: Study) -> list[Study]:
-    """One study per scenario of ``study``: the same settings, its own name, description and loads."""
+    """One study per scenario of ``study``: the same settings, its own name, description and loads.
+
+    Parameters
+    ----------
+    study : Study
+        A study with ``[[scenario]]`` entries.
+
+    Returns
+    -------
+    list of Study
+        In the scenarios' order; each has ``scenario`` set, so ``compute_study`` grows its loads.
+    """
     return [
         dataclasses.replace(
             study,
@@ -843,12 +854,34 @@ def run_scenarios(
 
     ``out`` gets one sub-folder per scenario (named after it, a full study report each) and,
     beside them, ``index.html`` (the scenarios side by side, linking to their reports),
-    ``scenarios.csv`` (one row of headline numbers per scenario) and ``manifest.json``.
+    ``scenarios.csv`` (one row of headline numbers per scenario), ``report.pdf`` when the
+    study asks for PDFs, and ``manifest.json``. The grid is loaded once; the scenarios run one
+    after another, each holding its results in memory only until they are written.
+
+    Parameters
+    ----------
+    study : Study
+        A study with ``[[scenario]]`` entries.
+    out : Path
+        The report folder.
+    progress : callable, optional
+        Called with a line of text as each part starts.
+    grid : Grid, optional
+        The grid, if already loaded (it is not modified).
+    what : str
+        How messages name ``out`` (``--out`` or the study file's ``out``).
 
     Returns
     -------
     dict
-        Scenario name → its headline numbers (``compute_study``'s ``headline``).
+        Scenario name → its headline numbers (``compute_study``'s: MW, hours, shares).
+
+    Raises
+    ------
+    UsageError
+        ``out`` is not a folder siting may write.
+    SitingError
+        A scenario's stage fails on the grid; nothing is written.
     """
     from siting.outputs import atomic_folder, manifest, write_json
     from siting.report import scenario_table, scenarios_page
@@ -863,8 +896,7 @@ def run_scenarios(
     headlines: dict[str, dict[str, object]] = {}
     studies = scenario_studies(study)
     with atomic_folder(Path(out), what) as folder:
-        for number, sub in enumerate(studies, start=1):
-            scenario = sub.scenario
+        for number, (scenario, sub) in enumerate(zip(study.scenarios, studies, strict=True), start=1):
             say(f"scenario {number}/{len(studies)}: {scenario.name} (loads × {scenario.load_scale:g})")
             results = compute_study(sub, indented(say), grid=grid)
             indented(say)("[4/4] writing its report")
@@ -904,7 +936,18 @@ def run_scenarios(
 
 
 def flat_headline(headlines: dict[str, dict[str, object]]) -> dict[str, object]:
-    """Scenario headlines as one flat dict (``<scenario>.<key>``), for a sweep row or the CLI."""
+    """Scenario headlines as one flat dict, the form ``run_study`` returns.
+
+    Parameters
+    ----------
+    headlines : dict of str to dict
+        Scenario name → its headline numbers.
+
+    Returns
+    -------
+    dict
+        ``"<scenario>.<key>"`` → value, scenarios in order (their names and the study's left out).
+    """
     return {
         f"{name}.{key}": value
         for name, headline in headlines.items()

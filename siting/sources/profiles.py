@@ -62,13 +62,24 @@ def scale_loads(grid: Grid, factor: float) -> Grid:
 
 
 def grow_loads(grid: Grid, factor: float) -> Grid:
-    """The grid with every load grown by ``factor``: its model values (MW, Mvar) and, when it has
-    them, its profiles.
+    """The grid with every load grown: its model values and, when it has them, its profiles.
 
     Unlike :func:`scale_loads` (the simulated year only) this moves every operating point a
     study can judge capacity at: a SimBench study case (the model's values × the case's
-    factors), the net-load peak of the profiles, a time, or the model's own values. The given
-    grid is not changed.
+    factors), the net-load peak of the profiles, a time, or the model's own values.
+    Generation is not grown.
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid; it is not changed.
+    factor : float
+        Factor (> 0) on every load's MW and Mvar.
+
+    Returns
+    -------
+    Grid
+        A new grid sharing every table but the loads (and the profiles, grown) with ``grid``.
     """
     check_number("factor", factor, above=0)
     # a new load table in a shallow copy: every stage deep-copies the net before it solves, so
