@@ -42,3 +42,50 @@ def outages_near(
         a, b = (position[int(net[table].at[index, end])] for end in ends[table])
         near[row] = np.minimum(distance[:, a], distance[:, b]) <= hops
     return near
+
+
+def bridges(n_nodes: int, from_node: np.ndarray, to_node: np.ndarray) -> np.ndarray:
+    """Per edge of the undirected multigraph: True where taking it out splits its component.
+
+    Tarjan's low-link search, iterative (deep radial feeders would overflow Python's stack);
+    parallel edges are told apart by their position, so a doubled circuit is no bridge.
+    """
+    n_edges = len(from_node)
+    ends = np.concatenate([from_node, to_node]).astype(np.int64)
+    others = np.concatenate([to_node, from_node]).astype(np.int64)
+    edge = np.concatenate([np.arange(n_edges), np.arange(n_edges)])
+    order = np.argsort(ends, kind="stable")
+    start = np.searchsorted(ends[order], np.arange(n_nodes + 1))
+    neighbour, via = others[order].tolist(), edge[order].tolist()
+    start = start.tolist()
+    discovered = [-1] * n_nodes
+    low = [0] * n_nodes
+    bridge = np.zeros(n_edges, dtype=bool)
+    clock = 0
+    for root in range(n_nodes):
+        if discovered[root] >= 0:
+            continue
+        discovered[root] = low[root] = clock
+        clock += 1
+        stack = [(root, -1, start[root])]  # node, edge it was reached by, next adjacency slot
+        while stack:
+            node, parent_edge, slot = stack[-1]
+            if slot < start[node + 1]:
+                stack[-1] = (node, parent_edge, slot + 1)
+                if via[slot] == parent_edge:
+                    continue
+                other = neighbour[slot]
+                if discovered[other] < 0:
+                    discovered[other] = low[other] = clock
+                    clock += 1
+                    stack.append((other, via[slot], start[other]))
+                else:
+                    low[node] = min(low[node], discovered[other])
+                continue
+            stack.pop()
+            if stack:
+                parent = stack[-1][0]
+                low[parent] = min(low[parent], low[node])
+                if low[node] > discovered[parent]:
+                    bridge[parent_edge] = True
+    return bridge
