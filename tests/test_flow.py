@@ -401,7 +401,7 @@ def test_outages_on_the_compensated_model_match_pandapower(illinois, monkeypatch
     }
     scenarios = Scenarios(n=len(cases), element_values=values, outages=tuple(c[0] for c in cases))
     model = prepare(copy.deepcopy(net))
-    paths = flow._outage_paths(model, scenarios.outages)
+    paths = flow.outage_paths(model, scenarios.outages)
     assert (paths == flow.COMPENSATED).tolist() == [c[2] for c in cases]
     result = solve(model, scenarios)
     assert result.converged.tolist() == [True] * 5 + [False]
@@ -416,7 +416,7 @@ def test_outages_on_the_compensated_model_match_pandapower(illinois, monkeypatch
                 reference(net, row_values, outage)
     outaged = net.line.index.get_loc(2)
     assert result.line_loading_percent[0, outaged] == 0.0  # out of service, as runpp reports it
-    monkeypatch.setattr(flow, "_outage_paths", lambda m, o: np.full(len(o), flow.BY_STATUS, np.int8))
+    monkeypatch.setattr(flow, "outage_paths", lambda m, o: np.full(len(o), flow.BY_STATUS, np.int8))
     by_status = solve(model, scenarios)
     assert (by_status.converged == result.converged).all()
     np.testing.assert_allclose(result.vm_pu, by_status.vm_pu, atol=1e-8, equal_nan=True)

@@ -303,7 +303,7 @@ def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None)
     """
     if scenarios.outages is None or model.compensated:
         return _solve_by_status(model, scenarios, chunk_size)
-    path = _outage_paths(model, scenarios.outages)
+    path = outage_paths(model, scenarios.outages)
     if (path == BY_STATUS).all():
         return _solve_by_status(model, scenarios, chunk_size)
     result = _empty_result(model.net, scenarios.n)
@@ -322,7 +322,7 @@ def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None)
 NO_OUTAGE, COMPENSATED, BY_STATUS = 0, 1, 2
 
 
-def _outage_paths(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> np.ndarray:
+def outage_paths(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> np.ndarray:
     """Per scenario: NO_OUTAGE, COMPENSATED (every branch out has a compensator and the rest
     stays connected) or BY_STATUS."""
     compensation = _compensation(model)
@@ -352,6 +352,7 @@ class _Compensation:
     bridge: np.ndarray  # per generic_branch: taking it out alone splits the grid
     from_node: np.ndarray  # in-service generic_branch ends (positions), for several branches out
     to_node: np.ndarray
+    n_nodes: int
     n_components: int  # connected parts of the grid with every branch in
 
 
@@ -371,9 +372,8 @@ def _compensation(model: FlowModel) -> _Compensation:
     bridge[on] = bridges(n_nodes, branch["from_node"][on], branch["to_node"][on])
     from_node, to_node = branch["from_node"].copy(), branch["to_node"].copy()
     from_node[~on] = to_node[~on] = -1
-    cached = _Compensation(
-        solver, compensators, bridge, from_node, to_node, _components(n_nodes, from_node, to_node)
-    )
+    components = _components(n_nodes, from_node, to_node)
+    cached = _Compensation(solver, compensators, bridge, from_node, to_node, n_nodes, components)
     model.outage_cache["compensation"] = cached
     return cached
 
@@ -388,9 +388,8 @@ def _splits(compensation: _Compensation, branches: np.ndarray) -> bool:
     """Whether taking ``branches`` out together leaves more connected parts than before."""
     from_node = compensation.from_node.copy()
     from_node[branches] = -1
-    return _components(len(compensation.compensators.shunt_id), from_node, compensation.to_node) > (
-        compensation.n_components
-    )
+    parts = _components(compensation.n_nodes, from_node, compensation.to_node)
+    return parts > compensation.n_components
 
 
 def _compensated(model: FlowModel) -> FlowModel:
