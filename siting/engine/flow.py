@@ -38,7 +38,6 @@ from siting.engine.pgm_model import (
     build_model,
     element_demand_map,
 )
-from siting.engine.topology import bridges
 from siting.errors import GridError, UsageError
 from siting.sources.grid import check_network
 
@@ -357,6 +356,8 @@ class _Compensation:
 
 
 def _compensation(model: FlowModel) -> _Compensation:
+    from siting.engine.topology import bridges  # here: topology imports this module
+
     cached = model.outage_cache.get("compensation")
     if cached is not None:
         return cached

@@ -366,9 +366,9 @@ class Compensators:
     """The model's input plus a compensator per branch and a compensation shunt per node.
 
     ``transformer_id`` (per generic_branch position, −1 where a branch has none: out of
-    service or a phase shift that is no multiple of 30°); ``shunt_id`` (per node, −1 where
-    none); ``from_shunt_s``/``to_shunt_s``: per branch, the shunt admittance (S, complex) that
-    cancels its charging at its from and to node.
+    service or a phase shift that is no multiple of 30°); ``shunt_id`` (per node id, which
+    ``build_model`` makes its position; −1 where none); ``from_shunt_s``/``to_shunt_s``: per
+    branch, the shunt admittance (S, complex) that cancels its charging at its from and to node.
     """
 
     input_data: dict
