@@ -332,8 +332,10 @@ NO_OUTAGE, COMPENSATED, BY_STATUS = 0, 1, 2
 
 
 def outage_paths(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> np.ndarray:
-    """Per scenario: NO_OUTAGE, COMPENSATED (every branch out has a compensator and the rest
-    stays connected) or BY_STATUS."""
+    """Per scenario: NO_OUTAGE, COMPENSATED or BY_STATUS.
+
+    COMPENSATED: every branch out has a compensator and the rest stays connected.
+    """
     compensation = _compensation(model)
     path = np.empty(len(outages), dtype=np.int8)
     decided: dict[tuple[Outage, ...], int] = {}
@@ -421,8 +423,11 @@ def _empty_result(net: pandapowerNet, n: int) -> FlowResult:
 
 
 def _solve_by_status(model: FlowModel, scenarios: Scenarios, chunk_size: int | None) -> FlowResult:
-    """Every scenario on ``model``'s own solver (outages by compensator on a compensated model,
-    else by status: scenarios sharing an outage on a model with it out, the rest mixed)."""
+    """Every scenario on ``model``'s own solver.
+
+    Outages by compensator on a compensated model, else by status: scenarios sharing an outage
+    on a model with it out, the rest mixed.
+    """
     n = scenarios.n
     result = _empty_result(model.net, n)
     groups, mixed = _outage_groups(None if model.compensated else scenarios.outages)
@@ -675,8 +680,10 @@ def _outage_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] 
 
 
 def _compensation_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> dict:
-    """Each outage as its compensators at tap 0 and their nodes' charging cancelled: parameter
-    changes only, so PGM keeps its topology (see pgm_model.build_compensators)."""
+    """Each outage as its compensators at tap 0 and their nodes' charging cancelled.
+
+    Parameter changes only, so PGM keeps its topology (see pgm_model.build_compensators).
+    """
     compensators = _compensation(model).compensators
     branches, scenario = _outage_positions(model, outages)
     n = len(outages)
