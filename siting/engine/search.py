@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, Outage, Scenarios, solve
+from siting.engine.flow import FlowModel, Outage, Scenarios, _default_chunk, solve
 from siting.limits import ElementLimits
 from siting.progress import Progress, tally
 
@@ -135,22 +135,67 @@ class HostingResult:
 
 
 def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> StateLimits:
-    """Solve each state without added load; relax limits it already violates to its own value."""
-    base = solve(model, states.scenarios(np.arange(states.n)))
+    """Solve each state without added load; relax limits it already violates to its own value.
+
+    The states are solved in blocks (``solved_blocks``): only the limits are kept whole, not a
+    whole year of base results (a year of 15-minute steps on the default grid: 1.6 GB)."""
     net = model.net
-    vm = base.vm_pu
+    n = states.n
+    vmin, vmax = np.empty((n, len(net.bus))), np.empty((n, len(net.bus)))
+    line, trafo = np.empty((n, len(net.line))), np.empty((n, len(net.trafo)))
+    usable, converged, margin = np.empty(n, dtype=bool), np.empty(n, dtype=bool), np.empty(n)
     load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
-    supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(states.n, bool)
-    usable = base.converged & supplied
-    vmin, vmax, line, trafo = binding_limits(
-        limits, vm, base.line_loading_percent, base.trafo_loading_percent
-    )
-    violations = _violations(model, base, limits, usable)
-    relaxed = StateLimits(vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations)
-    margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
-    return StateLimits(
-        vmin, vmax, line, trafo, usable, base.converged, np.maximum(margin, 0.0), violations
-    )
+    found = []
+    relaxed = StateLimits(vmin, vmax, line, trafo, usable, converged, margin, pd.DataFrame())
+    for rows, base in solved_blocks(model, states):
+        vm = base.vm_pu
+        supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(len(rows), bool)
+        usable[rows] = base.converged & supplied
+        converged[rows] = base.converged
+        vmin[rows], vmax[rows], line[rows], trafo[rows] = binding_limits(
+            limits, vm, base.line_loading_percent, base.trafo_loading_percent
+        )
+        block = _violations(model, base, limits, usable[rows])
+        block["state"] += rows[0]
+        found.append(block)
+        margin[rows] = worst_margin(base, relaxed, rows)[0]
+    violations = in_unblocked_order(found)
+    return StateLimits(vmin, vmax, line, trafo, usable, converged, np.maximum(margin, 0.0), violations)
+
+
+# scenarios × result columns solved per block when states are streamed (``solved_blocks``):
+# about 40 MB of results a block, whatever the number of states
+BLOCK_RESULT_CELLS = 5_000_000
+
+
+def solved_blocks(model: FlowModel, states: States, q_per_mw: float = 0.0, cells: int | None = None):
+    """``(rows, FlowResult)`` for consecutive blocks of the states (positions ``rows``), each
+    solved with the states' fixed site loads, so a caller keeps only what it reduces them to.
+
+    Without outages a block is a whole number of ``solve``'s own batches, so every scenario is
+    solved in the same PGM batch as when all states go at once; states with outages go in one
+    block, so that ``solve`` groups their shared outages as it would."""
+    net = model.net
+    columns = 2 * len(net.bus) + len(net.line) + len(net.trafo)
+    if states.outages is None:
+        inner = _default_chunk(model)
+        size = max(1, (cells or BLOCK_RESULT_CELLS) // max(columns, 1) // inner) * inner
+    else:
+        size = max(states.n, 1)
+    for start in range(0, states.n, size):
+        rows = np.arange(start, min(start + size, states.n))
+        yield rows, solve(model, states.scenarios(rows, q_per_mw=q_per_mw))
+
+
+def in_unblocked_order(found: list[pd.DataFrame]) -> pd.DataFrame:
+    """``violations_of`` rows of consecutive blocks of states (``state`` already the position in
+    all of them) in the order one call on all states gives: by criterion, then state, then element."""
+    found = [f for f in found if len(f)]
+    if not found:
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    joined = pd.concat(found, ignore_index=True)
+    rank = joined["criterion"].map({c: i for i, c in enumerate(CRITERIA)})
+    return joined.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def binding_limits(
@@ -221,7 +266,7 @@ def violations_of(model: FlowModel, result, vmin, vmax, line, trafo, tolerance: 
         limit = np.broadcast_to(limit, values.shape)
         with np.errstate(invalid="ignore"):
             state, column = np.nonzero(sign * (values - limit) > tolerance)
-        names = np.array([element_name(net[table], p) for p in range(len(net[table]))], dtype=object)
+        names = element_names(net[table])
         frames.append(
             pd.DataFrame(
                 {
@@ -243,6 +288,17 @@ def violations_of(model: FlowModel, result, vmin, vmax, line, trafo, tolerance: 
     if not frames:
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
     return pd.concat(frames, ignore_index=True)[VIOLATION_COLUMNS]
+
+
+def element_names(table: pd.DataFrame) -> np.ndarray:
+    """``element_name`` of every row of ``table``, as an object array."""
+    return np.array(
+        [
+            str(name) if isinstance(name, str) and name else f"#{index}"
+            for name, index in zip(table["name"].tolist(), table.index, strict=True)
+        ],
+        dtype=object,
+    )
 
 
 def element_name(table: pd.DataFrame, position: int) -> str:
