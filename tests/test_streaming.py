@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from siting.capacity import CapacitySettings, normal_limits
 from siting.engine import flow, search
-from siting.engine.flow import prepare, solve
-from siting.engine.search import BASE_TOLERANCE, violations_of, worst_margin
-from siting.fleet import FleetSettings, _year_flow, fleet_sites, grid_year
+from siting.engine.flow import prepare, profile_scenarios, solve
+from siting.engine.search import BASE_TOLERANCE, States, state_limits, violations_of, worst_margin
+from siting.fleet import FleetSettings, ViolationTally, _year_flow, fleet_sites, grid_year, violation_table
 
 SITES = [0, 1, 2, 3, 4, 5, 7, 8, 13, 17]
 
@@ -47,17 +48,30 @@ def _model_and_year(grid, sites):
     return model, grid_year(grid, FleetSettings(), model)
 
 
-def test_state_limits_in_blocks_equal_one_batch(two_days, small_blocks, monkeypatch):
+def test_state_limits_in_blocks_equal_one_batch_and_the_tally_equals_the_table_of_all_rows(
+    two_days, small_blocks, monkeypatch
+):
     sites = fleet_sites(pd.DataFrame({"substation": SITES, "size_mw": 20.0}), two_days)
     model = prepare(copy.deepcopy(two_days.net), sites["bus"].to_numpy(), two_days.source)
+    year = profile_scenarios(model.net, two_days.profiles)
+    states = States(year.element_values, None, year.n)
+    limits = normal_limits(model, CapacitySettings())
     small_blocks(model)
-    blocked = grid_year(two_days, FleetSettings(), model).limits
+    blocked = state_limits(model, states, limits)
+    tally = ViolationTally(two_days.profiles.index)
+    tallied = state_limits(model, states, limits, tally=tally.add)
     monkeypatch.setattr(search, "BLOCK_RESULT_CELLS", 10**12)
-    whole = grid_year(two_days, FleetSettings(), model).limits
+    whole = state_limits(model, states, limits)
     for name in ("vmin", "vmax", "line", "trafo", "usable", "converged", "base_margin"):
         np.testing.assert_array_equal(getattr(blocked, name), getattr(whole, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(tallied, name), getattr(whole, name), err_msg=name)
     pd.testing.assert_frame_equal(blocked.violations, whole.violations)
-    assert len(whole.violations)  # the grown grid breaks limits on its own: the rows are compared
+    assert len(whole.violations) and not len(tallied.violations)
+    index = two_days.profiles.index
+    pd.testing.assert_frame_equal(
+        tally.table("grid alone"), violation_table(whole.violations, index, "grid alone")
+    )
+    np.testing.assert_array_equal(np.flatnonzero(tally.steps), np.unique(whole.violations["state"]))
 
 
 def test_year_flow_in_blocks_equals_the_reductions_of_one_whole_solve(two_days, small_blocks, monkeypatch):
@@ -74,7 +88,8 @@ def test_year_flow_in_blocks_equals_the_reductions_of_one_whole_solve(two_days, 
     hours = two_days.profiles.index.hour.to_numpy()
     power = np.where((hours >= 16) & (hours < 21), 60.0, 2.0)[:, None] * np.ones((1, len(sites)))
     q_per_mw = np.tan(np.arccos(0.95))
-    streamed = _year_flow(model, states, limits, power, q_per_mw)
+    index = two_days.profiles.index
+    streamed = _year_flow(model, states, limits, power, q_per_mw, index)
 
     whole = solve(
         model,
@@ -85,7 +100,8 @@ def test_year_flow_in_blocks_equals_the_reductions_of_one_whole_solve(two_days, 
     )
     assert found["criterion"].nunique() >= 3  # the order across criteria and blocks is tested
     assert found["state"].nunique() > 32  # violations in more than one block
-    pd.testing.assert_frame_equal(streamed.violations, found)
+    pd.testing.assert_frame_equal(streamed.violations.table("p"), violation_table(found, index, "p"))
+    np.testing.assert_array_equal(np.flatnonzero(streamed.violations.steps), np.unique(found["state"]))
     np.testing.assert_array_equal(streamed.margin, worst_margin(whole, limits, np.arange(states.n))[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a bus no slack reaches is NaN throughout

@@ -12,6 +12,7 @@ outside them one resolution step above (or it is the cap).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +32,6 @@ MAX_PAIRS_PER_BATCH = 20_000
 # (state, site) pairs × result columns (bus voltages and angles, line and transformer loadings)
 # per round: each array of a round's results and margins is at most 8 bytes × this (160 MB)
 MAX_RESULT_CELLS = 20_000_000
-
 
 
 class SearchGrid(Protocol):
@@ -134,11 +134,20 @@ class HostingResult:
     flows: int  # power flows run
 
 
-def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> StateLimits:
+def state_limits(
+    model: FlowModel,
+    states: States,
+    limits: ElementLimits,
+    tally: Callable[[pd.DataFrame], None] | None = None,
+) -> StateLimits:
     """Solve each state without added load; relax limits it already violates to its own value.
 
     The states are solved in blocks (``solved_blocks``): only the limits are kept whole, not a
-    whole year of base results (a year of 15-minute steps on the default grid: 1.6 GB)."""
+    whole year of base results (a year of 15-minute steps on the default grid: 1.6 GB).
+    ``tally``, if given, is handed each block's base-case violations (``state`` the position in
+    all states) in place of keeping them: a year of a grid that breaks its own limits has one
+    row per step and element (14.6 million overvoltages on the default grid's hourly year), and
+    ``StateLimits.violations`` is then empty."""
     net = model.net
     n = states.n
     vmin, vmax = np.empty((n, len(net.bus))), np.empty((n, len(net.bus)))
@@ -157,7 +166,10 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
         )
         block = _violations(model, base, limits, usable[rows])
         block["state"] += rows[0]
-        found.append(block)
+        if tally is None:
+            found.append(block)
+        else:
+            tally(block)
         margin[rows] = worst_margin(base, relaxed, rows)[0]
     violations = in_unblocked_order(found)
     return StateLimits(vmin, vmax, line, trafo, usable, converged, np.maximum(margin, 0.0), violations)
