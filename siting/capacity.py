@@ -11,11 +11,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import EngineOptions, FlowModel, solve
+from siting.engine.flow import EngineOptions, FlowModel, Outage, solve
 from siting.engine.search import (
     CRITERIA,
     StateLimits,
@@ -31,7 +32,15 @@ from siting.errors import DataError, GridError, SettingError, UsageError, check_
 from siting.flexible import DEFAULT_LIMITS, flex_column
 from siting.limits import ElementLimits, StudyLimits, deviation_band, element_limits, load_bus_positions
 from siting.progress import Progress, silent
+from siting.sources.contingencies import Contingencies
 from siting.sources.grid import Grid
+
+if TYPE_CHECKING:
+    from pandapower.auxiliary import pandapowerNet
+
+    from siting.sources.peak import OperatingPoint
+
+Binding = tuple[str, str, str]  # what binds a capacity: criterion, element, outage ('' for none)
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,11 @@ class CapacitySettings:
         Compute the headroom at every profile step (and the flexible capacities from it).
     n1_hops : int or None
         Check each substation only against outages within this many branch hops (None: all).
+    engine : EngineOptions
+        Power-flow options (reactive limits, who balances added load).
+    deviation_limit_pu : float or None
+        Firm criterion option: largest post-outage voltage change at load buses (pu of the
+        pre-outage voltage), e.g. 0.08 for TPL-001-WECC-CRT; None checks only the band.
     """
 
     pf: float = 0.95
@@ -101,20 +115,46 @@ class CapacitySettings:
 
     @property
     def steps(self) -> int:
+        """Resolution steps from zero to the cap: the search grid has ``steps + 1`` points."""
         return round(self.cap_mw / self.resolution_mw)
 
 
 def normal_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
+    """Pre-contingency limits per element of ``model``: the model's own, else the settings'."""
     return element_limits(model.net, settings.limits, contingency=False)
 
 
 def contingency_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
+    """Post-outage limits per element of ``model``: the contingency voltage band, emergency thermal limits."""
     return element_limits(model.net, settings.limits, contingency=True)
 
 
 @dataclass(frozen=True)
 class CapacityStudy:
-    """Everything `siting capacity` reports for one grid."""
+    """Everything `siting capacity` reports for one grid.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per substation, the columns of ``CAPACITY_COLUMNS`` (capacities in MW).
+    headroom : DataFrame or None
+        N-0 hosting capacity (MW) at every profile step, time × substation id; None without
+        the year.
+    operating_point : str
+        The state capacity is judged at, e.g. ``case:hL``.
+    base_violations : DataFrame
+        Limits broken at the operating point before any load is added.
+    skipped_outages : DataFrame
+        Outages not studied (``outage``, ``reason``).
+    unused_share_at_peak : float
+        1 − peak load / the load the grid serves at ``load_margin``.
+    load_margin : float
+        Largest uniform factor λ with all existing loads × λ within limits.
+    flows : int
+        AC power flows run.
+    limits_from_model : dict
+        Per limit kind, how many elements carry their own.
+    """
 
     table: pd.DataFrame  # one row per substation (see CAPACITY_COLUMNS)
     headroom: pd.DataFrame | None  # time × substation id, MW (N-0 hosting capacity per step)
@@ -125,6 +165,7 @@ class CapacityStudy:
     load_margin: float  # that uniform growth factor λ (all existing loads × λ stay within limits)
     flows: int
     limits_from_model: dict[str, int]
+    contingency_set: dict[str, object] = field(default_factory=dict)  # what N-1 studied (a record)
 
     def record(self) -> dict[str, object]:
         """The headline results as plain data, for manifests."""
@@ -137,6 +178,7 @@ class CapacityStudy:
             "base_violations": len(self.base_violations),
             "skipped_outages": len(self.skipped_outages),
             "limits_from_model": self.limits_from_model,
+            "contingencies": self.contingency_set,
         }
 
 
@@ -233,12 +275,15 @@ def substation_capacity(
         zip(table["n0_binding_criterion"], table["n0_binding_element"], [""] * len(table), strict=True)
     )
     if n1:
+        outages = studied_outages(model.net, grid.contingencies)
+        own = grid.contingencies
+        kind = "single outages" if own is None else f"contingencies of {own.file}"
         say(
-            f"firm (N-1) capacity over {len(net_outages(model.net))} single outages"
+            f"firm (N-1) capacity over {len(outages[0])} {kind}"
             + (f", each substation against those within {n1_hops} branch hops" if n1_hops is not None else "")
         )
         firm, binding, skipped, count = _firm_capacity(
-            model, point, settings, table["hc_n0_mw"].to_numpy(), binding, n1_hops, say
+            model, point, settings, outages, table["hc_n0_mw"].to_numpy(), binding, n1_hops, say
         )
         flows += count
     table["hc_n1_mw"] = firm if n1 else np.nan
@@ -276,7 +321,16 @@ def substation_capacity(
         load_margin=margin,
         flows=flows,
         limits_from_model=normal_limits(model, settings).from_model,
+        contingency_set=_contingency_record(grid, n1),
     )
+
+
+def _contingency_record(grid: Grid, n1: bool) -> dict[str, object]:
+    if not n1:
+        return {"studied": "none (N-0 only)"}
+    if grid.contingencies is None:
+        return {"studied": "every in-service line and transformer, one at a time"}
+    return {"studied": "the file's named contingencies", **grid.contingencies.record()}
 
 
 def _chosen(substations: pd.DataFrame, chosen: list[int] | None) -> pd.DataFrame:
@@ -292,28 +346,81 @@ def _mw(values: np.ndarray) -> np.ndarray:
     return np.round(values, 6)
 
 
-def outage_name(net, outage: tuple[str, int]) -> str:
+def outage_name(net: pandapowerNet, outage: tuple[str, int]) -> str:
     """An outage as reports name it, e.g. 'line HV1 Line 58'."""
     table, index = outage
     return f"{table} {element_name(net[table], net[table].index.get_loc(index))}"
 
 
-def net_outages(net) -> list[tuple[str, int]]:
+def net_outages(net: pandapowerNet) -> list[tuple[str, int]]:
     """Every in-service line and transformer, as single outages."""
     outages = [("line", int(i)) for i in net.line.index[net.line.in_service.astype(bool)]]
     return outages + [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
 
 
-def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progress=None):
+def studied_outages(
+    net: pandapowerNet, contingencies: Contingencies | None = None
+) -> tuple[list[Outage | tuple[Outage, ...]], list[str], pd.DataFrame]:
+    """The outages a firm criterion checks, their names, and the contingencies left out.
+
+    Parameters
+    ----------
+    net : pandapowerNet
+        The model.
+    contingencies : Contingencies, optional
+        A planner's named set (``Grid.contingencies``). Without one: every in-service line and
+        transformer on its own, named as in ``outage_name``.
+
+    Returns
+    -------
+    outages : list
+        Per outage, one ``("line" | "trafo", index)`` or the tuple of those opened together.
+    names : list of str
+        The name each outage has in outputs.
+    left_out : DataFrame
+        ``outage``, ``reason``: named contingencies that open nothing in service in the model.
+    """
+    if contingencies is None:
+        outages = net_outages(net)
+        return list(outages), [outage_name(net, o) for o in outages], _left_out([], "")
+    kept: list[Outage | tuple[Outage, ...]] = []
+    names, idle = [], []
+    for name, elements in zip(contingencies.names, contingencies.outages, strict=True):
+        # an element the case already has out of service is not opened again
+        on = tuple(e for e in elements if bool(net[e[0]].at[e[1], "in_service"]))
+        if not on:
+            idle.append(name)
+            continue
+        kept.append(on[0] if len(on) == 1 else on)
+        names.append(name)
+    return kept, names, _left_out(idle, "opens nothing in service in the model")
+
+
+def _left_out(names: list[str], reason: str) -> pd.DataFrame:
+    return pd.DataFrame({"outage": names, "reason": [reason] * len(names)}, dtype=object)
+
+
+def _firm_capacity(
+    model: FlowModel,
+    point: OperatingPoint,
+    settings: CapacitySettings,
+    studied: tuple[list[Outage | tuple[Outage, ...]], list[str], pd.DataFrame],
+    hc_n0: np.ndarray,
+    binding: list[Binding],
+    n1_hops: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, list[Binding], pd.DataFrame, int]:
     net = model.net
-    outages = net_outages(net)
+    outages, names, left_out = studied
     near = None
     if n1_hops is not None:
         from siting.engine.topology import outages_near
 
         near = outages_near(net, outages, model.site_buses, n1_hops)
-        outages = [o for o, keep in zip(outages, near.any(axis=1), strict=True) if keep]
-        near = near[near.any(axis=1)]
+        keep = np.any(near, axis=1)
+        outages = [o for o, k in zip(outages, keep, strict=True) if k]
+        names = [n for n, k in zip(names, keep, strict=True) if k]
+        near = near[keep]
     values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
     states = States(values, tuple(outages), len(outages))
     limits = state_limits(model, states, _firm_limits(model, point, settings))
@@ -321,12 +428,13 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progres
     result = hosting_capacity(
         model, states, limits, settings, pairs=pairs, progress=progress, label="(outage, substation) pairs"
     )
-    names = [outage_name(net, outage) for outage in outages]
     not_usable = np.flatnonzero(~limits.usable)
     reasons = [
         "islands load" if limits.converged[i] else "no convergence without added load" for i in not_usable
     ]
     skipped = pd.DataFrame({"outage": [names[i] for i in not_usable], "reason": reasons})
+    if len(left_out):
+        skipped = pd.concat([skipped, left_out], ignore_index=True)
     lowest, state, code, element = worst_state(result)
     firm = hc_n0.copy()
     binding = list(binding)
@@ -337,7 +445,7 @@ def _firm_capacity(model, point, settings, hc_n0, binding, n1_hops=None, progres
     return _mw(firm), binding, skipped, result.flows + len(outages)
 
 
-def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
+def _firm_limits(model: FlowModel, point: OperatingPoint, settings: CapacitySettings) -> ElementLimits:
     """Contingency limits, with the deviation criterion at load buses when one is set."""
     limits = contingency_limits(model, settings)
     if settings.deviation_limit_pu is None:
@@ -347,9 +455,17 @@ def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
     return deviation_band(limits, pre.vm_pu[0], load_bus_positions(model.net), settings.deviation_limit_pu)
 
 
-def _year_headroom(model, grid, settings, subs, progress=None):
+def _year_headroom(
+    model: FlowModel,
+    grid: Grid,
+    settings: CapacitySettings,
+    subs: pd.DataFrame,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, int]:
     from siting.engine.flow import profile_scenarios
 
+    if grid.profiles is None:  # the caller asks for a year only of a grid with profiles
+        raise UsageError(f"{grid.name}: has no time-series profiles for the year's headroom")
     scenarios = profile_scenarios(model.net, grid.profiles)
     states = States(scenarios.element_values, None, scenarios.n)
     limits = state_limits(model, states, normal_limits(model, settings))
@@ -368,10 +484,13 @@ def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:
 
 
 def load_margin(
-    model: FlowModel, point, limits: StateLimits, top: float = 4.0, step: float = 0.01
+    model: FlowModel, point: OperatingPoint, limits: StateLimits, top: float = 4.0, step: float = 0.01
 ) -> tuple[float, int]:
-    """Largest λ (to ``step``) with every existing load × λ within ``limits`` (those of the
-    operating point itself, from ``state_limits``)."""
+    """Largest uniform growth λ (to ``step``) with every existing load × λ within ``limits``.
+
+    ``limits`` are those of the operating point itself, from ``state_limits``. Returns λ and the
+    number of power flows run.
+    """
     net = model.net
     factors = np.arange(1.0, top + step / 2, step)
     values = {}

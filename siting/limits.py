@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pandapower.auxiliary import pandapowerNet
 
 from siting.errors import GridError, SettingError, check_number
+
+if TYPE_CHECKING:  # the CLI's flags read this module's defaults; pandapower loads only with a grid
+    from pandapower.auxiliary import pandapowerNet
 
 # How a limit the base case already violates binds added load:
 # "no-worse": it binds once added load makes it worse by more than the tolerance
 # (``worsening_pu`` for voltages, ``worsening_percent`` for loadings);
+# "contribution": an overloaded line or transformer binds only where the added load contributes
+# to it: where its loading rises by more than the tolerance *and* by at least what a
+# distribution factor of ``contribution_df`` would add (MW on the element per MW added, taken
+# on the element's MVA rating); voltages follow "no-worse";
 # "ignore": it never binds (Vattenfall's gridcapacity does this); the violation is still listed.
-PRE_EXISTING_POLICIES = ("no-worse", "ignore")
+PRE_EXISTING_POLICIES = ("no-worse", "contribution", "ignore")
+# MISO's distribution-factor cutoff for ERIS interconnection studies (BPM-015): a constraint
+# is attributed to a request whose distribution factor on it is 20 % or more (PAC-2022-3, 2022,
+# proposed 10 %)
+CONTRIBUTION_DF = 0.20
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,23 @@ class StudyLimits:
     ``max_loading_percent``), and ``emergency_factor`` × the normal limit after an outage.
     A limit the base state already violates is handled by ``pre_existing`` (see
     ``PRE_EXISTING_POLICIES``); every such violation is reported apart with its base value.
+
+    Parameters
+    ----------
+    vmin_pu, vmax_pu : float
+        Normal voltage band (pu).
+    contingency_vmin_pu, contingency_vmax_pu : float
+        Voltage band after an outage (pu).
+    normal_loading_percent : float
+        Thermal limit in normal operation (% of the rating).
+    emergency_factor : float
+        Thermal limit after an outage as a multiple of the normal limit (≥ 1).
+    pre_existing : str
+        What a limit the base state already violates means: ``no-worse`` (added load may not
+        make it worse) or ``ignore``.
+    worsening_pu, worsening_percent : float
+        How far a pre-existing violation may move before it counts as worse (pu, % points):
+        numerical noise, not a margin.
     """
 
     vmin_pu: float = 0.95
@@ -38,6 +66,7 @@ class StudyLimits:
     pre_existing: str = "no-worse"
     worsening_pu: float = 0.001
     worsening_percent: float = 0.1
+    contribution_df: float = CONTRIBUTION_DF
 
     def __post_init__(self) -> None:
         if self.pre_existing not in PRE_EXISTING_POLICIES:
@@ -46,6 +75,7 @@ class StudyLimits:
             )
         check_number("worsening_pu", self.worsening_pu, at_least=0)
         check_number("worsening_percent", self.worsening_percent, at_least=0)
+        check_number("contribution_df", self.contribution_df, above=0, at_most=1)
         for name in ("vmin_pu", "vmax_pu", "contingency_vmin_pu", "contingency_vmax_pu"):
             check_number(name, getattr(self, name), above=0, below=2)
         if not self.vmin_pu < self.vmax_pu:
@@ -76,6 +106,9 @@ class ElementLimits:
     pre_existing: str = "no-worse"  # the rule for limits the base state violates
     worsening_pu: float = 0.001
     worsening_percent: float = 0.1
+    # "contribution": loading (%) per MW of added load at the cutoff distribution factor
+    line_percent_per_mw: np.ndarray | None = None  # per net.line row
+    trafo_percent_per_mw: np.ndarray | None = None  # per net.trafo row
 
 
 def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) -> ElementLimits:
@@ -108,9 +141,43 @@ def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) ->
         "line max_loading_percent": int(np.isfinite(_column(net.line, "max_loading_percent")).sum()),
         "trafo max_loading_percent": int(np.isfinite(_column(net.trafo, "max_loading_percent")).sum()),
     }
+    per_mw = {}
+    if study.pre_existing == "contribution":
+        per_mw = {
+            "line_percent_per_mw": 100 * study.contribution_df / line_rating_mva(net),
+            "trafo_percent_per_mw": 100 * study.contribution_df / trafo_rating_mva(net),
+        }
     return ElementLimits(
-        vmin, vmax, line, trafo, from_model, study.pre_existing, study.worsening_pu, study.worsening_percent
+        vmin,
+        vmax,
+        line,
+        trafo,
+        from_model,
+        study.pre_existing,
+        study.worsening_pu,
+        study.worsening_percent,
+        **per_mw,
     )
+
+
+def line_rating_mva(net: pandapowerNet) -> np.ndarray:
+    """Each line's rating (MVA): the current its 100 % loading stands for, at the from bus's kV.
+
+    The current is ``max_i_ka`` × derating ``df`` × ``parallel``, as pandapower's loading uses.
+    """
+    line = net.line
+    kv = net.bus["vn_kv"].reindex(line["from_bus"]).to_numpy(float)
+    derating = np.nan_to_num(_column(line, "df"), nan=1.0)
+    return np.sqrt(3) * kv * line["max_i_ka"].to_numpy(float) * derating * _parallel(line)
+
+
+def trafo_rating_mva(net: pandapowerNet) -> np.ndarray:
+    """Each transformer's rating (MVA), parallel units included."""
+    return net.trafo["sn_mva"].to_numpy(float) * _parallel(net.trafo)
+
+
+def _parallel(frame) -> np.ndarray:
+    return np.nan_to_num(_column(frame, "parallel"), nan=1.0)
 
 
 def deviation_band(

@@ -26,28 +26,29 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
 from siting.errors import SitingError, UsageError
 from siting.progress import Progress, silent
-from siting.study import read_toml, resolve_path
+from siting.sources.catalog import model_file
+from siting.study import OWN_FILES, read_toml, resolve_path
 
 if TYPE_CHECKING:
-    from distributed import Client, Future
+    from distributed import Client, Future, as_completed
 
     from siting.capacity import CapacityStudy
+    from siting.sources.grid import Grid
 
 SWEEP_KEYS = {"name": str, "grids": list, "out": str, "chunk_substations": int, "retries": int}
 TOP_KEYS = ("sweep", "base", "vary", "case")
 RESERVED = ("name", "grid", "out")  # study keys the sweep itself sets for every case
-MODEL_SUFFIXES = (".json", ".m", ".mat")
 MAX_NAME = 120  # characters of a case folder name; longer names end in a hash instead
 STATUS_OK, STATUS_FAILED = "ok", "failed"
 LEAD_COLUMNS = ["case", "grid", "status", "error"]
@@ -102,6 +103,7 @@ def sweep_from_dict(
     for key in RESERVED:
         if key in base_study:
             raise UsageError(f"{source}: 'base.{key}' is set by the sweep ({_reserved_hint(key)})")
+    scenarios: Iterable[tuple[str, dict, str | None]]
     if "case" in data:
         scenarios = _explicit(data["case"], grids, source)
     else:
@@ -155,13 +157,15 @@ def _reserved_hint(key: str) -> str:
 def _cross(vary: dict, grids: list[str], source: str) -> Iterator[tuple[str, dict, str | None]]:
     """Every grid × every combination of the varied values, grids outermost, keys in file order."""
     varied = _flatten(vary)
+    choices: list[list] = []
     for key, values in varied.items():
         if key.split(".")[0] in RESERVED:
             raise UsageError(f"{source}: 'vary.{key}' is set by the sweep ({_reserved_hint(key)})")
         if not isinstance(values, list) or not values:
             raise UsageError(f"{source}: 'vary.{key}' must be a non-empty list of values")
+        choices.append(values)
     for grid in grids:
-        for combination in itertools.product(*varied.values()):
+        for combination in itertools.product(*choices):
             yield grid, dict(zip(varied, combination, strict=True)), None
 
 
@@ -244,9 +248,9 @@ def _case_name(grid: str, params: dict[str, object]) -> str:
 
 def _slug(text: str) -> str:
     """A grid source as a folder-name part: the code or name without its prefix or folders."""
-    text = text.split(":", 1)[1] if text.startswith(("simbench:", "pandapower:")) else text
-    if text.lower().endswith(MODEL_SUFFIXES) or "/" in text:
+    if model_file(text):
         text = Path(text).stem
+    text = text.split(":", 1)[1] if text.startswith(("simbench:", "pandapower:")) else text
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "grid"
 
 
@@ -268,19 +272,20 @@ def _is_safe(name: str) -> bool:
 
 def _grid_source(grid: str) -> str:
     """Model files as absolute paths, so workers started elsewhere find them (shared file system)."""
-    is_file = not grid.startswith(("simbench:", "pandapower:")) and (
-        grid.lower().endswith(MODEL_SUFFIXES) or "/" in grid
-    )
-    return str(Path(grid).expanduser().resolve()) if is_file else grid
+    return str(Path(grid).expanduser().resolve()) if model_file(grid) else grid
 
 
 def _resolve_paths(study: dict, base: Path) -> None:
-    """Demand and layer files relative to the sweep file (as a study file's are to it), made
-    absolute so that workers started in another folder find them.
+    """Demand, layer and own-data files made absolute, so that workers in another folder find them.
+
+    In the sweep file they are relative to it, as a study file's are to the study file.
     """
     workload = study.get("workload")
     if isinstance(workload, dict) and isinstance(workload.get("demand"), str):
         workload["demand"] = str(resolve_path(base, workload["demand"]))
+    for key in OWN_FILES:
+        if isinstance(study.get(key), str):
+            study[key] = str(resolve_path(base, study[key]))
     selection = study.get("selection")
     if isinstance(selection, dict) and isinstance(selection.get("layers"), dict):
         selection["layers"] = {
@@ -312,8 +317,9 @@ def _check_studies(cases: tuple[Case, ...], source: str) -> None:
 
 
 def run_case(study: dict, out: str | Path, capacity: CapacityStudy | None = None) -> dict[str, object]:
-    """Run one case's study into the folder ``out``; return its row of sweep.csv: status, error,
-    the study's headline numbers and ``run_seconds`` (wall time, s).
+    """Run one case's study into the folder ``out``; return its row of sweep.csv.
+
+    The row has the status, error, the study's headline numbers and ``run_seconds`` (wall time, s).
 
     A ``SitingError`` (a grid that does not load, a base case that does not converge, no site
     possible) is the case's result, recorded as failed; anything else is raised (and retried).
@@ -371,11 +377,12 @@ def _case_task(study: dict, parts: tuple[_Part | _Failure, ...] = ()) -> dict[st
     failure = next((p for p in parts if isinstance(p, _Failure)), None)
     if failure is not None:
         return {"row": _failed(failure.error), "files": {}}
-    capacity = merge_capacity([p.capacity for p in parts], parts[0].outages) if parts else None
+    done = [p for p in parts if isinstance(p, _Part)]  # all of them: none failed
+    capacity = merge_capacity([p.capacity for p in done], done[0].outages) if done else None
     with tempfile.TemporaryDirectory(prefix="siting-sweep-") as scratch:
         out = Path(scratch) / "case"
         row = run_case(study, out, capacity)
-        row["run_seconds"] = round(row["run_seconds"] + sum(p.seconds for p in parts), 2)
+        row["run_seconds"] = round(cast(float, row["run_seconds"]) + sum(p.seconds for p in done), 2)
         files = {
             path.relative_to(out).as_posix(): path.read_bytes()
             for path in sorted(out.rglob("*"))
@@ -384,36 +391,40 @@ def _case_task(study: dict, parts: tuple[_Part | _Failure, ...] = ()) -> dict[st
     return {"row": row, "files": files}
 
 
-def _substation_ids(source: str) -> list[int] | _Failure:
-    """The grid's substation ids in table order, to decide whether its capacity is chunked."""
-    from siting.sources.grid import load_grid
+def _substation_ids(study_data: dict) -> list[int] | _Failure:
+    """The substation ids of a case's grid (with its own data) in table order.
+
+    They decide whether the case's capacity is chunked.
+    """
+    from siting.study import study_from_dict, study_grid
 
     try:
-        return [int(i) for i in load_grid(source).substations["id"]]
+        study = study_from_dict(study_data, source=f"case {study_data['name']}")
+        return [int(i) for i in study_grid(study).substations["id"]]
     except SitingError as err:
         return _Failure(_one_line(err))
 
 
 def _capacity_task(study_data: dict, ids: list[int]) -> _Part | _Failure:
     """Hosting capacity of substations ``ids`` only, with the study's capacity settings."""
-    from siting.sources.grid import load_grid
-    from siting.study import study_capacity, study_from_dict
+    from siting.study import study_capacity, study_from_dict, study_grid
 
     started = time.perf_counter()
     try:
         study = study_from_dict(study_data, source=f"case {study_data['name']}")
-        grid = load_grid(study.grid)
+        grid = study_grid(study)
         capacity = study_capacity(study, grid, substations=ids)
     except SitingError as err:
         return _Failure(_one_line(err))
-    return _Part(capacity, _seconds(started), outage_names(grid.net))
+    return _Part(capacity, _seconds(started), outage_names(grid))
 
 
-def outage_names(net) -> tuple[str, ...]:
-    """Every single outage as ``skipped_outages`` names it, in the order capacity studies them."""
-    from siting.capacity import net_outages, outage_name
+def outage_names(grid: Grid) -> tuple[str, ...]:
+    """Every outage the firm criterion studies, named as ``skipped_outages`` names them, in order."""
+    from siting.capacity import studied_outages
 
-    return tuple(outage_name(net, outage) for outage in net_outages(net))
+    _, names, left_out = studied_outages(grid.net, grid.contingencies)
+    return (*names, *left_out["outage"])
 
 
 def merge_capacity(parts: list[CapacityStudy], outages: tuple[str, ...] = ()) -> CapacityStudy:
@@ -443,9 +454,18 @@ def merge_capacity(parts: list[CapacityStudy], outages: tuple[str, ...] = ()) ->
     )
 
 
+def _grid_key(study: dict) -> str:
+    """What makes two cases' grids the same: the source and the user's own data read onto it."""
+    from siting.study import OWN_VALUES
+
+    own = {k: study.get(k) for k in (*OWN_FILES, *OWN_VALUES) if k in study}
+    return json.dumps([study["grid"], own], sort_keys=True, default=str)
+
+
 def chunks(ids: list[int], size: int) -> list[list[int]]:
-    """``ids`` in consecutive chunks of at most ``size`` (one chunk if ``size`` is 0 or more than
-    there are ids).
+    """``ids`` in consecutive chunks of at most ``size``.
+
+    One chunk if ``size`` is 0 or more than there are ids.
     """
     if size <= 0 or len(ids) <= size:
         return [list(ids)]
@@ -462,13 +482,36 @@ def run_sweep(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Run every case as Dask tasks and write ``out`` whole: sweep.csv (one row per case, in
-    the sweep's order), cases/<case>/ (each case's study folder) and manifest.json.
+    """Run every case as Dask tasks and write ``out`` whole.
 
-    ``scheduler`` is a Dask scheduler address (tcp://host:port); without one a LocalCluster of
-    ``workers`` processes (default: one per core, one thread each) runs here and stops after.
-    Returns the sweep.csv table. If every case fails, ``out`` is left as it was and the error
-    names each case's failure (SitingError).
+    ``out`` gets sweep.csv (one row per case, in the sweep's order), cases/<case>/ (each case's
+    study folder) and manifest.json.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The cases, e.g. from ``read_sweep``.
+    out : Path
+        The sweep's output folder.
+    scheduler : str, optional
+        A Dask scheduler address (tcp://host:port); without one a LocalCluster runs here and
+        stops after.
+    workers : int, optional
+        Worker processes of the local cluster (default: one per core, one thread each).
+    progress : callable, optional
+        Called with a line of text at the start and as each case finishes.
+
+    Returns
+    -------
+    DataFrame
+        The sweep.csv table.
+
+    Raises
+    ------
+    UsageError
+        The scheduler cannot be reached, fewer than one worker, or ``out`` may not be written.
+    SitingError
+        Every case failed; ``out`` is left as it was and the error names the first failures.
     """
     from siting.outputs import atomic_folder, check_output_folder, manifest, write_json
 
@@ -559,7 +602,7 @@ class _Runner:
         self.roles: dict[str, tuple[str, object]] = {}  # task key → ("grid", cases) or ("case", case)
         self.parts: dict[str, tuple[Future, int]] = {}  # capacity chunk key → future, cases waiting
         self.waiting: dict[str, list[str]] = {}  # case name → its capacity chunk keys
-        self.pending = None
+        self.pending: as_completed | None = None  # made in run()
 
     def run(self) -> dict[str, dict[str, object]]:
         from distributed import as_completed
@@ -568,10 +611,10 @@ class _Runner:
         if self.sweep.chunk_substations > 0:
             by_grid: dict[str, list[Case]] = {}
             for case in self.sweep.cases:
-                by_grid.setdefault(case.study["grid"], []).append(case)
-            for number, (source, cases) in enumerate(by_grid.items()):
-                key = f"grid-{number}-{_slug(source)}-{self.token}"
-                self._submit(key, ("grid", cases), _substation_ids, source)
+                by_grid.setdefault(_grid_key(case.study), []).append(case)
+            for number, cases in enumerate(by_grid.values()):
+                key = f"grid-{number}-{_slug(cases[0].study['grid'])}-{self.token}"
+                self._submit(key, ("grid", cases), _substation_ids, cases[0].study)
         else:
             for case in self.sweep.cases:
                 self._submit_case(case)
@@ -585,12 +628,16 @@ class _Runner:
                 error = "cancelled" if future.cancelled() else _one_line(future.exception())
             future.release()
             if role == "grid":
-                self._grid_known(what, result, error)
+                self._grid_known(cast(list[Case], what), result, error)
             else:
-                self._case_done(what, result, error)
+                self._case_done(cast(Case, what), result, error)
         return self.rows
 
-    def _submit(self, key: str, role: tuple[str, object], function, *args) -> Future:
+    def _submit(
+        self, key: str, role: tuple[str, object], function: Callable[..., object], *args: object
+    ) -> Future:
+        if self.pending is None:
+            raise RuntimeError("tasks are submitted by run()")
         future = self.client.submit(function, *args, key=key, retries=self.sweep.retries, pure=False)
         self.roles[key] = role
         self.pending.add(future)
@@ -600,9 +647,10 @@ class _Runner:
         self._submit(f"case-{case.name}-{self.token}", ("case", case), _case_task, case.study, parts)
 
     def _grid_known(self, cases: list[Case], ids: list[int] | _Failure | None, error: str | None) -> None:
-        if isinstance(ids, _Failure) or error is not None:
+        if isinstance(ids, _Failure) or error is not None or ids is None:
+            reason = error or (ids.error if isinstance(ids, _Failure) else "no result")
             for case in cases:
-                self._record(case, _failed(error or ids.error), {})
+                self._record(case, _failed(reason), {})
             return
         groups = chunks(ids, self.sweep.chunk_substations)
         for case in cases:
@@ -614,10 +662,11 @@ class _Runner:
             self._submit_case(case, tuple(self.parts[k][0] for k in keys))
 
     def _capacity_part(self, case: Case, ids: list[int]) -> str:
-        """The key of a chunk's capacity task; cases with the same grid and capacity settings
-        share it, so it runs once.
+        """The key of a chunk's capacity task.
+
+        Cases with the same grid and capacity settings share it, so it runs once.
         """
-        inputs = {k: case.study.get(k) for k in ("grid", "limits", "capacity")}
+        inputs = {"grid": _grid_key(case.study), **{k: case.study.get(k) for k in ("limits", "capacity")}}
         digest = hashlib.sha256(json.dumps([inputs, ids], sort_keys=True).encode()).hexdigest()[:16]
         key = f"capacity-{digest}-{self.token}"
         if key in self.parts:
@@ -658,8 +707,9 @@ class _Runner:
 
 
 def sweep_table(sweep: Sweep, rows: dict[str, dict[str, object]]) -> pd.DataFrame:
-    """One row per case in the sweep's order: case, grid, status, error, the varied keys, the
-    headline numbers, run_seconds.
+    """One row per case, in the sweep's order.
+
+    Columns: case, grid, status, error, the varied keys, the headline numbers, run_seconds.
     """
     records = []
     for case in sweep.cases:
@@ -692,8 +742,9 @@ SHOWN = ("sites", "total_mw", "unused_share_at_peak")
 
 
 def sweep_text(table: pd.DataFrame) -> str:
-    """sweep.csv in short: each case's status, sites, MW and per policy served share and
-    violations; failed cases with their error below.
+    """The sweep table in short: each case's status, sites and MW, per policy served share and violations.
+
+    Failed cases follow, each with its error.
     """
     served = [c for c in table.columns if c.endswith("_served_share")]
     policy = [c for s in served for c in (s, s.removesuffix("_served_share") + "_violations")]

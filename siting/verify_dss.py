@@ -143,7 +143,7 @@ class DssVerifier:
         self._site_bus = bus
 
     def check(self, bus: str, mw: float) -> _Check:
-        """Solve with ``mw`` (and its Mvar at the study power factor) at ``bus``; within limits?"""
+        """Solve with ``mw`` (MW, and its Mvar at the study power factor) at ``bus`` and check the limits."""
         dss = self.dss
         if self._site_bus != bus:
             self._place(bus)
@@ -194,13 +194,13 @@ class DssVerifier:
                 else:
                     hi = probe
         else:
-            hi, lo, jump = start, None, 1
-            while lo is None:
+            hi, jump = start, 1
+            while True:
                 probe = max(hi - jump, 0)
                 if probe == 0 or ok(probe):
                     lo = probe
-                else:
-                    hi, jump = probe, jump * 2
+                    break
+                hi, jump = probe, jump * 2
         while hi is not None and hi - lo > 1:
             mid = (lo + hi) // 2
             if ok(mid):

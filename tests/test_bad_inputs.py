@@ -259,6 +259,21 @@ CASES = [
         (f"model-{name}", ["capacity", f"{{tmp}}/{name}.json", "--out", "{out}"], 1, words)
         for name, (_, words) in MODELS.items()
     ),
+    *(
+        (
+            f"contingencies-{name}",
+            ["capacity", "pandapower:case33bw", "--out", "{out}", "--contingencies", f"{{tmp}}/{file}"],
+            2,
+            words,
+        )
+        for name, file, words in (
+            ("missing", "nowhere.csv", "--contingencies"),
+            ("unknown-branch", "unknown.csv", "row 2: no branch 1 between buses 0 and 30"),
+            ("empty", "empty.con", "line 2: contingency 'EMPTY' opens nothing"),
+            ("kind", "set.txt", "unknown contingency file type"),
+        )
+    ),
+    ("study-contingencies", ["study", "{tmp}/contingencies.toml", "--out", "{out}"], 2, "contingencies"),
 ]
 
 
@@ -274,7 +289,11 @@ def workspace(tmp_path, monkeypatch):
     (tmp_path / "broken.toml").write_text("grid = \n")
     for name, (change, _) in MODELS.items():
         _net_json(tmp_path / f"{name}.json", change)
+    (tmp_path / "unknown.csv").write_text("contingency,from_bus,to_bus\nX,0,30\n")
+    (tmp_path / "empty.con").write_text("CONTINGENCY EMPTY\nEND\n")
+    (tmp_path / "set.txt").write_text("X\n")
     studies = {
+        "contingencies": STUDY + 'contingencies = "missing.con"\n',
         "name": 'name = "../siting"\n' + STUDY,
         "cap": STUDY + "[capacity]\ncap_mw = nan\n",
         "zero": STUDY + "[capacity]\ncap_mw = 0\n",

@@ -245,3 +245,34 @@ def test_activsg2000_raw_matches_the_matpower_case():
     gap = np.abs(raw - mpc.reindex(raw.index))[same_rating]
     # MATPOWER rounds loads and branch data to 0.01: one branch of 3,081 is 0.103 points off
     assert np.quantile(gap, 0.999) <= LOADING_TOL and gap.max() <= 0.11
+
+
+SAVNW35 = PSSE.parents[2] / "shared" / "data" / "grids" / "psse" / "case25_v35_savnwb.raw"
+NOT_MODELLED = ("TWO-TERMINAL DC", "VSC DC LINE", "MULTI-TERMINAL DC", "FACTS DEVICE")
+
+
+@pytest.mark.skipif(not SAVNW35.exists(), reason="the v35 savnw variant is in the shared data folder")
+def test_v35_case_with_dc_lines_is_refused_at_the_dc_section(tmp_path):
+    # its "@!" header comes before the case identification; its DC lines are not modelled
+    with pytest.raises(GridError, match=r"line 201: two-terminal DC data; siting cannot model DC lines"):
+        load_grid(SAVNW35)
+
+
+@pytest.mark.skipif(not SAVNW35.exists(), reason="the v35 savnw variant is in the shared data folder")
+def test_v35_case_reads_and_its_three_winding_star_points_are_no_substations(tmp_path):
+    def ac_only(lines):
+        kept, skip = [], False
+        for line in lines:
+            if line.lstrip().startswith("0 /") and "BEGIN" in line:
+                kept.append(line)
+                skip = any(f"BEGIN {name} DATA" in line for name in NOT_MODELLED)
+            elif not skip:
+                kept.append(line)
+        return kept
+
+    grid = load_grid(_edit(tmp_path, SAVNW35, ac_only))
+    stars = grid.net.bus.index[grid.net.bus["star_point"]]
+    assert len(stars) == 1  # one three-winding unit: three legs to its star point
+    assert (grid.net.trafo["lv_bus"] == stars[0]).sum() == 3
+    assert not grid.substations["bus"].isin(stars).any()
+    assert sorted(grid.substations["name"]) == ["CONDENS-Y2", "EASTIE-1-N9", "MIDTIE-1-H1", "WESTIE-1-M4"]

@@ -152,7 +152,7 @@ def test_merged_capacity_chunks_equal_one_run_over_every_substation():
     ids = [int(i) for i in grid.substations["id"]]
     parts = [substation_capacity(grid, settings, substations=c) for c in chunks(ids, 5)]
     assert len(parts) == 7
-    merged = merge_capacity(parts, outage_names(grid.net))
+    merged = merge_capacity(parts, outage_names(grid))
     pd.testing.assert_frame_equal(merged.table, whole.table)
     pd.testing.assert_frame_equal(merged.skipped_outages, whole.skipped_outages)
     pd.testing.assert_frame_equal(merged.base_violations, whole.base_violations)

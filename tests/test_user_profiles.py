@@ -70,6 +70,30 @@ def test_parquet_with_zoned_times_converts_to_the_given_zone(tmp_path, rts):
     assert profiles.index[0] == pd.Timestamp("2026-06-30 19:00", tz="America/Chicago")
 
 
+def test_area_totals_and_zone_shapes_spread_over_the_loads_in_them(tmp_path, rts):
+    net = rts.net
+    area = net.bus["area"].reindex(net.load["bus"]).to_numpy()
+    zone = net.bus["zone"].reindex(net.load["bus"]).to_numpy()
+    in_area_2 = net.load.index[area == 2]
+    in_zone_11 = net.load.index[(zone == 11) & (area != 2)]
+    frame = pd.DataFrame({"time": _hours(), "area 2 MW": [900.0, 1000.0, 1100.0, 1200.0], "zone_11 pu": 0.5})
+    profiles = read_profiles(_write(tmp_path, frame), net, time_zone="UTC")
+    p, q = profiles[("load", "p_mw")], profiles[("load", "q_mvar")]
+    # the area's total, each load by its share of the area's base MW, Mvar at its own power factor
+    assert p[in_area_2].sum(axis=1).tolist() == pytest.approx([900.0, 1000.0, 1100.0, 1200.0])
+    base = net.load.loc[in_area_2, "p_mw"]
+    assert p[in_area_2].iloc[1].to_numpy() == pytest.approx((1000.0 * base / base.sum()).to_numpy())
+    first = in_area_2[0]
+    ratio = net.load.at[first, "q_mvar"] / net.load.at[first, "p_mw"]
+    assert q[first].iloc[0] == pytest.approx(p[first].iloc[0] * ratio)
+    # a shape: half of each load's model MW and Mvar
+    for variable, got in (("p_mw", p), ("q_mvar", q)):
+        model = net.load.loc[in_zone_11, variable].to_numpy()
+        assert got[in_zone_11].iloc[0].to_numpy() == pytest.approx(0.5 * model)
+    with pytest.raises(UsageError, match=r"name no load.*first ten: area 9"):
+        read_profiles(_write(tmp_path, pd.DataFrame({"time": _hours(), "area 9": 1.0})), net, time_zone="UTC")
+
+
 @pytest.mark.skipif(not TAMU_LOADS.exists(), reason="TAMU's per-load file is in the shared data folder")
 def test_tamus_per_load_file_drives_every_load_of_the_raw_case():
     net = load_grid(PSSE / "ACTIVSg2000.RAW").net

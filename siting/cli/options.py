@@ -30,6 +30,7 @@ FLAGS = {
     "max_hours": "--flex-hours",
     "worsening_pu": "--pre-existing-tolerance-pu",
     "worsening_percent": "--pre-existing-tolerance-percent",
+    "contribution_df": "--contribution-df",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -55,7 +56,9 @@ def one_line(text: object) -> str:
 def flag_error(err: SettingError) -> UsageError:
     """A settings error in the CLI's terms: the flag and the value as typed."""
     flag = FLAGS.get(err.field, "--" + err.field.replace("_", "-"))
-    value = err.value * 100 if err.field == "emergency_factor" else err.value
+    value = err.value
+    if err.field == "emergency_factor" and isinstance(value, int | float):  # the flag is in %
+        value = value * 100
     return err.named(flag, value)
 
 
@@ -122,9 +125,17 @@ def add_limits(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--pre-existing",
-        choices=["no-worse", "ignore"],
+        choices=["no-worse", "contribution", "ignore"],  # siting.limits.PRE_EXISTING_POLICIES
         default="no-worse",
-        help="a limit the base case already breaks: binds once made worse (default), or never",
+        help="a limit the base case already breaks: binds once made worse (default), where the added "
+        "load contributes to it (thermal: distribution factor ≥ --contribution-df), or never",
+    )
+    group.add_argument(
+        "--contribution-df",
+        type=float,
+        default=0.20,  # siting.limits.CONTRIBUTION_DF
+        help="contribution: the distribution factor from which added load shares an existing overload "
+        "(default 0.20, MISO's ERIS cutoff)",
     )
     group.add_argument(
         "--pre-existing-tolerance-pu", type=float, default=0.001, help="no-worse: voltage change allowed (pu)"
@@ -165,6 +176,11 @@ def add_own_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--min-kv", type=float, default=0.0, help="with --candidates buses: lowest voltage (kV)"
     )
+    group.add_argument(
+        "--contingencies",
+        metavar="FILE",
+        help="your contingency set (CSV, MATPOWER contab .m or PSS/E .con) instead of every single outage",
+    )
 
 
 def load_own(args: argparse.Namespace):
@@ -183,6 +199,7 @@ def load_own(args: argparse.Namespace):
         list_mode=args.substation_list_mode,
         candidates=args.candidates,
         min_kv=args.min_kv,
+        contingencies=args.contingencies,
     )
 
 
@@ -223,6 +240,7 @@ def limits_from(args: argparse.Namespace):
         pre_existing=args.pre_existing,
         worsening_pu=args.pre_existing_tolerance_pu,
         worsening_percent=args.pre_existing_tolerance_percent,
+        contribution_df=args.contribution_df,
     )
 
 

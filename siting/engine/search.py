@@ -1,5 +1,6 @@
-"""The bracketed hosting-capacity search: operating states, their limits, and the largest load
-each (state, site) pair can take.
+"""The bracketed hosting-capacity search: the largest load each (state, site) pair can take.
+
+The operating states and their limits are defined here too.
 
 All (operating state × site) pairs of a question advance together. Each pair keeps a bracket on
 the resolution grid — the largest load known to be feasible and the smallest known to be
@@ -19,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, Outage, Scenarios, _default_chunk, solve
+from siting.engine.flow import FlowModel, FlowResult, Outage, Scenarios, _default_chunk, solve
 from siting.limits import ElementLimits
 from siting.progress import Progress, tally
 
@@ -37,13 +38,20 @@ MAX_RESULT_CELLS = 20_000_000
 class SearchGrid(Protocol):
     """The added load a search places: its resolution (MW), number of steps to the cap, Mvar per MW."""
 
-    resolution_mw: float
+    @property
+    def resolution_mw(self) -> float:
+        """Step of the search grid (MW)."""
+        ...
 
     @property
-    def steps(self) -> int: ...
+    def steps(self) -> int:
+        """Resolution steps from zero to the cap."""
+        ...
 
     @property
-    def q_per_mw(self) -> float: ...
+    def q_per_mw(self) -> float:
+        """Mvar drawn per MW of added load."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,7 @@ class States:
         n_sites: int = 0,
         q_per_mw: float = 0.0,
     ) -> Scenarios:
-        """One scenario per state, with ``p_mw`` added at site ``sites`` (none if not given) on
-        top of the fixed site loads."""
+        """One scenario per state: the fixed site loads, plus ``p_mw`` (MW) at ``sites`` if given."""
         site_p = None
         fixed = self.fixed_site_mw
         if fixed is not None:
@@ -106,21 +113,48 @@ class StateLimits:
     converged: np.ndarray  # (states,) the base case converged
     base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
     violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
+    # pre-existing policy "contribution": the base loading (%) of each line and transformer the
+    # state already overloads (NaN elsewhere), and the loading (%) per MW added at the cutoff
+    # distribution factor; None for the other policies
+    line_base: np.ndarray | None = None  # (states, lines)
+    trafo_base: np.ndarray | None = None  # (states, trafos)
+    line_per_mw: np.ndarray | None = None  # (lines,)
+    trafo_per_mw: np.ndarray | None = None  # (trafos,)
 
     def take(self, rows: np.ndarray) -> StateLimits:
         """The limits of the states at positions ``rows`` (violations renumbered to match)."""
         new_position = {int(old): new for new, old in enumerate(rows)}
         violations = self.violations[self.violations["state"].isin(new_position)].copy()
         violations["state"] = violations["state"].map(new_position)
-        return StateLimits(
-            self.vmin[rows],
-            self.vmax[rows],
-            self.line[rows],
-            self.trafo[rows],
-            self.usable[rows],
-            self.converged[rows],
-            self.base_margin[rows],
-            violations,
+        return dataclasses.replace(
+            self,
+            vmin=self.vmin[rows],
+            vmax=self.vmax[rows],
+            line=self.line[rows],
+            trafo=self.trafo[rows],
+            usable=self.usable[rows],
+            converged=self.converged[rows],
+            base_margin=self.base_margin[rows],
+            violations=violations,
+            line_base=None if self.line_base is None else self.line_base[rows],
+            trafo_base=None if self.trafo_base is None else self.trafo_base[rows],
+        )
+
+    def thermal(self, state: np.ndarray, added_mw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Line and transformer limits (%, one row per scenario of states ``state``).
+
+        With ``added_mw`` (MW per scenario) added: under "contribution" an element the state
+        already overloads may rise by what the cutoff distribution factor would add.
+        """
+        line, trafo = self.line[state], self.trafo[state]
+        if self.line_base is None or added_mw is None:
+            return line, trafo
+        if self.trafo_base is None or self.line_per_mw is None or self.trafo_per_mw is None:
+            raise ValueError("the contribution policy's limits come with all four of their fields")
+        added = np.asarray(added_mw, dtype=float).reshape(-1, 1)
+        return (
+            np.fmax(line, self.line_base[state] + self.line_per_mw * added),
+            np.fmax(trafo, self.trafo_base[state] + self.trafo_per_mw * added),
         )
 
 
@@ -147,7 +181,8 @@ def state_limits(
     ``tally``, if given, is handed each block's base-case violations (``state`` the position in
     all states) in place of keeping them: a year of a grid that breaks its own limits has one
     row per step and element (14.6 million overvoltages on the default grid's hourly year), and
-    ``StateLimits.violations`` is then empty."""
+    ``StateLimits.violations`` is then empty.
+    """
     net = model.net
     n = states.n
     vmin, vmax = np.empty((n, len(net.bus))), np.empty((n, len(net.bus)))
@@ -155,7 +190,15 @@ def state_limits(
     usable, converged, margin = np.empty(n, dtype=bool), np.empty(n, dtype=bool), np.empty(n)
     load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
     found = []
-    relaxed = StateLimits(vmin, vmax, line, trafo, usable, converged, margin, pd.DataFrame())
+    contribution: dict = {}
+    if limits.pre_existing == "contribution":  # the base loadings of what each state overloads
+        contribution = {
+            "line_base": np.empty((n, len(net.line))),
+            "trafo_base": np.empty((n, len(net.trafo))),
+            "line_per_mw": limits.line_percent_per_mw,
+            "trafo_per_mw": limits.trafo_percent_per_mw,
+        }
+    relaxed = StateLimits(vmin, vmax, line, trafo, usable, converged, margin, pd.DataFrame(), **contribution)
     for rows, base in solved_blocks(model, states):
         vm = base.vm_pu
         supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(len(rows), bool)
@@ -164,6 +207,9 @@ def state_limits(
         vmin[rows], vmax[rows], line[rows], trafo[rows] = binding_limits(
             limits, vm, base.line_loading_percent, base.trafo_loading_percent
         )
+        for key, values in _contribution(limits, base).items():
+            if key.endswith("_base"):
+                contribution[key][rows] = values
         block = _violations(model, base, limits, usable[rows])
         block["state"] += rows[0]
         if tally is None:
@@ -172,7 +218,7 @@ def state_limits(
             tally(block)
         margin[rows] = worst_margin(base, relaxed, rows)[0]
     violations = in_unblocked_order(found)
-    return StateLimits(vmin, vmax, line, trafo, usable, converged, np.maximum(margin, 0.0), violations)
+    return dataclasses.replace(relaxed, base_margin=np.maximum(margin, 0.0), violations=violations)
 
 
 # scenarios × result columns solved per block when states are streamed (``solved_blocks``):
@@ -181,12 +227,15 @@ BLOCK_RESULT_CELLS = 5_000_000
 
 
 def solved_blocks(model: FlowModel, states: States, q_per_mw: float = 0.0, cells: int | None = None):
-    """``(rows, FlowResult)`` for consecutive blocks of the states (positions ``rows``), each
-    solved with the states' fixed site loads, so a caller keeps only what it reduces them to.
+    """``(rows, FlowResult)`` for consecutive blocks of the states (positions ``rows``).
+
+    Each block is solved with the states' fixed site loads, so a caller keeps only what it
+    reduces them to.
 
     Without outages a block is a whole number of ``solve``'s own batches, so every scenario is
     solved in the same PGM batch as when all states go at once; states with outages go in one
-    block, so that ``solve`` groups their shared outages as it would."""
+    block, so that ``solve`` groups their shared outages as it would.
+    """
     net = model.net
     columns = 2 * len(net.bus) + len(net.line) + len(net.trafo)
     if states.outages is None:
@@ -200,8 +249,11 @@ def solved_blocks(model: FlowModel, states: States, q_per_mw: float = 0.0, cells
 
 
 def in_unblocked_order(found: list[pd.DataFrame]) -> pd.DataFrame:
-    """``violations_of`` rows of consecutive blocks of states (``state`` already the position in
-    all of them) in the order one call on all states gives: by criterion, then state, then element."""
+    """``violations_of`` rows of consecutive blocks of states in the order of one call on all.
+
+    ``state`` is already the position in all states; the order is by criterion, then state,
+    then element.
+    """
     found = [f for f in found if len(f)]
     if not found:
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
@@ -210,11 +262,29 @@ def in_unblocked_order(found: list[pd.DataFrame]) -> pd.DataFrame:
     return joined.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
+def _contribution(limits: ElementLimits, base: FlowResult) -> dict[str, np.ndarray | None]:
+    """StateLimits' "contribution" fields: base loadings of the elements each state overloads."""
+    if limits.pre_existing != "contribution":
+        return {}
+    with np.errstate(invalid="ignore"):
+        line = base.line_loading_percent
+        trafo = base.trafo_loading_percent
+        return {
+            "line_base": np.where(line > limits.line_percent + BASE_TOLERANCE, line, np.nan),
+            "trafo_base": np.where(trafo > limits.trafo_percent + BASE_TOLERANCE, trafo, np.nan),
+            "line_per_mw": limits.line_percent_per_mw,
+            "trafo_per_mw": limits.trafo_percent_per_mw,
+        }
+
+
 def binding_limits(
     limits: ElementLimits, vm: np.ndarray, line: np.ndarray, trafo: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Lower and upper voltage, line and transformer limits that bind added load, given the
-    base values (per state, or one base) and the limits' pre-existing-violation policy."""
+    """Lower and upper voltage, line and transformer limits that bind added load.
+
+    They follow from the base values (per state, or one base) and the limits'
+    pre-existing-violation policy.
+    """
     du, dp = limits.worsening_pu, limits.worsening_percent
     bounds = (
         relaxed_limit(limits.vmin_pu, vm, -du),
@@ -222,7 +292,7 @@ def binding_limits(
         relaxed_limit(limits.line_percent, line, dp),
         relaxed_limit(limits.trafo_percent, trafo, dp),
     )
-    if limits.pre_existing == "no-worse":
+    if limits.pre_existing in ("no-worse", "contribution"):  # contribution: see StateLimits.thermal
         return bounds
     # "ignore": a limit the base already violates never binds; one it sits at keeps the tolerance
     with np.errstate(invalid="ignore"):
@@ -235,16 +305,20 @@ def binding_limits(
 
 
 def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:
-    """The limit that binds added load, for one or many base states (``worsening`` < 0 for a
-    lower limit): the model's limit, or the base value moved by ``worsening`` if that is
-    beyond it. So a limit the base case violates binds only if added load makes it worse, and
-    one the base case sits at binds only beyond numerical noise; the rule is continuous."""
+    """The limit that binds added load, for one or many base states.
+
+    It is the model's limit, or the base value moved by ``worsening`` (< 0 for a lower limit) if
+    that is beyond it. So a limit the base case violates binds only if added load makes it worse,
+    and one the base case sits at binds only beyond numerical noise; the rule is continuous.
+    """
     if worsening > 0:
         return np.fmax(limit, base + worsening)
     return np.fmin(limit, base + worsening)
 
 
-def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarray) -> pd.DataFrame:
+def _violations(
+    model: FlowModel, base: FlowResult, limits: ElementLimits, usable: np.ndarray
+) -> pd.DataFrame:
     found = violations_of(
         model,
         base,
@@ -260,7 +334,15 @@ def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarra
 VIOLATION_COLUMNS = ["state", "criterion", "element", "value", "limit"]
 
 
-def violations_of(model: FlowModel, result, vmin, vmax, line, trafo, tolerance: float) -> pd.DataFrame:
+def violations_of(
+    model: FlowModel,
+    result: FlowResult,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    line: np.ndarray,
+    trafo: np.ndarray,
+    tolerance: float,
+) -> pd.DataFrame:
     """Every value of ``result`` beyond its limit by more than ``tolerance``, one row each.
 
     Limits are per element (1-D) or per scenario and element (2-D); ``state`` is the scenario's
@@ -314,6 +396,7 @@ def element_names(table: pd.DataFrame) -> np.ndarray:
 
 
 def element_name(table: pd.DataFrame, position: int) -> str:
+    """The element at ``position`` of a pandapower table: its name, or ``#<index>`` without one."""
     name = table["name"].iloc[position]
     return str(name) if isinstance(name, str) and name else f"#{table.index[position]}"
 
@@ -324,7 +407,7 @@ def hosting_capacity(
     limits: StateLimits,
     settings: SearchGrid,
     sites: np.ndarray | None = None,
-    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    pairs: tuple[np.ndarray, ...] | None = None,
     progress: Progress | None = None,
     label: str = "(state, site) pairs",
 ) -> HostingResult:
@@ -340,8 +423,8 @@ def hosting_capacity(
     criterion = np.full((states.n, len(sites)), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, len(sites)), -1, dtype=np.int64)
     if pairs is None:
-        state_of, site_col = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
-        state_of, site_col = state_of.ravel(), site_col.ravel()
+        on_grid = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
+        state_of, site_col = on_grid[0].ravel(), on_grid[1].ravel()
     else:
         state_of, site_col = (np.asarray(p, dtype=np.int64) for p in pairs)
         keep = limits.usable[state_of]
@@ -365,15 +448,26 @@ def hosting_capacity(
 
 
 def worst_state(result: HostingResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per site (column): the lowest capacity over the states (MW; inf where no state was
-    searched), the state that gives it, and that state's binding criterion code and element."""
+    """Per site (column): the lowest capacity over the states, and what gives it.
+
+    Returns that capacity (MW; inf where no state was searched), the state that gives it, and
+    that state's binding criterion code and element.
+    """
     hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
     state = hc.argmin(axis=0)
     column = np.arange(hc.shape[1])
     return hc[state, column], state, result.criterion[state, column], result.element[state, column]
 
 
-def _bracket(model, states, limits, settings, state, site, n_sites):
+def _bracket(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: SearchGrid,
+    state: np.ndarray,
+    site: np.ndarray,
+    n_sites: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once."""
     top = settings.steps
     n = len(state)
@@ -425,20 +519,36 @@ def _bracket(model, states, limits, settings, state, site, n_sites):
     return lo, code, where, flows
 
 
-def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
+def _margin(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: SearchGrid,
+    state: np.ndarray,
+    site: np.ndarray,
+    p_mw: np.ndarray,
+    n_sites: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
-    result = solve(model, states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw))
-    return worst_margin(result, limits, state)
+    scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
+    return worst_margin(solve(model, scenarios), limits, state, scenarios.added_mw)
 
 
 MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin's temporaries (40 MB each)
 
 
-def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per scenario: the worst normalised margin to ``limits`` of its state (≥ 0 within every
-    limit; −inf if it did not converge), that limit's criterion code and element position.
+def worst_margin(
+    result: FlowResult, limits: StateLimits, state: np.ndarray, added_mw: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scenario: the worst normalised margin to ``limits`` of its state, and what it is.
 
-    Scenarios go in blocks, so its temporaries stay small next to a year of results."""
+    The margin is ≥ 0 within every limit and −inf if the scenario did not converge; with it come
+    that limit's criterion code and element position.
+
+    ``added_mw`` (MW per scenario, the load the sites add) matters only under the
+    "contribution" policy (``StateLimits.thermal``); without it that policy binds as "no-worse".
+    Scenarios go in blocks, so its temporaries stay small next to a year of results.
+    """
     n = len(state)
     worst = np.full(n, np.inf)
     criterion = np.zeros(n, dtype=np.int8)
@@ -448,7 +558,10 @@ def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.nda
     block = max(1, MARGIN_BLOCK_CELLS // max(columns, 1))
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
-        _worst_margin_block(result, limits, state[rows], rows, worst[rows], criterion[rows], element[rows])
+        added = None if added_mw is None else np.asarray(added_mw)[rows]
+        _worst_margin_block(
+            result, limits, state[rows], rows, added, worst[rows], criterion[rows], element[rows]
+        )
     failed = ~result.converged
     worst[failed] = -np.inf
     criterion[failed] = NON_CONVERGENCE
@@ -456,13 +569,23 @@ def worst_margin(result, limits: StateLimits, state: np.ndarray) -> tuple[np.nda
     return worst, criterion, element
 
 
-def _worst_margin_block(result, limits, state, rows, worst, criterion, element) -> None:
+def _worst_margin_block(
+    result: FlowResult,
+    limits: StateLimits,
+    state: np.ndarray,
+    rows: slice,
+    added_mw: np.ndarray | None,
+    worst: np.ndarray,
+    criterion: np.ndarray,
+    element: np.ndarray,
+) -> None:
     """worst_margin for the scenarios ``rows`` (of states ``state``), into the given views."""
+    line, trafo = limits.thermal(state, added_mw)
     checks = (
         (UNDERVOLTAGE, lambda: (result.vm_pu[rows] - limits.vmin[state]) / VOLTAGE_SCALE_PU),
         (OVERVOLTAGE, lambda: (limits.vmax[state] - result.vm_pu[rows]) / VOLTAGE_SCALE_PU),
-        (LINE_THERMAL, lambda: limits.line[state] - result.line_loading_percent[rows]),
-        (TRAFO_THERMAL, lambda: limits.trafo[state] - result.trafo_loading_percent[rows]),
+        (LINE_THERMAL, lambda: line - result.line_loading_percent[rows]),
+        (TRAFO_THERMAL, lambda: trafo - result.trafo_loading_percent[rows]),
     )
     for code, margin_of in checks:
         with np.errstate(invalid="ignore"):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from pandapower.auxiliary import pandapowerNet
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
+
+from siting.engine.flow import Outage, outage_elements
 
 
 def bus_hops(net: pandapowerNet, buses: np.ndarray, limit: int) -> np.ndarray:
@@ -31,14 +35,19 @@ def bus_hops(net: pandapowerNet, buses: np.ndarray, limit: int) -> np.ndarray:
 
 
 def outages_near(
-    net: pandapowerNet, outages: list[tuple[str, int]], buses: np.ndarray, hops: int
+    net: pandapowerNet, outages: Sequence[Outage | tuple[Outage, ...]], buses: np.ndarray, hops: int
 ) -> np.ndarray:
-    """(outages × buses) True where the outaged branch has an end within ``hops`` of the bus."""
+    """(outages × buses) True where an outaged branch has an end within ``hops`` of the bus.
+
+    An outage is one ``("line" | "trafo", index)`` or several taken out together (a planner's
+    contingency); it is near a bus when any of its branches is.
+    """
     distance = bus_hops(net, buses, hops)
     position = {bus: i for i, bus in enumerate(net.bus.index)}
     ends = {"line": ("from_bus", "to_bus"), "trafo": ("hv_bus", "lv_bus")}
     near = np.zeros((len(outages), len(buses)), dtype=bool)
-    for row, (table, index) in enumerate(outages):
-        a, b = (position[int(net[table].at[index, end])] for end in ends[table])
-        near[row] = np.minimum(distance[:, a], distance[:, b]) <= hops
+    for row, outage in enumerate(outages):
+        for table, index in outage_elements(outage):
+            a, b = (position[int(net[table].at[index, end])] for end in ends[table])
+            near[row] |= np.minimum(distance[:, a], distance[:, b]) <= hops
     return near

@@ -9,8 +9,20 @@ from pathlib import Path
 
 from siting.errors import UsageError
 
+MODEL_SUFFIXES = (".json", ".m", ".mat", ".raw", ".dss")
 GRIDS_DIR = Path(os.environ.get("SITING_GRIDS", Path(__file__).resolve().parents[2] / "grids"))
 CATALOG_FILE = GRIDS_DIR / "catalog.toml"
+
+
+def model_file(source: str | Path) -> bool:
+    """Whether a grid source names a model file: a path, or a name ending in a model file suffix.
+
+    ``simbench:``, ``pandapower:`` and catalog names are not files.
+    """
+    text = str(source)
+    if text.startswith(("simbench:", "pandapower:")):
+        return False
+    return isinstance(source, Path) or text.lower().endswith(MODEL_SUFFIXES) or "/" in text
 
 
 @dataclass(frozen=True)
@@ -29,10 +41,13 @@ class CatalogEntry:
 
 @dataclass(frozen=True)
 class Catalog:
+    """The grid catalog: the default grid's name and every entry by name."""
+
     default: str
     entries: dict[str, CatalogEntry]
 
     def get(self, name: str) -> CatalogEntry | None:
+        """The entry called ``name``, or None."""
         return self.entries.get(name)
 
 

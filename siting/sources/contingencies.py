@@ -17,6 +17,7 @@ MATPOWER case, whose bus *i* is index *i* − 1, pass ``bus_offset=-1``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,44 @@ from pandapower.auxiliary import pandapowerNet
 from siting.errors import UsageError
 
 Outage = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Contingencies:
+    """A planner's named contingencies, each one or more branches taken out together.
+
+    Parameters
+    ----------
+    names : tuple of str
+        The contingency names, as outputs show them.
+    outages : tuple of tuple of (str, int)
+        Per contingency, the ``("line" | "trafo", index)`` elements it opens.
+    file : str
+        The file they were read from.
+    """
+
+    names: tuple[str, ...]
+    outages: tuple[tuple[Outage, ...], ...]
+    file: str = ""
+
+    def record(self) -> dict[str, object]:
+        """The set as plain data, for manifests."""
+        return {
+            "file": self.file,
+            "contingencies": len(self.names),
+            "multi_element": sum(len(outage) > 1 for outage in self.outages),
+        }
+
+
+def load_contingencies(path: Path, net: pandapowerNet, files: tuple[Path, ...] = ()) -> Contingencies:
+    """The contingencies of ``path`` for a grid read from ``files``.
+
+    A grid read from a MATPOWER case numbers its buses from 0 (bus *i* is index *i* − 1) and a
+    change table counts that case's branch rows, so the case among ``files`` sets both.
+    """
+    case = next((f for f in files if f.suffix.lower() == ".m"), None)
+    found = read_contingencies(Path(path), net, bus_offset=-1 if case else 0, case=case)
+    return Contingencies(tuple(found), tuple(found.values()), str(path))
 
 _CON_BRANCH = re.compile(
     r"^\s*OPEN\s+BRANCH\s+FROM\s+BUS\s+(\d+)\s+TO\s+BUS\s+(\d+)(?:\s+CIRCUIT\s+'?\s*(\w+)\s*'?)?",
@@ -92,7 +131,7 @@ def _csv(path: Path, net: pandapowerNet, branches: pd.Series, offset: int) -> di
     table = pd.read_csv(path, dtype=str)
     if "contingency" not in table:
         raise UsageError(f"{path}: needs a 'contingency' column naming each contingency")
-    names = {}
+    names: dict[str, tuple[str, int]] = {}
     for table_name in ("line", "trafo"):
         for index, name in net[table_name]["name"].astype(str).items():
             names.setdefault(name, (table_name, int(index)))

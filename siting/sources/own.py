@@ -1,8 +1,8 @@
-"""A grid with the user's own data: load profiles, bus coordinates, a substation list, candidates.
+"""A grid with the user's own data: profiles, bus coordinates, substations, candidates, contingencies.
 
 One function, ``with_own_data``, shared by the CLI (``--profiles``, ``--bus-coords``,
-``--substation-list``, ``--candidates``) and the study runner (``[grid]`` keys); the grid passed in
-is not changed.
+``--substation-list``, ``--candidates``, ``--contingencies``) and the study runner (top-level
+keys); the grid passed in is not changed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from siting.errors import UsageError
+from siting.sources.contingencies import load_contingencies
 from siting.sources.grid import Grid
 from siting.sources.substations import find_substations
 
@@ -28,6 +29,7 @@ def with_own_data(
     list_mode: str = "replace",
     candidates: str = "substations",
     min_kv: float = 0.0,
+    contingencies: Path | None = None,
 ) -> Grid:
     """``grid`` with the files given read in (each checked, one-line errors naming the file).
 
@@ -47,6 +49,11 @@ def with_own_data(
         ``"substations"`` (default), ``"buses"``: every in-service bus at or above ``min_kv`` (kV) is
         a candidate connection point, as transmission POI studies do, or ``"feeder"``: the
         three-phase primary buses of an OpenDSS feeder.
+    min_kv : float
+        With ``candidates="buses"`` or ``"feeder"``: the lowest candidate voltage (kV).
+    contingencies : Path, optional
+        The contingencies to study (CSV, MATPOWER ``contab`` or PSS/E ``.con``, see
+        ``siting.sources.contingencies``) instead of every single line and transformer outage.
     """
     if candidates not in CANDIDATE_KINDS:
         raise UsageError(
@@ -54,7 +61,7 @@ def with_own_data(
         )
     if list_mode not in ("replace", "augment"):
         raise UsageError(f"--substation-list-mode {list_mode}: use replace or augment")
-    if not any((profiles, bus_coords, substation_list)) and candidates == "substations":
+    if not any((profiles, bus_coords, substation_list, contingencies)) and candidates == "substations":
         return grid
     from siting.sources.user_profiles import read_profiles
     from siting.sources.user_substations import (
@@ -68,6 +75,7 @@ def with_own_data(
         ("--profiles", profiles),
         ("--bus-coords", bus_coords),
         ("--substation-list", substation_list),
+        ("--contingencies", contingencies),
     ):
         if path is not None and not Path(path).is_file():
             raise UsageError(f"{flag} {path}: no such file")
@@ -94,6 +102,15 @@ def with_own_data(
     if profiles is not None:
         own_profiles = read_profiles(Path(profiles), net, time_zone, substations)
         files.append(Path(profiles))
+    own_contingencies = grid.contingencies
+    if contingencies is not None:
+        own_contingencies = load_contingencies(Path(contingencies), net, grid.files)
+        files.append(Path(contingencies))
     return dataclasses.replace(
-        grid, net=net, substations=substations, profiles=own_profiles, files=tuple(files)
+        grid,
+        net=net,
+        substations=substations,
+        profiles=own_profiles,
+        files=tuple(files),
+        contingencies=own_contingencies,
     )

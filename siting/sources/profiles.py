@@ -15,8 +15,10 @@ PEAK_CASE = "peak-case"
 
 
 def load_scale_factor(grid: Grid, scale: str | float) -> float:
-    """The factor on every load profile: a number, or ``peak-case`` — the factor that makes the
-    year's peak net load (loads × factor − static generation) equal the planning case ``hL``.
+    """The factor on every load profile: a number, or ``peak-case``.
+
+    ``peak-case`` is the factor that makes the year's peak net load (loads × factor − static
+    generation) equal the planning case ``hL``.
     """
     if isinstance(scale, int | float):
         factor = float(scale)
@@ -79,9 +81,11 @@ BLOCK_COLUMNS = 256
 
 
 def _by_column_blocks(profiles: pd.DataFrame, change) -> pd.DataFrame:
-    """``change`` (a frame → a frame with the same columns) applied to blocks of columns and
-    gathered into one array: every profile operation here works column by column, so the
-    blocks give what the whole frame would, without the whole frame's temporaries."""
+    """``change`` (a frame → a frame with the same columns) applied to blocks of columns.
+
+    The blocks are gathered into one array: every profile operation here works column by column, so the
+    blocks give what the whole frame would, without the whole frame's temporaries.
+    """
     values, index = None, None
     for start in range(0, profiles.shape[1], BLOCK_COLUMNS):
         part = change(profiles.iloc[:, start : start + BLOCK_COLUMNS])

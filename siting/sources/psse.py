@@ -20,7 +20,8 @@ is both slow and wrong on ACTIVSg2000 (0.790 pu minimum, 1,804 MW losses against
   is a bus shunt of τ²·Y at side 1. Ratings are the permanent current limit as MVA at nominal
   voltage (PSS/E's RATEA); the impedance is expressed on that rating.
 - **Three-winding transformers**: IIDM's star model, one leg per winding from its bus to a star
-  bus at the rated star voltage; each leg is a two-winding transformer as above.
+  bus at the rated star voltage (marked ``net.bus.star_point``, so it is never a substation);
+  each leg is a two-winding transformer as above.
 - **Shunts** (fixed and switched) at their present section count; switched shunts do not
   switch in the power flow (PSS/E's "lock switched shunts").
 - **Generators**: the swing generator (IIDM slack terminal) is the external grid at its
@@ -68,6 +69,8 @@ _SECTIONS = {
          *_AFTER_TRANSFORMERS],
 }  # fmt: skip
 _BINIT_FIELD = {32: 9, 33: 9, 35: 11}  # position of BINIT in a switched shunt record
+# sections of devices the balanced AC model has no element for, refused by line before import
+_NOT_MODELLED = ("two-terminal DC", "VSC DC", "multi-terminal DC", "FACTS device")
 _REFUSED = {
     "get_hvdc_lines": "DC line",
     "get_static_var_compensators": "static var compensator / FACTS device",
@@ -119,10 +122,12 @@ def scan_raw(path: Path) -> pd.DataFrame:
         lines = path.read_text(errors="replace").splitlines()
     except OSError as err:
         raise GridError(f"{path}: cannot read the file ({err})") from err
-    version = _version(path, lines)
-    start = 3
+    # v35 files may open with "@!" column-name comments before the case identification
+    head = next((i for i, line in enumerate(lines) if not line.lstrip().startswith("@!")), len(lines))
+    version = _version(path, lines[head:], head)
+    start = head + 3
     if version >= 35:  # system-wide data, ended by its own "0 /" line
-        start = _section_end(path, lines, 3, "system-wide") + 1
+        start = _section_end(path, lines, start, "system-wide") + 1
     sections = _SECTIONS[version]
     records: dict[str, list[tuple[int, list[str]]]] = {}
     row = start
@@ -136,6 +141,12 @@ def scan_raw(path: Path) -> pd.DataFrame:
         row = end + 1
     if not any(line.strip().upper().startswith("Q") for line in lines[row:]):
         _check_tail(path, lines, row)
+    for section in _NOT_MODELLED:
+        if records[section]:
+            raise GridError(
+                f"{path}: line {records[section][0][0]}: {section} data; siting cannot model DC lines or "
+                "FACTS devices — remove the section's records or replace each by its P/Q injections"
+            )
     buses = _bus_records(path, records["bus"])
     known = set(buses.index)
     for section in ("load", "fixed shunt", "generator"):
@@ -145,7 +156,7 @@ def scan_raw(path: Path) -> pd.DataFrame:
         for value in fields[:2]:
             _check_bus(path, line, "branch", value, known)
     _check_transformers(path, records["transformer"], known)
-    buses.attrs["f_hz"] = _frequency(lines)
+    buses.attrs["f_hz"] = _frequency(lines[head])
     buses.attrs["switched_shunt_mvar"] = _switched_shunts(path, records["switched shunt"], version)
     return buses
 
@@ -170,7 +181,8 @@ def _switched_shunts(path: Path, records: list[tuple[int, list[str]]], version: 
     return binit
 
 
-def _version(path: Path, lines: list[str]) -> int:
+def _version(path: Path, lines: list[str], head: int = 0) -> int:
+    """REV of the case identification record, ``lines[0]`` (line ``head`` + 1 of the file)."""
     if len(lines) < 3:
         raise GridError(f"{path}: not a PSS/E RAW case (fewer than three lines)")
     fields = _fields(lines[0].split("/")[0])
@@ -178,7 +190,7 @@ def _version(path: Path, lines: list[str]) -> int:
         version = int(float(fields[2]))
     except (IndexError, ValueError):
         raise GridError(
-            f"{path}: line 1 is not a PSS/E case identification record (IC, SBASE, REV, …)"
+            f"{path}: line {head + 1} is not a PSS/E case identification record (IC, SBASE, REV, …)"
         ) from None
     if version not in SUPPORTED_VERSIONS:
         raise GridError(
@@ -188,9 +200,9 @@ def _version(path: Path, lines: list[str]) -> int:
     return version
 
 
-def _frequency(lines: list[str]) -> float:
+def _frequency(record: str) -> float:
     """BASFRQ, the sixth field of the case identification record (60 Hz when absent)."""
-    fields = _fields(lines[0].split("/")[0])
+    fields = _fields(record.split("/")[0])
     try:
         return float(fields[5]) or 60.0
     except (IndexError, ValueError):
@@ -286,7 +298,7 @@ def _check_transformers(path: Path, records: list[tuple[int, list[str]]], known:
 
 
 def iidm_to_pandapower(network, buses: pd.DataFrame, source: str, f_hz: float = 60.0) -> pandapowerNet:
-    """pypowsybl's network as a pandapower net, element by element (module notes).
+    """Pypowsybl's network as a pandapower net, element by element (module notes).
 
     ``buses`` are the RAW bus records (``scan_raw``), which carry the area, zone and owner that
     IIDM does not keep per bus; ``f_hz`` the case's base frequency (IIDM keeps none).
@@ -552,6 +564,7 @@ def _three_winding(net: pandapowerNet, network, bus_of: pd.Series, levels: pd.Da
     star_kv = frame["rated_u0"].to_numpy(float)
     pp.create_buses(net, len(frame), vn_kv=star_kv, name=[f"{n} star" for n in frame.index], index=star)
     net.bus.loc[star, "area"] = -1
+    net.bus["star_point"] = net.bus.index.isin(star)  # not a place to connect (sources.substations)
     limits = _permanent_limits(network, "THREE_WINDINGS_TRANSFORMER").reindex(frame.index)
     for leg, side in (("1", "ONE"), ("2", "TWO"), ("3", "THREE")):
         vn = levels.loc[frame[f"voltage_level{leg}_id"], "nominal_v"].to_numpy(float)

@@ -7,10 +7,14 @@ Rows are time steps (any fixed step: 15 min, hourly); columns name what they loa
   PowerWorld exports have them), and ``Bus 1001 #1 Mvar`` for its reactive power;
 - a bus (its index, which is the PSS/E bus number for a RAW case, or its name): every load at
   that bus, shared in proportion to their base MW;
-- a substation name (``Grid.substations.name``): every load at its connection bus, likewise.
+- a substation name (``Grid.substations.name``): every load at its connection bus, likewise;
+- an area or zone of the model (``area 1``, ``zone 11``: the bus table's PSS/E ``area`` /
+  ``zone`` numbers): every load in it, shared in proportion to their base MW, as TAMU's
+  ACTIVSg profiles spread area totals.
 
-A key ending in ``MW`` or ``Mvar`` (either case) sets that quantity; a bare key sets MW. Where a
-load has MW and no Mvar, Mvar follows at the model's power factor (Q/P of the load). Times come
+A key ending in ``MW`` or ``Mvar`` (either case) sets that quantity; a bare key sets MW; a key
+ending in ``pu`` is a shape: each load it names at that multiple of its model MW and Mvar.
+Where a load has MW and no Mvar, Mvar follows at the model's power factor (Q/P of the load). Times come
 from a ``time`` column, the first column, or PowerWorld's ``Date`` and ``Time``; times without a
 zone need one given explicitly, because a local clock repeats an hour each autumn.
 
@@ -30,7 +34,8 @@ from pandapower.auxiliary import pandapowerNet
 from siting.errors import UsageError
 
 _PSSE_KEY = re.compile(r"^bus\s+(\d+)\s*#\s*(\S+)$", re.IGNORECASE)
-_QUANTITY = re.compile(r"^(.*?)\s+(mw|mvar)$", re.IGNORECASE)
+_QUANTITY = re.compile(r"^(.*?)\s+(mw|mvar|pu)$", re.IGNORECASE)
+_REGION_KEY = re.compile(r"^(area|zone)[\s_]*(\d+)$", re.IGNORECASE)
 # aggregate columns of a PowerWorld time-series export, which name no element
 _AGGREGATES = {"num load", "total mw load", "total mvar load"}
 
@@ -65,7 +70,9 @@ def read_profiles(
     time = _times(path, table, time_zone)
     values = table.drop(columns=[c for c in table.columns if _is_time_column(c) or c.lower() in _AGGREGATES])
     keys = _Keys(net, substations)
-    p_parts, q_parts, unknown = {}, {}, []
+    p_parts: dict[int, np.ndarray] = {}
+    q_parts: dict[int, np.ndarray] = {}
+    unknown: list[str] = []
     for column in values.columns:
         key, quantity = _split_quantity(str(column))
         shares = keys.loads_of(key)
@@ -74,14 +81,19 @@ def read_profiles(
             continue
         series = pd.to_numeric(values[column], errors="coerce").to_numpy(float)
         _check_values(path, column, series, time)
+        if quantity == "pu":  # a shape: each load at that multiple of its own model values
+            for load in shares:
+                for target, base in ((p_parts, "p_mw"), (q_parts, "q_mvar")):
+                    target[load] = target.get(load, 0.0) + series * float(net.load.at[load, base])
+            continue
         target = q_parts if quantity == "mvar" else p_parts
         for load, share in shares.items():
             target[load] = target.get(load, 0.0) + series * share
     if unknown:
         raise UsageError(
             f"{path}: {len(unknown)} column(s) name no load, bus or substation of the grid "
-            f"(first ten: {', '.join(unknown[:10])}); use load names, 'Bus <n> #<id> MW', bus numbers "
-            "or substation names"
+            f"(first ten: {', '.join(unknown[:10])}); use load names, 'Bus <n> #<id> MW', bus numbers, "
+            "substation names or 'area <n>' / 'zone <n>'"
         )
     if not p_parts and not q_parts:
         raise UsageError(f"{path}: no load columns (keys as in the siting documentation for --profiles)")
@@ -189,25 +201,42 @@ class _Keys:
         unique = names[~names.duplicated(keep=False)]
         self.bus_by_name = dict(zip(unique, unique.index, strict=True))
         self.bus_numbers = set(net.bus.index)
-        self.station_bus = {}
+        self.station_bus: dict[str, int] = {}
         if substations is not None:
             self.station_bus = dict(zip(substations["name"].astype(str), substations["bus"], strict=True))
+        self.region_of = {
+            kind: net.bus[kind].reindex(loads["bus"]).to_numpy()
+            for kind in ("area", "zone")
+            if kind in net.bus
+        }
 
     def loads_of(self, key: str) -> dict[int, float] | None:
         """The loads a key names, with the share of the column each takes; None if it names none."""
         if key in self.by_name:
             return {int(i): 1.0 for i in self.by_name[key]}
+        region = _REGION_KEY.match(key)
+        if region:
+            kind, number = region.group(1).lower(), int(region.group(2))
+            if kind not in self.region_of:
+                return None
+            members = self.loads.index[self.region_of[kind] == number]
+            return self._shares(members) if len(members) else None
         match = _PSSE_KEY.match(key)
         if match:
             load = self.by_psse.get((int(match.group(1)), match.group(2)))
             return None if load is None else {load: 1.0}
+        bus: int | None
         if key.isdigit() and int(key) in self.bus_numbers:
             bus = int(key)
         else:
             bus = self.bus_by_name.get(key, self.station_bus.get(key))
         if bus is None or bus not in self.by_bus:
             return None
-        at = self.loads.loc[self.by_bus[bus]]
+        return self._shares(self.by_bus[bus])
+
+    def _shares(self, members: pd.Index) -> dict[int, float]:
+        """Loads ``members``, each with its share of their total base MW (equal if all zero)."""
+        at = self.loads.loc[members]
         base = at["p_mw"].to_numpy(float)
         shares = base / base.sum() if base.sum() > 0 else np.full(len(at), 1.0 / len(at))
         return {int(i): float(s) for i, s in zip(at.index, shares, strict=True)}
