@@ -13,7 +13,7 @@ outside them one resolution step above (or it is the cap).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -226,7 +226,9 @@ def state_limits(
 BLOCK_RESULT_CELLS = 5_000_000
 
 
-def solved_blocks(model: FlowModel, states: States, q_per_mw: float = 0.0, cells: int | None = None):
+def solved_blocks(
+    model: FlowModel, states: States, q_per_mw: float = 0.0, cells: int | None = None
+) -> Iterator[tuple[np.ndarray, FlowResult]]:
     """``(rows, FlowResult)`` for consecutive blocks of the states (positions ``rows``).
 
     Each block is solved with the states' fixed site loads, so a caller keeps only what it
