@@ -24,9 +24,10 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check siting tests bench
+	$(BIN)/mypy siting
 
 test: lint
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) reports/default .pytest_cache
+	rm -rf $(VENV) reports/default .pytest_cache .mypy_cache

@@ -1,4 +1,4 @@
-"""siting: where on a grid can 5–20 MW AI-inference micro data centers connect?
+"""siting: where on a grid 5–20 MW AI-inference micro data centers can connect.
 
 The stages chain as plain functions over plain data::
 

@@ -56,7 +56,7 @@ def run_engine_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
 
 
 def _bench_case(grid: Grid, case: BenchCase, repeats: int) -> dict:
-    profiles = grid.profiles
+    profiles = grid.require_profiles("to benchmark on")
     steps = len(profiles) if case.steps is None else min(case.steps, len(profiles))
     engine_steps = steps if case.engine_steps is None else min(case.engine_steps, steps)
 
@@ -101,7 +101,7 @@ def _pandapower_run(grid: Grid, steps: int, recycle: bool) -> float:
     from pandapower.timeseries import DFData, OutputWriter, run_timeseries
 
     net = copy.deepcopy(grid.net)
-    frame = grid.profiles.iloc[:steps].reset_index(drop=True)
+    frame = grid.require_profiles("to benchmark on").iloc[:steps].reset_index(drop=True)
     for element, variable in frame.columns.droplevel("index").unique():
         data = frame[(element, variable)]
         data.columns = data.columns.astype(int)
@@ -126,8 +126,10 @@ def _pandapower_run(grid: Grid, steps: int, recycle: bool) -> float:
 def run_outage_benchmark(
     quick: bool = False, repeats: int = 1, source: str = "texas2000", reference_sample: int = 30
 ) -> pd.DataFrame:
-    """Every single line and transformer outage at the grid's net-load peak in one batch,
-    against pandapower runpp per outage on a random sample, extrapolated to all of them."""
+    """Time every single line and transformer outage at the grid's net-load peak, in one batch.
+
+    The reference is pandapower's runpp per outage on a random sample, extrapolated to all of them.
+    """
     from siting.capacity import net_outages
     from siting.engine.flow import Scenarios
     from siting.engine.reference import scenario_net
@@ -179,6 +181,7 @@ def run_outage_benchmark(
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
+    """Write ``table`` to ``path`` as CSV, making its folder if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
 
@@ -197,6 +200,7 @@ def run_capacity_benchmark(
     from siting.sources.peak import operating_point, profile_values
 
     grid = load_grid(source)
+    n_steps = len(grid.require_profiles("to benchmark on"))
     settings_point = operating_point(grid)
     rng = np.random.default_rng(0)
     subs = grid.substations
@@ -236,12 +240,12 @@ def run_capacity_benchmark(
         ),
         (
             "year headroom",
-            len(subs) * len(grid.profiles),
+            len(subs) * n_steps,
             year_s,
             [
                 (s, profile_values(grid, t), None, year.headroom.iat[t, s])
                 for s, t in zip(
-                    rng.choice(len(subs), sample), rng.choice(len(grid.profiles), sample), strict=True
+                    rng.choice(len(subs), sample), rng.choice(n_steps, sample), strict=True
                 )
             ],
         ),
@@ -275,9 +279,10 @@ FLEET_GROWTH = 4.6  # loads × 4.6: the HV grid's busiest line reaches its ratin
 
 
 def run_fleet_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
-    """A year of both dispatch policies for ten 20 MW sites on the HV grid, with the modelled
-    workload, against pandapower's run_timeseries (recycle) per power flow, extrapolated to the
-    flows the simulation ran.
+    """Time a year of both dispatch policies for ten 20 MW sites on the HV grid.
+
+    The fleet serves the modelled workload; the reference is pandapower's run_timeseries (recycle)
+    per power flow, extrapolated to the flows the simulation ran.
     """
     from siting.fleet import FleetSettings, fleet_sites, modelled_demand, simulate
     from siting.sources.profiles import scale_loads
@@ -300,7 +305,7 @@ def run_fleet_benchmark(quick: bool = False, repeats: int = 1) -> pd.DataFrame:
             {
                 "grid": grid.name,
                 "sites": len(FLEET_SITES),
-                "steps": len(grid.profiles),
+                "steps": len(grid.require_profiles("to benchmark on")),
                 "policies": ",".join(settings.policies),
                 "power_flows": flows,
                 "fleet_s": round(fleet_s, 2),

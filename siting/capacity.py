@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,13 @@ from siting.limits import ElementLimits, StudyLimits, deviation_band, element_li
 from siting.progress import Progress, silent
 from siting.sources.contingencies import Contingencies
 from siting.sources.grid import Grid
+
+if TYPE_CHECKING:
+    from pandapower.auxiliary import pandapowerNet
+
+    from siting.sources.peak import OperatingPoint
+
+Binding = tuple[str, str, str]  # what binds a capacity: criterion, element, outage ('' for none)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,11 @@ class CapacitySettings:
         Compute the headroom at every profile step (and the flexible capacities from it).
     n1_hops : int or None
         Check each substation only against outages within this many branch hops (None: all).
+    engine : EngineOptions
+        Power-flow options (reactive limits, who balances added load).
+    deviation_limit_pu : float or None
+        Firm criterion option: largest post-outage voltage change at load buses (pu of the
+        pre-outage voltage), e.g. 0.08 for TPL-001-WECC-CRT; None checks only the band.
     """
 
     pf: float = 0.95
@@ -102,20 +115,46 @@ class CapacitySettings:
 
     @property
     def steps(self) -> int:
+        """Resolution steps from zero to the cap: the search grid has ``steps + 1`` points."""
         return round(self.cap_mw / self.resolution_mw)
 
 
 def normal_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
+    """Pre-contingency limits per element of ``model``: the model's own, else the settings'."""
     return element_limits(model.net, settings.limits, contingency=False)
 
 
 def contingency_limits(model: FlowModel, settings: CapacitySettings) -> ElementLimits:
+    """Post-outage limits per element of ``model``: the contingency voltage band, emergency thermal limits."""
     return element_limits(model.net, settings.limits, contingency=True)
 
 
 @dataclass(frozen=True)
 class CapacityStudy:
-    """Everything `siting capacity` reports for one grid."""
+    """Everything `siting capacity` reports for one grid.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per substation, the columns of ``CAPACITY_COLUMNS`` (capacities in MW).
+    headroom : DataFrame or None
+        N-0 hosting capacity (MW) at every profile step, time × substation id; None without
+        the year.
+    operating_point : str
+        The state capacity is judged at, e.g. ``case:hL``.
+    base_violations : DataFrame
+        Limits broken at the operating point before any load is added.
+    skipped_outages : DataFrame
+        Outages not studied (``outage``, ``reason``).
+    unused_share_at_peak : float
+        1 − peak load / the load the grid serves at ``load_margin``.
+    load_margin : float
+        Largest uniform factor λ with all existing loads × λ within limits.
+    flows : int
+        AC power flows run.
+    limits_from_model : dict
+        Per limit kind, how many elements carry their own.
+    """
 
     table: pd.DataFrame  # one row per substation (see CAPACITY_COLUMNS)
     headroom: pd.DataFrame | None  # time × substation id, MW (N-0 hosting capacity per step)
@@ -307,20 +346,20 @@ def _mw(values: np.ndarray) -> np.ndarray:
     return np.round(values, 6)
 
 
-def outage_name(net, outage: tuple[str, int]) -> str:
+def outage_name(net: pandapowerNet, outage: tuple[str, int]) -> str:
     """An outage as reports name it, e.g. 'line HV1 Line 58'."""
     table, index = outage
     return f"{table} {element_name(net[table], net[table].index.get_loc(index))}"
 
 
-def net_outages(net) -> list[tuple[str, int]]:
+def net_outages(net: pandapowerNet) -> list[tuple[str, int]]:
     """Every in-service line and transformer, as single outages."""
     outages = [("line", int(i)) for i in net.line.index[net.line.in_service.astype(bool)]]
     return outages + [("trafo", int(i)) for i in net.trafo.index[net.trafo.in_service.astype(bool)]]
 
 
 def studied_outages(
-    net, contingencies: Contingencies | None = None
+    net: pandapowerNet, contingencies: Contingencies | None = None
 ) -> tuple[list[Outage | tuple[Outage, ...]], list[str], pd.DataFrame]:
     """The outages a firm criterion checks, their names, and the contingencies left out.
 
@@ -361,7 +400,16 @@ def _left_out(names: list[str], reason: str) -> pd.DataFrame:
     return pd.DataFrame({"outage": names, "reason": [reason] * len(names)}, dtype=object)
 
 
-def _firm_capacity(model, point, settings, studied, hc_n0, binding, n1_hops=None, progress=None):
+def _firm_capacity(
+    model: FlowModel,
+    point: OperatingPoint,
+    settings: CapacitySettings,
+    studied: tuple[list[Outage | tuple[Outage, ...]], list[str], pd.DataFrame],
+    hc_n0: np.ndarray,
+    binding: list[Binding],
+    n1_hops: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, list[Binding], pd.DataFrame, int]:
     net = model.net
     outages, names, left_out = studied
     near = None
@@ -369,7 +417,7 @@ def _firm_capacity(model, point, settings, studied, hc_n0, binding, n1_hops=None
         from siting.engine.topology import outages_near
 
         near = outages_near(net, outages, model.site_buses, n1_hops)
-        keep = near.any(axis=1)
+        keep = np.any(near, axis=1)
         outages = [o for o, k in zip(outages, keep, strict=True) if k]
         names = [n for n, k in zip(names, keep, strict=True) if k]
         near = near[keep]
@@ -406,7 +454,7 @@ def _firm_capacity(model, point, settings, studied, hc_n0, binding, n1_hops=None
     return _mw(firm), binding, skipped, result.flows + len(outages)
 
 
-def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
+def _firm_limits(model: FlowModel, point: OperatingPoint, settings: CapacitySettings) -> ElementLimits:
     """Contingency limits, with the deviation criterion at load buses when one is set."""
     limits = contingency_limits(model, settings)
     if settings.deviation_limit_pu is None:
@@ -416,9 +464,17 @@ def _firm_limits(model, point, settings: CapacitySettings) -> ElementLimits:
     return deviation_band(limits, pre.vm_pu[0], load_bus_positions(model.net), settings.deviation_limit_pu)
 
 
-def _year_headroom(model, grid, settings, subs, progress=None):
+def _year_headroom(
+    model: FlowModel,
+    grid: Grid,
+    settings: CapacitySettings,
+    subs: pd.DataFrame,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, int]:
     from siting.engine.flow import profile_scenarios
 
+    if grid.profiles is None:  # the caller asks for a year only of a grid with profiles
+        raise UsageError(f"{grid.name}: has no time-series profiles for the year's headroom")
     scenarios = profile_scenarios(model.net, grid.profiles)
     states = States(scenarios.element_values, None, scenarios.n)
     limits = state_limits(model, states, normal_limits(model, settings))
@@ -437,10 +493,13 @@ def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:
 
 
 def load_margin(
-    model: FlowModel, point, limits: StateLimits, top: float = 4.0, step: float = 0.01
+    model: FlowModel, point: OperatingPoint, limits: StateLimits, top: float = 4.0, step: float = 0.01
 ) -> tuple[float, int]:
-    """Largest λ (to ``step``) with every existing load × λ within ``limits`` (those of the
-    operating point itself, from ``state_limits``)."""
+    """Largest uniform growth λ (to ``step``) with every existing load × λ within ``limits``.
+
+    ``limits`` are those of the operating point itself, from ``state_limits``. Returns λ and the
+    number of power flows run.
+    """
     net = model.net
     factors = np.arange(1.0, top + step / 2, step)
     values = {}

@@ -82,8 +82,10 @@ def charts(
     violations: pd.DataFrame,
     flex_curve: pd.DataFrame | None = None,
 ) -> list[Chart]:
-    """Every chart the report shows, in page order; the duration curves only with headroom,
-    the flexibility curve only when it was computed."""
+    """Every chart the report shows, in page order.
+
+    The duration curves come only with headroom, the flexibility curve only when it was computed.
+    """
     names = site_names(sites)
     found = [capacity_chart(capacity_bars(substations, sites))]
     if headroom is not None:
@@ -163,8 +165,10 @@ def duration_curves(headroom: pd.DataFrame, names: pd.Series) -> pd.DataFrame:
 
 
 def dispatch_means(site_power: pd.DataFrame, names: pd.Series) -> pd.DataFrame:
-    """Mean power (MW) per site, policy and period: hours up to two weeks of steps, days up to three
-    months, else weeks (so a short run shows the daily shape and a year stays a few hundred points).
+    """Mean power (MW) per site, policy and period.
+
+    Periods are hours up to two weeks of steps, days up to three months, else weeks (so a short
+    run shows the daily shape and a year stays a few hundred points).
     """
     if site_power.empty:
         return pd.DataFrame(columns=["policy", "site", "period", "p_mw"])

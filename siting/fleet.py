@@ -86,9 +86,30 @@ WARM_RESERVE = 0.1
 
 @dataclass(frozen=True)
 class PowerModes:
-    """What the grid-aware policy may do at a site, beyond moving work to other sites, at the
-    steps where the grid binds (elsewhere every server stays powered and serves its share).
+    """What the grid-aware policy may do at a site where the grid binds, besides moving work.
 
+    Elsewhere every server stays powered and serves its share.
+
+    Parameters
+    ----------
+    cap : bool
+        Power capping (below).
+    min_cap_w : float
+        Lowest power limit of a GPU (W).
+    shutdown : bool
+        Idle servers power down (below).
+    wake_minutes : float
+        Minutes a powered-down server takes to serve again.
+    warm_reserve : float
+        Share of a site's GPUs kept powered and idle, in [0, 1].
+    max_depth : float
+        Most of the fleet's work that may be held back at a step, as a share of what it has
+        GPUs for, in [0, 1].
+    max_hours : float
+        Most consecutive hours work may be held back.
+
+    Notes
+    -----
     - ``cap``: power capping. A site's power is budgeted below what its work needs and the
       work left over waits (or is dropped after ``max_delay_minutes``); the budget becomes
       served tokens/s through the measured H200 curve (its exact inverse). A GPU is never
@@ -140,7 +161,31 @@ MIGRATE_ONLY = PowerModes(cap=False, shutdown=False)
 
 @dataclass(frozen=True)
 class FleetSettings:
-    """How the fleet is sized, dispatched and checked."""
+    """How the fleet is sized, dispatched and checked.
+
+    Parameters
+    ----------
+    policies : tuple of str
+        Dispatch policies to simulate, from ``POLICIES`` (blind, grid-aware).
+    power : PowerModel
+        How GPU power becomes facility power.
+    peak_utilisation : float
+        Modelled demand at its peak as a share of what the fleet serves with every GPU busy.
+    max_delay_minutes : float
+        Unserved demand waits at most this long (min), then is dropped.
+    latency_km : float or None
+        Demand goes only to sites this close (km) to where it arises; None: any site.
+    pf : float
+        Power factor of the sites, lagging, in (0, 1].
+    seed : int
+        Seed of the modelled workload's randomness.
+    limits : StudyLimits
+        Limits where the model has none.
+    modes : PowerModes
+        What the grid-aware policy may do at a site.
+    engine : EngineOptions
+        Power-flow options.
+    """
 
     policies: tuple[str, ...] = POLICIES
     power: PowerModel = field(default_factory=default_model)
@@ -203,6 +248,31 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class FleetResult:
+    """A simulated year of the fleet: per policy its summary, sites, violations and power (MW).
+
+    Attributes
+    ----------
+    summary : DataFrame
+        One row per policy: tokens served, deferred and dropped, energy (MWh), peak (MW),
+        violations.
+    sites : DataFrame
+        One row per policy and site: energy (MWh), peak (MW), load factor, utilisation.
+    violations : DataFrame
+        One row per policy, element and criterion the fleet makes worse (``FLEET_VIOLATION_COLUMNS``).
+    site_power : DataFrame
+        Long table: time, policy, substation, bus, ``p_mw`` (MW), ``served_tokens_per_s``.
+    grid_violations : DataFrame
+        What the grid alone, without the fleet, already breaks, per element and criterion.
+    demand : DataFrame
+        Fleet demand (tokens/s, ``DEMAND_COLUMNS``) at each step.
+    dispatches : tuple of Dispatch
+        Each policy's dispatch, step by step.
+    flows : int
+        AC power flows run.
+    line_peak_percent : DataFrame
+        Highest loading (%) of each line (net.line index) over the year, one column per policy.
+    """
+
     summary: pd.DataFrame  # one row per policy
     sites: pd.DataFrame  # one row per policy and site
     violations: pd.DataFrame  # one row per policy, element and criterion
@@ -287,8 +357,10 @@ def fleet_capacity_tokens_per_s(sites: pd.DataFrame, power: PowerModel, prefill_
 
 @dataclass(frozen=True)
 class GridYear:
-    """The grid alone over its profile year: the states and their limits. They do not depend
-    on where the sites are, so several fleets on one grid can share them."""
+    """The grid alone over its profile year: the states and their limits.
+
+    They do not depend on where the sites are, so several fleets on one grid can share them.
+    """
 
     grid: str  # the grid's source
     limits_of: StudyLimits  # the study limits they were computed with
@@ -318,8 +390,9 @@ def simulate(
     progress: Progress | None = None,
     alone: GridYear | None = None,
 ) -> FleetResult:
-    """A year of the fleet: ``demand`` dispatched among ``sites`` under each policy, every step
-    checked with an AC power flow (normal limits).
+    """A year of the fleet: ``demand`` dispatched among ``sites`` under each policy.
+
+    Every step is checked with an AC power flow (normal limits).
 
     Parameters
     ----------
@@ -384,8 +457,11 @@ def simulate(
 
 
 def demand_groups(grid: Grid, sites: pd.DataFrame, latency_km: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Where demand comes from: shares of fleet demand (groups,) and the sites each group may
-    use (groups × sites). Load buses with the same reachable sites form one group."""
+    """Where demand comes from: shares of fleet demand and the sites each group may use.
+
+    Returns the shares, shape (groups,), and the sites allowed, (groups × sites) booleans. Load
+    buses with the same reachable sites form one group.
+    """
     if latency_km is None:
         return np.ones(1), np.ones((1, len(sites)), dtype=bool)
     points = grid_demand(grid)
@@ -438,8 +514,7 @@ class _Fleet:
         return self.modes.warm_reserve * self.n_gpus
 
     def power_mw(self, served: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        """Facility power (MW) of each site serving ``served`` tokens/s at the steps ``rows``,
-        every server powered."""
+        """Facility power (MW) of each site serving ``served`` tokens/s at steps ``rows``, all servers on."""
         share = self.share[rows][:, None]
         return site_power_mw(served * share, served * (1 - share), self.n_gpus[None, :], self.power)
 
@@ -463,9 +538,11 @@ class _Fleet:
         return np.where(power_mw < lowest, 0.0, tokens)
 
     def powered_gpus(self, served: np.ndarray, in_order: np.ndarray) -> np.ndarray:
-        """GPUs powered at each step (steps × sites): all of them except where the grid binds
-        and servers may be off; there the busy ones, the reserve, and those that must already
-        be up to serve within ``wake_steps``."""
+        """GPUs powered at each step (steps × sites).
+
+        All of them except where the grid binds and servers may be off; there the busy ones, the
+        reserve, and those that must already be up to serve within ``wake_steps``.
+        """
         on = np.broadcast_to(self.n_gpus.astype(float), served.shape).copy()
         if not self.modes.shutdown or not in_order.any():
             return on
@@ -477,8 +554,10 @@ class _Fleet:
         return on
 
     def dispatch_power(self, served: np.ndarray, in_order: np.ndarray) -> np.ndarray:
-        """Facility power (MW) of the dispatch: :meth:`tight_power_mw` where the grid binds,
-        with the servers kept up for work within the wake-up delay."""
+        """Facility power (MW) of the dispatch, servers kept up for work within the wake-up delay.
+
+        Where the grid binds it is :meth:`tight_power_mw`.
+        """
         power = self.power_mw(served)
         if self.modes.shutdown and in_order.any():
             rows = np.flatnonzero(in_order)
@@ -490,7 +569,16 @@ class _Fleet:
         return power
 
 
-def _blind(model, states, limits, fleet: _Fleet, new, allowed, max_age, q_per_mw):
+def _blind(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    fleet: _Fleet,
+    new: np.ndarray,
+    allowed: np.ndarray,
+    max_age: int,
+    q_per_mw: float,
+) -> tuple[Dispatch, FlowResult, int]:
     queue = _serve(new, fleet.capacity, allowed, max_age, fleet.size_mw, in_order=None)
     power = fleet.power_mw(queue.served)
     result = _year_flow(model, states, limits, power, q_per_mw)
@@ -501,10 +589,24 @@ def _blind(model, states, limits, fleet: _Fleet, new, allowed, max_age, q_per_mw
     return dispatch, result, states.n
 
 
-def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, step_minutes, cap_settings, say):
-    """Share like blind where all sites at full power fit the grid; elsewhere fill sites in
+def _grid_aware(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    fleet: _Fleet,
+    new: np.ndarray,
+    allowed: np.ndarray,
+    max_age: int,
+    step_minutes: float,
+    cap_settings: CapacitySettings,
+    say: Progress,
+) -> tuple[Dispatch, FlowResult, int]:
+    """The grid-aware dispatch, its year's power flows and how many were run.
+
+    Share like blind where all sites at full power fit the grid; elsewhere fill sites in
     order up to their verified headroom, with the power modes. Re-check the year and tighten
-    any step that fails."""
+    any step that fails.
+    """
     n, k = new.shape[0], len(fleet.size_mw)
     full = fleet.power_mw(fleet.capacity)
     result = _year_flow(model, states, limits, full, cap_settings.q_per_mw)
@@ -551,10 +653,19 @@ def _grid_aware(model, states, limits, fleet: _Fleet, new, allowed, max_age, ste
 
 
 def _sequential_capacity(
-    model, states: States, limits: StateLimits, fleet: _Fleet, rows, order, cap_settings
-):
-    """Tokens/s each site may serve at steps ``rows``: site by site in ``order``, the most power
-    its substation takes with earlier sites at theirs and later ones at their lowest power."""
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    fleet: _Fleet,
+    rows: np.ndarray,
+    order: np.ndarray,
+    cap_settings: CapacitySettings,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Tokens/s each site may serve at steps ``rows``, site by site in ``order``.
+
+    Each gets the most power its substation takes with earlier sites at theirs and later ones at
+    their lowest power.
+    """
     sub_states = states.take(rows)
     sub_limits = limits.take(rows)
     idle = fleet.tight_power_mw(np.zeros((len(rows), len(fleet.size_mw))), rows)
@@ -614,7 +725,16 @@ class _Queue(NamedTuple):
     held: np.ndarray  # (steps,) tokens/s the fleet had GPUs for but held back for the grid
 
 
-def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds: _Bounds | None = None):
+def _serve(
+    new: np.ndarray,
+    capacity: np.ndarray,
+    allowed: np.ndarray,
+    max_age: int,
+    sizes: np.ndarray,
+    in_order: np.ndarray | None,
+    order: np.ndarray | None = None,
+    bounds: _Bounds | None = None,
+) -> _Queue:
     """Step through the year: new demand per group plus the queue, shared among the sites.
 
     ``in_order`` (steps,) marks steps filled site by site in ``order`` (None: never); other
@@ -642,6 +762,8 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds:
         dropped[t] = new[t][~reachable].sum()
         pending = queue.sum(axis=1)
         if in_order is not None and in_order[t]:
+            if order is None:
+                raise ValueError("steps filled in order need the order to fill the sites in")
             taken = _fill_in_order(pending, capacity[t], allowed, order, group_order)
             if bounds is not None:
                 taken, beyond[t], run = _within_bounds(
@@ -666,9 +788,20 @@ def _serve(new, capacity, allowed, max_age, sizes, in_order, order=None, bounds:
     return _Queue(served, late, dropped, float(queue.sum()), beyond, held)
 
 
-def _within_bounds(taken, pending, bounds: _Bounds, t, run, allowed, order, group_order):
-    """Whether ``taken`` holds back more than the bounds allow; if they are enforced, with the
-    excess served on spare GPUs (in ``order``) whatever the grid."""
+def _within_bounds(
+    taken: np.ndarray,
+    pending: np.ndarray,
+    bounds: _Bounds,
+    t: int,
+    run: int,
+    allowed: np.ndarray,
+    order: np.ndarray,
+    group_order: np.ndarray,
+) -> tuple[np.ndarray, bool, int]:
+    """Whether ``taken`` holds back more than the bounds allow.
+
+    If the bounds are enforced, the excess is served on spare GPUs (in ``order``) whatever the grid.
+    """
     gpus = bounds.gpu_capacity[t]
     could = min(pending.sum(), gpus.sum())
     held = could - taken.sum()
@@ -686,7 +819,7 @@ def _within_bounds(taken, pending, bounds: _Bounds, t, run, allowed, order, grou
     return taken + extra, True, run + 1  # the run goes on until the grid no longer needs work held
 
 
-def _fill_in_proportion(pending, capacity, weight):
+def _fill_in_proportion(pending: np.ndarray, capacity: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Each group's demand split by site size; a site over its capacity is scaled back."""
     taken = pending[:, None] * weight
     load = taken.sum(axis=0)
@@ -694,9 +827,18 @@ def _fill_in_proportion(pending, capacity, weight):
     return taken * np.minimum(scale, 1.0)[None, :]
 
 
-def _fill_in_order(pending, capacity, allowed, order, group_order, limit=np.inf):
-    """Sites filled one after another; each takes what the groups that reach it still need,
-    ``limit`` tokens/s in all at most."""
+def _fill_in_order(
+    pending: np.ndarray,
+    capacity: np.ndarray,
+    allowed: np.ndarray,
+    order: np.ndarray,
+    group_order: np.ndarray,
+    limit: float = np.inf,
+) -> np.ndarray:
+    """Sites filled one after another, ``limit`` tokens/s in all at most.
+
+    Each takes what the groups that reach it still need.
+    """
     taken = np.zeros(allowed.shape)
     left = pending.copy()
     for site in order:
@@ -743,8 +885,10 @@ ELEMENT_TYPE = {
 
 
 def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -> pd.DataFrame:
-    """Violations (``violations_of`` rows) per element and criterion: steps, hours, worst value,
-    its limit and the first time it happens."""
+    """Violations (``violations_of`` rows) per element and criterion.
+
+    Each row has the steps, hours, worst value, its limit and the first time it happens.
+    """
     if not len(found):
         return pd.DataFrame(columns=FLEET_VIOLATION_COLUMNS)
     step_hours = profile_step_minutes(pd.DataFrame(index=index)) / 60
@@ -770,7 +914,18 @@ def violation_table(found: pd.DataFrame, index: pd.DatetimeIndex, policy: str) -
     return table.sort_values("steps", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results, flows) -> FleetResult:
+def _fleet_result(
+    model: FlowModel,
+    grid: Grid,
+    sites: pd.DataFrame,
+    fleet: _Fleet,
+    limits: StateLimits,
+    dispatches: list[Dispatch],
+    results: list[FlowResult],
+    flows: int,
+) -> FleetResult:
+    if grid.profiles is None:  # simulate refuses a grid without profiles before it gets here
+        raise UsageError(f"{grid.name}: has no time-series profiles to simulate a year on")
     index = grid.profiles.index
     step_hours = profile_step_minutes(grid.profiles) / 60
     summaries, per_site, violations, long, peaks = [], [], [], [], {}
@@ -818,7 +973,12 @@ def _fleet_result(model, grid, sites, fleet: _Fleet, limits, dispatches, results
 
 
 def _policy_summary(
-    dispatch: Dispatch, result: FlowResult, found, table, fleet: _Fleet, step_hours: float
+    dispatch: Dispatch,
+    result: FlowResult,
+    found: pd.DataFrame,
+    table: pd.DataFrame,
+    fleet: _Fleet,
+    step_hours: float,
 ) -> dict:
     seconds = step_hours * 3600
     demand = fleet.total.sum() * seconds
@@ -876,10 +1036,15 @@ def _site_summary(dispatch: Dispatch, sites: pd.DataFrame, fleet: _Fleet, step_h
 
 
 def modelled_demand(grid: Grid, sites: pd.DataFrame, settings: FleetSettings) -> pd.DataFrame:
-    """The workload model's fleet demand on the grid's steps, its peak at ``peak_utilisation``
-    of what the fleet serves with every GPU busy (at the traces' token mix)."""
+    """The workload model's fleet demand (tokens/s) on the grid's steps.
+
+    Its peak is ``peak_utilisation`` of what the fleet serves with every GPU busy (at the traces'
+    token mix).
+    """
     from siting.workload import fleet_demand, token_mix
 
+    if grid.profiles is None:
+        raise UsageError(f"{grid.name}: has no time-series profiles to model the fleet's demand on")
     share = token_mix().prefill_share
     peak = settings.peak_utilisation * fleet_capacity_tokens_per_s(sites, settings.power, share)
     return fleet_demand(grid.profiles.index, peak, seed=settings.seed)

@@ -86,8 +86,10 @@ def level_fleets(
     max_mw: float = 20.0,
     substations: list[int] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Sites (``substation``, ``size_mw``) at each level: every candidate at its own capacity
-    under the level's criterion, capped at ``max_mw``; candidates below ``min_mw`` are left out.
+    """Sites (``substation``, ``size_mw`` in MW) at each level.
+
+    Every candidate is sized at its own capacity under the level's criterion, capped at
+    ``max_mw``; candidates below ``min_mw`` are left out.
 
     ``capacity`` is the capacity stage's table (with the year for the flex levels);
     ``substations`` limits the candidates (default: every row).

@@ -42,9 +42,24 @@ def flex_column(limit: float) -> str:
 def flexible_capacity(headroom: pd.Series, limits: tuple[float, ...] = DEFAULT_LIMITS) -> pd.DataFrame:
     """One row per curtailment limit: the largest constant load (MW) and its curtailment profile.
 
-    ``headroom`` is MW per time step on a DatetimeIndex of equal steps (hourly or finer).
-    ``hours_ge_X_served`` count, per year, the curtailed hours in which at least X of the
-    load is still served.
+    Parameters
+    ----------
+    headroom : Series
+        Hosting capacity (MW) per time step on a DatetimeIndex of equal steps (hourly or finer).
+    limits : tuple of float
+        Curtailment limits, each a fraction of the load's energy in (0, 1).
+
+    Returns
+    -------
+    DataFrame
+        ``FLEX_COLUMNS``: per limit the load (MW) and its curtailment profile;
+        ``hours_ge_X_served`` count, per year, the curtailed hours in which at least X of the
+        load is still served.
+
+    Raises
+    ------
+    UsageError
+        Fewer than two steps, no DatetimeIndex, NaN headroom or a limit outside (0, 1).
     """
     values, years, step_hours = _checked(headroom)
     if any(not 0 < limit < 1 for limit in limits):

@@ -31,7 +31,19 @@ GEOMETRY_KINDS = {
 
 @dataclass(frozen=True)
 class GeoRules:
-    """How layers act on candidates (distances in metres, areas in square metres)."""
+    """How layers act on candidates.
+
+    Parameters
+    ----------
+    exclusion_buffer_m : float
+        A candidate within this distance (m) of an exclusion zone is ruled out.
+    fiber_max_m : float or None
+        A candidate farther than this (m) from fiber is ruled out (None: no limit).
+    parcel_min_m2 : float
+        Smallest parcel (m²) a site fits on.
+    parcel_max_m : float
+        Such a parcel must be within this distance (m) of the candidate.
+    """
 
     exclusion_buffer_m: float = 0.0
     fiber_max_m: float | None = None
@@ -66,7 +78,23 @@ def parse_layer_args(items: list[str] | None) -> dict[str, Path]:
 
 
 def read_layers(paths: dict[str, Path]) -> Layers:
-    """Read and check each layer: it must exist, have a CRS, hold features of the right kind."""
+    """Read and check each layer: it must exist, have a CRS, hold features of the right kind.
+
+    Parameters
+    ----------
+    paths : dict of str to Path
+        Layer files by kind (``LAYER_KINDS``: exclusion, fiber, parcels, demand, regions).
+
+    Returns
+    -------
+    Layers
+        The layers in their own CRS, with the count of geometries made valid per kind.
+
+    Raises
+    ------
+    UsageError
+        A missing or unreadable file, no CRS, or features of the wrong geometry type.
+    """
     frames, repaired = {}, {}
     for kind, path in paths.items():
         frames[kind], repaired[kind] = read_layer(path, kind)

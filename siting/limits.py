@@ -38,6 +38,23 @@ class StudyLimits:
     ``max_loading_percent``), and ``emergency_factor`` × the normal limit after an outage.
     A limit the base state already violates is handled by ``pre_existing`` (see
     ``PRE_EXISTING_POLICIES``); every such violation is reported apart with its base value.
+
+    Parameters
+    ----------
+    vmin_pu, vmax_pu : float
+        Normal voltage band (pu).
+    contingency_vmin_pu, contingency_vmax_pu : float
+        Voltage band after an outage (pu).
+    normal_loading_percent : float
+        Thermal limit in normal operation (% of the rating).
+    emergency_factor : float
+        Thermal limit after an outage as a multiple of the normal limit (≥ 1).
+    pre_existing : str
+        What a limit the base state already violates means: ``no-worse`` (added load may not
+        make it worse) or ``ignore``.
+    worsening_pu, worsening_percent : float
+        How far a pre-existing violation may move before it counts as worse (pu, % points):
+        numerical noise, not a margin.
     """
 
     vmin_pu: float = 0.95
@@ -144,8 +161,10 @@ def element_limits(net: pandapowerNet, study: StudyLimits, contingency: bool) ->
 
 
 def line_rating_mva(net: pandapowerNet) -> np.ndarray:
-    """Each line's rating (MVA): the current its 100 % loading stands for (``max_i_ka`` × derating
-    ``df`` × ``parallel``, as pandapower's loading uses), at the from bus's nominal voltage."""
+    """Each line's rating (MVA): the current its 100 % loading stands for, at the from bus's kV.
+
+    The current is ``max_i_ka`` × derating ``df`` × ``parallel``, as pandapower's loading uses.
+    """
     line = net.line
     kv = net.bus["vn_kv"].reindex(line["from_bus"]).to_numpy(float)
     derating = np.nan_to_num(_column(line, "df"), nan=1.0)

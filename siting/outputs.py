@@ -227,6 +227,7 @@ def json_ready(value: object) -> object:
 
 
 def sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, as hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

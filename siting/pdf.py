@@ -8,6 +8,7 @@ shows as text. Wide tables are cut to the columns that fit; the CSV files hold t
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -39,9 +40,11 @@ def write_pdf(
     path: Path,
     screening: Screening | None = None,
 ) -> Path:
-    """Write the study's ``report.pdf`` to ``path``: map, headline, substations, sites, fleet,
-    the PNG ``figures`` (``siting.figures`` charts), and, with ``screening``, its headline,
-    table and one sheet per site. Returns ``path``."""
+    """Write the study's ``report.pdf`` to ``path`` and return ``path``.
+
+    It holds the map, headline, substations, sites, fleet, the PNG ``figures`` (``siting.figures``
+    charts), and, with ``screening``, its headline, table and one sheet per site.
+    """
     styles = getSampleStyleSheet()
     story: list = [
         Paragraph(_text(inputs.title), styles["Title"]),
@@ -93,8 +96,10 @@ def _screening_story(screening: Screening, styles) -> list:
 
 
 def _site_sheet(site: pd.Series, screening: Screening, styles) -> list:
-    """One site's sheet: every figure with its limit and verdict, then the faults that take it
-    below the ride-through threshold."""
+    """One site's sheet: every figure with its limit and verdict, then its deep faults.
+
+    Deep faults take the site below the ride-through threshold.
+    """
     title = (
         f"Site {site['name']} (substation {site['substation']}, bus {site['bus']}, {site['size_mw']:g} MW)"
     )
@@ -126,7 +131,7 @@ def _site_sheet(site: pd.Series, screening: Screening, styles) -> list:
     ]
 
 
-def _key_values(values: dict[str, object]) -> Table:
+def _key_values(values: Mapping[str, object]) -> Table:
     rows = [[_para(k), _para(_cell(v))] for k, v in values.items()]
     table = Table(rows or [[_para(""), _para("")]], hAlign="LEFT", colWidths=[7 * cm, 14 * cm])
     table.setStyle(_grid_style())
@@ -180,7 +185,7 @@ def _cell(value: object) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     if isinstance(value, (float, np.floating)):
-        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+        return f"{value:.4g}" if abs(float(value)) < 1e4 else f"{value:,.0f}"
     return str(value)
 
 

@@ -139,7 +139,19 @@ def load_gpu_curve(path: Path | None = None) -> GpuCurve:
 
 @dataclass(frozen=True)
 class PowerModel:
-    """How GPU board power becomes facility power."""
+    """How GPU board power becomes facility power.
+
+    Parameters
+    ----------
+    curve : GpuCurve
+        Board power (W) against tokens/s per GPU, measured.
+    pue : float
+        Power usage effectiveness: facility power / IT power (≥ 1).
+    host_w_per_gpu : float
+        Server power per GPU on top of its board power (W).
+    aux_fraction : float
+        Always-on auxiliary load as a share of the site rating, in [0, 1).
+    """
 
     curve: GpuCurve
     pue: float = 1.3  # facility / IT

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 Progress = Callable[[str], None]
 LINE_SECONDS = 30.0  # without a terminal, a count line at most this often (and at 25 % steps)
@@ -37,16 +37,22 @@ class Reporter:
         self.stream = stream or sys.stderr
         self.prefix = prefix
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._bar = None
+        self._bar: Any | None = None  # the tqdm bar being drawn (tqdm has no types)
         self._label = ""
         self._last = 0.0
         self._shown = 0
 
     def __call__(self, message: str) -> None:
+        """Print ``message`` as a line of its own, closing any bar being drawn."""
         self._close()
         print(f"{self.prefix()}{message} …", file=self.stream, flush=True)
 
     def tally(self, label: str, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` parts of ``label``: a bar on a terminal, else a line now and then.
+
+        Without a terminal a line comes at each quarter, at the end, and once LINE_SECONDS (s)
+        have passed since the last.
+        """
         if label != self._label:
             self._close()
             self._label, self._last, self._shown = label, time.monotonic(), 0

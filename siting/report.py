@@ -16,7 +16,7 @@ import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import geopandas as gpd
 import numpy as np
@@ -105,7 +105,7 @@ class ReportInputs:
     fleet_summary: pd.DataFrame  # one row per dispatch policy
     violations: pd.DataFrame  # policy, element_type, element, criterion, steps, hours, ...
     site_power: pd.DataFrame  # long: time, policy, substation, bus, p_mw, served_tokens_per_s
-    headline: dict[str, object]  # label → value for the summary box
+    headline: dict[str, str]  # label → value as shown in the summary box
     manifest: dict[str, object]
     flex_curve: pd.DataFrame | None = None  # siting.flexcurve CURVE_COLUMNS, one row per level
 
@@ -243,9 +243,9 @@ def headline_display(headline: dict[str, object]) -> dict[str, str]:
         if key.endswith("_mw") or key == "total_mw":
             text = f"{value:,.1f} MW"
         elif key.endswith("share") or key.endswith("share_at_peak"):
-            text = f"{100 * value:.2f} %"
+            text = f"{100 * cast(float, value):.2f} %"
         elif key.endswith("energy_mwh"):
-            text = f"{value / 1000:,.1f} GWh"
+            text = f"{cast(float, value) / 1000:,.1f} GWh"
         elif key == "joint_check_passes":
             text = "passes" if value else "FAILS"
         elif key == "load_scale":
@@ -467,10 +467,13 @@ def map_figure(inputs: ReportInputs) -> go.Figure:
 
 
 def basemap_tiles(lon: tuple[float, float], lat: tuple[float, float]) -> list[dict]:
-    """Layout images of the OpenStreetMap tiles over a lon/lat box (°) widened to the plot's shape,
-    at the finest zoom level whose tiles number at most MAX_TILES.
+    """Layout images of the OpenStreetMap tiles over a lon/lat box (°), widened to the plot's shape.
+
+    The zoom is the finest whose tiles number at most MAX_TILES.
     """
     top, bottom = _northing([lat[1], lat[0]])
+    if top is None or bottom is None:
+        raise ValueError(f"latitude bounds {lat} are not numbers")
     # the plot is wider than tall: cover its full width around the contents
     half_width = max(lon[1] - lon[0], (top - bottom) * MAP_ASPECT) / 2
     x_range, y_range = (sum(lon) / 2 - half_width, sum(lon) / 2 + half_width), (top, bottom)

@@ -341,7 +341,9 @@ def after_controllers(
     return pd.DataFrame(rows)
 
 
-def _with_sites(net, buses, size, q_per_mw, without: int | None = None) -> pandapowerNet:
+def _with_sites(
+    net: pandapowerNet, buses: np.ndarray, size: np.ndarray, q_per_mw: float, without: int | None = None
+) -> pandapowerNet:
     """A copy of ``net`` with one load per site appended (the last rows), ``without`` off."""
     out = copy.deepcopy(net)
     for i, (bus, mw) in enumerate(zip(buses, size, strict=True)):
@@ -364,7 +366,9 @@ def _require_converged(converged: np.ndarray, what: str) -> None:
 # --- fleet trip -------------------------------------------------------------------------
 
 
-def _fleet_trip(model: FlowModel, peak: np.ndarray, q_per_mw: float, settings: ScreeningSettings):
+def _fleet_trip(
+    model: FlowModel, peak: np.ndarray, q_per_mw: float, settings: ScreeningSettings
+) -> tuple[pd.DataFrame, dict[str, object]]:
     """Every site at its peak, then all gone at once (taps locked): the voltage rise at every bus."""
     p = np.vstack([peak, np.zeros_like(peak)])
     result = solve(model, Scenarios(n=2, site_p_mw=p, site_q_mvar=p * q_per_mw))
@@ -389,7 +393,7 @@ def _fleet_trip(model: FlowModel, peak: np.ndarray, q_per_mw: float, settings: S
     worst = int(np.nanargmax(rise))
     lost = float(peak.sum())
     new_over = buses["over"] & ~buses["over_before"]
-    fleet = {
+    fleet: dict[str, object] = {
         "fleet_trip_mw": lost,
         "fleet_trip_limit_mw": settings.system_loss_limit_mw,
         "fleet_trip_mw_pass": "pass" if lost <= settings.system_loss_limit_mw else "fail",
@@ -591,8 +595,11 @@ def _site_label(row: pd.Series) -> str:
 
 
 def _site_exposure(faults: pd.DataFrame, sites: pd.DataFrame, settings: ScreeningSettings) -> pd.DataFrame:
-    """Per site: the deepest retained voltage over the faults, how many faults take it below
-    the threshold, and the most MW that drops together with it in one fault."""
+    """Per site: the deepest retained voltage over the faults, and what the faults cost it.
+
+    That is how many faults take it below the threshold, and the most MW that drops together with
+    it in one fault.
+    """
     rows = []
     for _, site in sites.iterrows():
         v = faults[f"v_{_site_label(site)}"].to_numpy(float)
@@ -679,8 +686,11 @@ def site_faults(screening: Screening, site: pd.Series) -> pd.DataFrame:
 
 
 def write_screening(screening: Screening, folder: Path) -> list[str]:
-    """Write ``interconnection.csv``, ``fault_exposure.csv``, ``fleet_trip_buses.csv`` and
-    ``screening_summary.csv`` into ``folder``; return the names written."""
+    """Write the screening's tables into ``folder``; return the names written.
+
+    They are ``interconnection.csv``, ``fault_exposure.csv``, ``fleet_trip_buses.csv`` and
+    ``screening_summary.csv``.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     screening.sites.to_csv(folder / "interconnection.csv", index=False)

@@ -17,14 +17,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
 from siting.capacity import CapacitySettings, contingency_limits, normal_limits, studied_outages
-from siting.engine.flow import EngineOptions, FlowModel, prepare, solve
+from siting.engine.flow import EngineOptions, FlowModel, Outage, prepare, solve
 from siting.engine.search import (
     CRITERIA,
     VIOLATION_COLUMNS,
@@ -59,7 +59,35 @@ MAX_SCREENING_ROUNDS = 5
 
 @dataclass(frozen=True)
 class SelectionSettings:
-    """What to pick: how many sites, their size range and step, under which criterion."""
+    """What to pick: how many sites, their size range and step, under which criterion.
+
+    Parameters
+    ----------
+    criterion : str
+        ``firm`` (N-1 at the operating point), ``peak`` (N-0 there) or ``flex-<percent>`` (a
+        site may be curtailed that share of its energy over the year, e.g. ``flex-0.5``).
+    sites : int
+        Most sites to pick.
+    min_mw, max_mw : float
+        Size range of a site (MW).
+    step_mw : float
+        Sizes are multiples of this (MW).
+    regions : int or None
+        Cluster the substations into this many regions and spread the sites over them.
+    per_region : int or None
+        Most sites per region (default: ``sites`` / ``regions``, rounded up).
+    n1_hops : int or None
+        While picking, check each candidate only against outages within this many branch hops;
+        the final joint check covers every outage.
+    pf : float
+        Power factor of the sites, lagging, in (0, 1].
+    geo : GeoRules
+        How GIS layers rule candidates out.
+    limits : StudyLimits
+        Limits where the model has none.
+    engine : EngineOptions
+        Power-flow options.
+    """
 
     criterion: str = "firm"  # firm (N-1 at peak), peak (N-0 at peak)
     sites: int = 10
@@ -125,6 +153,7 @@ class SelectionSettings:
 
     @property
     def quota(self) -> int | None:
+        """Sites allowed per region: ``per_region``, else an even share; None without regions."""
         if self.regions is None:
             return None
         return self.per_region or math.ceil(self.sites / self.regions)
@@ -132,7 +161,30 @@ class SelectionSettings:
 
 @dataclass(frozen=True)
 class Selection:
-    """The picked sites, every candidate's fate, the regions, and the joint AC check."""
+    """The picked sites, every candidate's fate, the regions, and the joint AC check.
+
+    Attributes
+    ----------
+    sites : GeoDataFrame
+        The selected sites, largest first: substation, bus, ``size_mw`` (MW), region, score,
+        own capacity (MW) and the reason for the pick.
+    candidates : GeoDataFrame
+        Every candidate with its ``status`` (selected, candidate, dropped) and reason.
+    regions : GeoDataFrame or None
+        The regions, when the selection used them.
+    naive : DataFrame
+        The naive set for comparison: the top ``sites`` candidates, each at its own capacity.
+    joint : DataFrame
+        One row per set (selected, naive top-K): worst voltages (pu), loading (%), violations.
+    violations : DataFrame
+        Every violation of either set: set, state, criterion, element, value, limit.
+    operating_point : str
+        The state the criterion is judged at.
+    flows : int
+        AC power flows run.
+    notes : list of str
+        What the reader should know (geography off, fewer sites than asked, ...).
+    """
 
     sites: gpd.GeoDataFrame
     candidates: gpd.GeoDataFrame
@@ -174,7 +226,35 @@ def select_sites(
     at: str | None = None,
     progress: Progress | None = None,
 ) -> Selection:
-    """Choose up to ``settings.sites`` sites from ``capacity`` (a `siting capacity` table)."""
+    """Choose up to ``settings.sites`` sites that are feasible together, and say why.
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid the capacity table was computed on; not modified.
+    capacity : DataFrame
+        A `siting capacity` table (``CapacityStudy.table``) with the criterion's column.
+    settings : SelectionSettings, optional
+        How many sites, their sizes (MW) and the criterion (default: ``SelectionSettings()``).
+    layers : Layers, optional
+        GIS layers that rule candidates out and score them (default: none).
+    at : str, optional
+        Operating point, as ``CapacitySettings.at``.
+    progress : callable, optional
+        Called with a line of text as each part starts.
+
+    Returns
+    -------
+    Selection
+        The sites, every candidate's status and reason, and the joint AC check.
+
+    Raises
+    ------
+    UsageError
+        The table lacks the criterion's column, or a flex criterion on a grid without profiles.
+    SitingError
+        No candidate is left after the capacity minimum and the layers.
+    """
     say = progress or silent
     settings = settings or SelectionSettings()
     layers = layers or Layers()
@@ -235,6 +315,8 @@ def select_sites(
             break
         labels = full.groups[-1][2]
         outages = full.groups[-1][0].outages
+        if outages is None:  # a criterion without outages is not screened: the check below fails
+            break
         missed = {outages[labels.index(label)] for label in set(joint.violations["state"]) if label in labels}
         binding = binding | missed
         names = ", ".join(sorted(set(joint.violations["state"])))[:200]
@@ -294,7 +376,9 @@ _SITE_COLUMNS = [
 ]
 
 
-def _candidates(grid, capacity, settings, layers, column) -> gpd.GeoDataFrame:
+def _candidates(
+    grid: Grid, capacity: pd.DataFrame, settings: SelectionSettings, layers: Layers, column: str
+) -> gpd.GeoDataFrame:
     subs = grid.substations.set_index("id")
     missing = sorted(set(capacity["substation"]) - set(subs.index))
     if missing:
@@ -337,11 +421,23 @@ def grid_demand(grid: Grid) -> gpd.GeoDataFrame:
     )
 
 
-def _criterion_states(model: FlowModel, grid: Grid, point: OperatingPoint, settings, cap_settings):
-    """Every state of the criterion with its limits: the year for flex, else the operating
-    point (normal limits) and, for firm, each single outage (contingency limits)."""
+def _criterion_states(
+    model: FlowModel,
+    grid: Grid,
+    point: OperatingPoint,
+    settings: SelectionSettings,
+    cap_settings: CapacitySettings,
+) -> _Criterion:
+    """Every state of the criterion with its limits.
+
+    The year for flex, else the operating point (normal limits) and, for firm, each single
+    outage (contingency limits).
+    """
     if settings.flex_limit is not None:
         from siting.engine.flow import profile_scenarios
+
+        if grid.profiles is None:  # select_sites refuses a flex criterion without profiles
+            raise RuntimeError(f"{grid.name}: a flex criterion needs profiles")
 
         year = profile_scenarios(model.net, grid.profiles)
         states = States(year.element_values, None, year.n)
@@ -361,13 +457,21 @@ def _criterion_states(model: FlowModel, grid: Grid, point: OperatingPoint, setti
     return _Criterion(groups)
 
 
-def _screened(model: FlowModel, full: _Criterion, settings, binding: frozenset = frozenset()) -> _Criterion:
-    """With ``--n1-hops``: only the outages near some candidate, each checked for the candidates
-    it is near, plus ``binding`` outages (found by an earlier joint check), checked for all."""
+def _screened(
+    model: FlowModel, full: _Criterion, settings: SelectionSettings, binding: frozenset = frozenset()
+) -> _Criterion:
+    """With ``--n1-hops``: only the outages near some candidate, each for the candidates it is near.
+
+    ``binding`` outages (found by an earlier joint check) are added and checked for all.
+    """
     if settings.n1_hops is None or settings.criterion != "firm":
         return full
     peak, (states, limits, labels) = full.groups
-    near = outages_near(model.net, list(states.outages), model.site_buses, settings.n1_hops)
+    if states.outages is None:  # _criterion_states gives the firm criterion one state per outage
+        raise RuntimeError("the firm criterion's second group has no outages")
+    # from studied_outages: each state opens something (a branch or a planner's set of them)
+    studied = cast(list[Outage | tuple[Outage, ...]], list(states.outages))
+    near = outages_near(model.net, studied, model.site_buses, settings.n1_hops)
     near[[o in binding for o in states.outages]] = True
     rows = np.flatnonzero(near.any(axis=1))
     outage_group = (states.take(rows), limits.take(rows), [labels[i] for i in rows])
@@ -377,10 +481,20 @@ def _screened(model: FlowModel, full: _Criterion, settings, binding: frozenset =
 LAZY_BATCH = 8  # candidates re-evaluated together when the leader's fit is stale
 
 
-def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap_settings, say):
-    """Lazy greedy: a candidate's fit only shrinks as sites are added, so each round re-checks
-    the leaders (by their last known fit, which bounds the true one) until the leader's fit is
-    current, and picks it — the same picks as re-evaluating everyone, at a fraction of the cost."""
+def _greedy(
+    model: FlowModel,
+    pool: pd.DataFrame,
+    criterion: _Criterion,
+    settings: SelectionSettings,
+    cap_settings: CapacitySettings,
+    say: Progress,
+) -> tuple[np.ndarray, dict[int, str], int]:
+    """Lazy greedy: the same picks as re-evaluating everyone, at a fraction of the cost.
+
+    A candidate's fit only shrinks as sites are added, so each round re-checks the leaders (by
+    their last known fit, which bounds the true one) until the leader's fit is current, and
+    picks it.
+    """
     n = len(pool)
     sizes = np.zeros(n)
     why: dict[int, str] = {}
@@ -406,7 +520,7 @@ def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap
             # more room for later picks), then the better score
             order = candidates[np.lexsort((-score[candidates], -capacity[candidates], -bound[candidates]))]
             if current[order[0]]:
-                chosen = order[0]
+                chosen = int(order[0])
                 break
             batch = np.array([c for c in order if not current[c]][:LAZY_BATCH])
             fit, reasons, count = _fit(model, criterion, sizes, batch, cap_settings)
@@ -424,7 +538,7 @@ def _greedy(model, pool, criterion: _Criterion, settings: SelectionSettings, cap
             pool.iloc[chosen], rank, bound[chosen], binding[chosen], settings, sizes, regions
         )
     flows += _grow(model, criterion, sizes, why, settings, cap_settings)
-    for position in np.flatnonzero(sizes == 0):
+    for position in np.flatnonzero(sizes == 0).tolist():
         if bound[position] < settings.min_mw - 1e-9:
             why[position] = (
                 f"not picked: fits only {bound[position]:g} MW next to the chosen sites ({binding[position]})"
@@ -439,10 +553,17 @@ def _on_grid(mw: np.ndarray, settings: SelectionSettings) -> np.ndarray:
     return np.floor(np.minimum(mw, settings.max_mw) / settings.step_mw + 1e-9) * settings.step_mw
 
 
-def _grow(model, criterion, sizes, why, settings, cap_settings) -> int:
+def _grow(
+    model: FlowModel,
+    criterion: _Criterion,
+    sizes: np.ndarray,
+    why: dict[int, str],
+    settings: SelectionSettings,
+    cap_settings: CapacitySettings,
+) -> int:
     """Give each site below the maximum whatever room the final set leaves it, one at a time."""
     flows = 0
-    for position in np.flatnonzero((sizes > 0) & (sizes < settings.max_mw)):
+    for position in np.flatnonzero((sizes > 0) & (sizes < settings.max_mw)).tolist():
         others = sizes.copy()
         others[position] = 0.0
         fit, _binding, count = _fit(model, criterion, others, np.array([position]), cap_settings)
@@ -454,7 +575,13 @@ def _grow(model, criterion, sizes, why, settings, cap_settings) -> int:
     return flows
 
 
-def _fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
+def _fit(
+    model: FlowModel,
+    criterion: _Criterion,
+    sizes: np.ndarray,
+    eligible: np.ndarray,
+    cap_settings: CapacitySettings,
+) -> tuple[np.ndarray, list[str], int]:
     """Largest size per eligible candidate with the current sites fixed, over every state."""
     if criterion.flex_limit is not None:
         return _flex_fit(model, criterion, sizes, eligible, cap_settings)
@@ -481,13 +608,25 @@ def _fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
     return best, binding, flows
 
 
-def _flex_fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
-    """Largest constant size per candidate whose curtailment stays within the limit over the
-    year, with the current sites fixed at their full sizes (curtailing them would only help)."""
+def _flex_fit(
+    model: FlowModel,
+    criterion: _Criterion,
+    sizes: np.ndarray,
+    eligible: np.ndarray,
+    cap_settings: CapacitySettings,
+) -> tuple[np.ndarray, list[str], int]:
+    """Largest constant size per candidate whose curtailment stays within the limit over the year.
+
+    The current sites are fixed at their full sizes (curtailing them would only help).
+    """
     from siting.flexible import flexible_capacity
 
+    if criterion.flex_limit is None or criterion.times is None:  # only a flex criterion comes here
+        raise RuntimeError("not a flex criterion")
+
     headroom, flows = _headroom_with_others(model, criterion, sizes, eligible, cap_settings)
-    fit, binding = [], []
+    fit: list[float] = []
+    binding: list[str] = []
     for column in range(len(eligible)):
         series = pd.Series(headroom[:, column], index=criterion.times)
         load = float(flexible_capacity(series, (criterion.flex_limit,))["load_mw"].iloc[0])
@@ -500,14 +639,28 @@ def _flex_fit(model, criterion: _Criterion, sizes, eligible, cap_settings):
     return np.array(fit), binding, flows
 
 
-def _headroom_with_others(model, criterion: _Criterion, sizes, sites, cap_settings):
+def _headroom_with_others(
+    model: FlowModel,
+    criterion: _Criterion,
+    sizes: np.ndarray,
+    sites: np.ndarray,
+    cap_settings: CapacitySettings,
+) -> tuple[np.ndarray, int]:
     states, limits, _ = criterion.groups[0]
     fixed = dataclasses.replace(states, fixed_site_mw=sizes)
     result = hosting_capacity(model, fixed, limits, cap_settings, sites=sites)
     return np.nan_to_num(result.hc_mw, nan=0.0), result.flows
 
 
-def _pick_reason(row, rank, size, binding, settings, sizes, regions) -> str:
+def _pick_reason(
+    row: pd.Series,
+    rank: int,
+    size: float,
+    binding: str,
+    settings: SelectionSettings,
+    sizes: np.ndarray,
+    regions: np.ndarray,
+) -> str:
     others = int((sizes > 0).sum()) - 1
     parts = [
         f"pick {rank}: {size:g} MW"
@@ -525,7 +678,7 @@ def _pick_reason(row, rank, size, binding, settings, sizes, regions) -> str:
     return "; ".join(parts)
 
 
-def _not_picked(position, sizes, regions, settings) -> str:
+def _not_picked(position: int, sizes: np.ndarray, regions: np.ndarray, settings: SelectionSettings) -> str:
     if (sizes > 0).sum() >= settings.sites:
         return f"not picked: the {settings.sites} sites were chosen before it"
     if settings.quota is not None and ((sizes > 0) & (regions == regions[position])).sum() >= settings.quota:
@@ -533,7 +686,9 @@ def _not_picked(position, sizes, regions, settings) -> str:
     return "not picked"
 
 
-def _naive(table, pool, settings, column):
+def _naive(
+    table: pd.DataFrame, pool: pd.DataFrame, settings: SelectionSettings, column: str
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Top K candidates by individual capacity, each at that capacity clipped to the size range."""
     ranked = pool.sort_values("capacity_mw", ascending=False, kind="stable").head(settings.sites)
     size = _on_grid(ranked["capacity_mw"].to_numpy(float), settings)
@@ -551,7 +706,9 @@ class JointCheck(NamedTuple):
     flows: int
 
 
-def _joint_check(model, criterion: _Criterion, sizes, cap_settings) -> JointCheck:
+def _joint_check(
+    model: FlowModel, criterion: _Criterion, sizes: np.ndarray, cap_settings: CapacitySettings
+) -> JointCheck:
     """All sites at their sizes through every state: worst values and every violation."""
     if criterion.flex_limit is not None:
         return _flex_joint_check(model, criterion, sizes, cap_settings)
@@ -580,9 +737,14 @@ def _joint_check(model, criterion: _Criterion, sizes, cap_settings) -> JointChec
     return JointCheck((worst_low, worst_high, worst_loading), violations, flows)
 
 
-def _flex_joint_check(model, criterion: _Criterion, sizes, cap_settings):
+def _flex_joint_check(
+    model: FlowModel, criterion: _Criterion, sizes: np.ndarray, cap_settings: CapacitySettings
+) -> JointCheck:
     """Each site's curtailment over the year with every other site at its full size."""
     from siting.flexible import curtailment_rate
+
+    if criterion.flex_limit is None or criterion.times is None:  # only a flex criterion comes here
+        raise RuntimeError("not a flex criterion")
 
     rows, flows = [], 0
     years = criterion.times.year.to_numpy()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -29,6 +31,9 @@ from siting.screening import Screening, ScreeningSettings
 from siting.selection import Selection, SelectionSettings
 from siting.sources.grid import Grid
 from siting.sources.profiles import PEAK_CASE
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "data" / "studies"
 DEFAULT_STUDY = STUDIES_DIR / "default.toml"
@@ -121,7 +126,44 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 @dataclass(frozen=True)
 class Study:
-    """A validated study: every stage's settings."""
+    """A validated study: every stage's settings.
+
+    Parameters
+    ----------
+    name : str
+        Study name: the report's title and folder name.
+    grid : str
+        Grid source, as ``load_grid`` takes it.
+    source : str
+        The study file, or ``study`` for a dict.
+    limits : StudyLimits
+        Limits where the model has none, shared by every stage.
+    capacity, selection, fleet : CapacitySettings, SelectionSettings, FleetSettings
+        Each stage's settings.
+    layers : dict of str to Path
+        GIS layer files by kind.
+    load_scale : float or str
+        Factor on every load profile, or ``peak-case`` (see ``load_scale_factor``).
+    step_minutes : float or None
+        Simulation step (min), a multiple of the profiles' own; None keeps theirs.
+    demand : Path or None
+        A demand CSV (tokens/s) replacing the workload model.
+    out : Path or None
+        Report folder the file asks for.
+    description : str
+        A line under the report's title.
+    screening : ScreeningSettings or None
+        Interconnection screening of the picked sites; None: none.
+    screening_peak_policy : str
+        Whose simulated peaks (MW) trip in the screening's fleet trip.
+    pdf : bool
+        Also write report.pdf.
+    flex_levels : tuple of str
+        Levels of the flexibility curve (firm, peak, flex-<percent>); empty: no curve.
+    own_data : dict
+        Keywords of ``siting.sources.own.with_own_data``: the user's profiles, coordinates,
+        substations.
+    """
 
     name: str
     grid: str
@@ -140,11 +182,29 @@ class Study:
     screening_peak_policy: str = "grid-aware"  # whose simulated peaks trip in the fleet trip
     pdf: bool = False
     flex_levels: tuple[str, ...] = ()  # the flexibility curve's levels; () computes none
-    own_data: dict[str, object] = field(default_factory=dict)  # siting.sources.own.with_own_data keywords
+    own_data: dict[str, Any] = field(default_factory=dict)  # siting.sources.own.with_own_data keywords
 
 
 def read_study(path: Path | None = None) -> Study:
-    """A study file (default: the shipped default study)."""
+    """Read and check a study file.
+
+    Parameters
+    ----------
+    path : Path, optional
+        A study TOML file; relative paths in it are relative to the file (default: the
+        shipped default study).
+
+    Returns
+    -------
+    Study
+        Every stage's settings, checked.
+
+    Raises
+    ------
+    UsageError
+        A missing or malformed file, an unknown key, or a value a setting cannot take (naming
+        the file and key).
+    """
     path = Path(path) if path is not None else DEFAULT_STUDY
     return study_from_dict(read_toml(path, "study"), source=str(path), base=path.parent)
 
@@ -271,8 +331,8 @@ OWN_VALUES = {
 }
 
 
-def _own_data(data: dict, base: Path, source: str) -> dict[str, object]:
-    own: dict[str, object] = {
+def _own_data(data: dict, base: Path, source: str) -> dict[str, Any]:
+    own: dict[str, Any] = {
         field: _existing(resolve_path(base, data[key]), key, source)
         for key, field in OWN_FILES.items()
         if key in data
@@ -338,7 +398,7 @@ STUDY_KEYS = {
 }
 
 
-def _settings(cls, table: str, source: str, **values):
+def _settings[T](cls: Callable[..., T], table: str, source: str, **values: object) -> T:
     """``cls(**values)``, a SettingError renamed to the study's key (``file: table.key``)."""
     try:
         return cls(**values)
@@ -346,7 +406,7 @@ def _settings(cls, table: str, source: str, **values):
         raise _renamed(err, table, source) from err
 
 
-def _checked(source: str, key: str, check, *args, **kwargs) -> None:
+def _checked(source: str, key: str, check: Callable[..., object], *args: object, **kwargs: object) -> None:
     try:
         check(*args, **kwargs)
     except SettingError as err:
@@ -358,7 +418,9 @@ def _renamed(err: SettingError, table: str, source: str) -> UsageError:
     if err.field in ("pf", "n1_hops", "at", "cap_mw"):
         table = "capacity"
     qualified = key if "." in key else f"{table}.{key}"
-    value = err.value * 100 if err.field == "emergency_factor" else err.value
+    value = err.value
+    if err.field == "emergency_factor" and isinstance(value, int | float):  # the key is in %
+        value = value * 100
     return err.named(f"{source}: {qualified} =", value)
 
 
@@ -406,7 +468,7 @@ def _check_table(table: dict, name: str, source: str) -> None:
             raise UsageError(f"{source}: {name}.{key} = {value!r}: must be {wanted}")
 
 
-def _fields(cls) -> set[str]:
+def _fields(cls: type[Any]) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
@@ -486,7 +548,7 @@ def compute_study(
     if grid.profiles is not None:
         year, factor = simulation_year(grid, load_scale=study.load_scale, step_minutes=study.step_minutes)
         if study.demand:
-            demand = read_demand_csv(study.demand, year.profiles.index)
+            demand = read_demand_csv(study.demand, year.require_profiles("for the demand").index)
     try:
         operating_point(grid, study.capacity.at)
     except SettingError as err:
@@ -505,7 +567,7 @@ def compute_study(
         sites = fleet_sites(selection.sites, year, source=f"{study.source}: selected sites")
         if demand is None:
             demand = modelled_demand(year, sites, study.fleet)
-        say(f"[3/4] simulating the fleet over {len(year.profiles):,} steps")
+        say(f"[3/4] simulating the fleet over {len(year.require_profiles('to simulate')):,} steps")
         fleet = simulate(year, sites, demand, study.fleet, progress=indented(say))
         if study.flex_levels:
             say(f"how many MW flexibility buys: {', '.join(study.flex_levels)}")
@@ -535,7 +597,7 @@ def compute_study(
     return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started, screening, curve)
 
 
-def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str):
+def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str) -> np.ndarray | None:
     """Each selected site's highest power (MW) in the simulated year under ``policy``, or None."""
     if fleet is None:
         return None
@@ -562,8 +624,10 @@ def study_capacity(
 
 
 def write_study(results: StudyResults, out: Path) -> None:
-    """The report folder ``out``, written whole or not at all: each stage's tables in its own
-    subfolder, then the report (index.html, figures, results.gpkg, Parquet, manifest).
+    """Write the report folder ``out``, whole or not at all.
+
+    Each stage's tables go in a subfolder of their own, then the report (index.html, figures,
+    results.gpkg, Parquet, manifest).
     """
     from siting.capacity import write_capacity
     from siting.fleet import write_fleet
@@ -575,13 +639,14 @@ def write_study(results: StudyResults, out: Path) -> None:
     study = results.study
     with atomic_folder(Path(out)) as folder:
         files = {}
-        for name, writer, result in (
+        stages: tuple[tuple[str, Callable[[Any, Path], list[str]], object], ...] = (
             ("capacity", write_capacity, results.capacity),
             ("selection", write_selection, results.selection),
             ("simulation", write_fleet, results.fleet),
             ("screening", write_screening, results.screening),
             ("flexibility", _write_flex_curve, results.flex_curve),
-        ):
+        )
+        for name, writer, result in stages:
             if result is not None:
                 (folder / name).mkdir()
                 files[name] = writer(result, folder / name)
@@ -628,6 +693,31 @@ def run_study(
     """Run every stage and write the report folder ``out``; returns the headline numbers.
 
     ``out`` is checked before anything is computed (see ``siting.outputs.check_output_folder``).
+
+    Parameters
+    ----------
+    study : Study
+        The study, e.g. from ``read_study``.
+    out : Path
+        The report folder, written whole or not at all.
+    progress : callable, optional
+        Called with a line of text as each part starts.
+    capacity : CapacityStudy, optional
+        The capacity stage's result, if already computed with the study's settings.
+    grid : Grid, optional
+        The grid, if already loaded (it is not modified).
+
+    Returns
+    -------
+    dict
+        The headline numbers (MW, shares, counts), as in the report's summary and manifest.
+
+    Raises
+    ------
+    UsageError
+        ``out`` is not a folder siting may write, or an input the study names is missing.
+    SitingError
+        No substation can host a site of the minimum size, or a stage fails on the grid.
     """
     check_output_folder(out, f"{study.source}: out" if study.out == out else "--out")
     results = compute_study(study, progress, capacity=capacity, grid=grid)

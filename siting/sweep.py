@@ -26,12 +26,12 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
@@ -41,7 +41,7 @@ from siting.sources.catalog import model_file
 from siting.study import OWN_FILES, read_toml, resolve_path
 
 if TYPE_CHECKING:
-    from distributed import Client, Future
+    from distributed import Client, Future, as_completed
 
     from siting.capacity import CapacityStudy
     from siting.sources.grid import Grid
@@ -103,6 +103,7 @@ def sweep_from_dict(
     for key in RESERVED:
         if key in base_study:
             raise UsageError(f"{source}: 'base.{key}' is set by the sweep ({_reserved_hint(key)})")
+    scenarios: Iterable[tuple[str, dict, str | None]]
     if "case" in data:
         scenarios = _explicit(data["case"], grids, source)
     else:
@@ -156,13 +157,15 @@ def _reserved_hint(key: str) -> str:
 def _cross(vary: dict, grids: list[str], source: str) -> Iterator[tuple[str, dict, str | None]]:
     """Every grid × every combination of the varied values, grids outermost, keys in file order."""
     varied = _flatten(vary)
+    choices: list[list] = []
     for key, values in varied.items():
         if key.split(".")[0] in RESERVED:
             raise UsageError(f"{source}: 'vary.{key}' is set by the sweep ({_reserved_hint(key)})")
         if not isinstance(values, list) or not values:
             raise UsageError(f"{source}: 'vary.{key}' must be a non-empty list of values")
+        choices.append(values)
     for grid in grids:
-        for combination in itertools.product(*varied.values()):
+        for combination in itertools.product(*choices):
             yield grid, dict(zip(varied, combination, strict=True)), None
 
 
@@ -273,8 +276,9 @@ def _grid_source(grid: str) -> str:
 
 
 def _resolve_paths(study: dict, base: Path) -> None:
-    """Demand, layer and own-data files relative to the sweep file (as a study file's are to it), made
-    absolute so that workers started in another folder find them.
+    """Demand, layer and own-data files made absolute, so that workers in another folder find them.
+
+    In the sweep file they are relative to it, as a study file's are to the study file.
     """
     workload = study.get("workload")
     if isinstance(workload, dict) and isinstance(workload.get("demand"), str):
@@ -313,8 +317,9 @@ def _check_studies(cases: tuple[Case, ...], source: str) -> None:
 
 
 def run_case(study: dict, out: str | Path, capacity: CapacityStudy | None = None) -> dict[str, object]:
-    """Run one case's study into the folder ``out``; return its row of sweep.csv: status, error,
-    the study's headline numbers and ``run_seconds`` (wall time, s).
+    """Run one case's study into the folder ``out``; return its row of sweep.csv.
+
+    The row has the status, error, the study's headline numbers and ``run_seconds`` (wall time, s).
 
     A ``SitingError`` (a grid that does not load, a base case that does not converge, no site
     possible) is the case's result, recorded as failed; anything else is raised (and retried).
@@ -372,11 +377,12 @@ def _case_task(study: dict, parts: tuple[_Part | _Failure, ...] = ()) -> dict[st
     failure = next((p for p in parts if isinstance(p, _Failure)), None)
     if failure is not None:
         return {"row": _failed(failure.error), "files": {}}
-    capacity = merge_capacity([p.capacity for p in parts], parts[0].outages) if parts else None
+    done = [p for p in parts if isinstance(p, _Part)]  # all of them: none failed
+    capacity = merge_capacity([p.capacity for p in done], done[0].outages) if done else None
     with tempfile.TemporaryDirectory(prefix="siting-sweep-") as scratch:
         out = Path(scratch) / "case"
         row = run_case(study, out, capacity)
-        row["run_seconds"] = round(row["run_seconds"] + sum(p.seconds for p in parts), 2)
+        row["run_seconds"] = round(cast(float, row["run_seconds"]) + sum(p.seconds for p in done), 2)
         files = {
             path.relative_to(out).as_posix(): path.read_bytes()
             for path in sorted(out.rglob("*"))
@@ -386,8 +392,10 @@ def _case_task(study: dict, parts: tuple[_Part | _Failure, ...] = ()) -> dict[st
 
 
 def _substation_ids(study_data: dict) -> list[int] | _Failure:
-    """The substation ids of a case's grid (with its own data) in table order, to decide
-    whether its capacity is chunked."""
+    """The substation ids of a case's grid (with its own data) in table order.
+
+    They decide whether the case's capacity is chunked.
+    """
     from siting.study import study_from_dict, study_grid
 
     try:
@@ -455,8 +463,9 @@ def _grid_key(study: dict) -> str:
 
 
 def chunks(ids: list[int], size: int) -> list[list[int]]:
-    """``ids`` in consecutive chunks of at most ``size`` (one chunk if ``size`` is 0 or more than
-    there are ids).
+    """``ids`` in consecutive chunks of at most ``size``.
+
+    One chunk if ``size`` is 0 or more than there are ids.
     """
     if size <= 0 or len(ids) <= size:
         return [list(ids)]
@@ -473,13 +482,36 @@ def run_sweep(
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Run every case as Dask tasks and write ``out`` whole: sweep.csv (one row per case, in
-    the sweep's order), cases/<case>/ (each case's study folder) and manifest.json.
+    """Run every case as Dask tasks and write ``out`` whole.
 
-    ``scheduler`` is a Dask scheduler address (tcp://host:port); without one a LocalCluster of
-    ``workers`` processes (default: one per core, one thread each) runs here and stops after.
-    Returns the sweep.csv table. If every case fails, ``out`` is left as it was and the error
-    names each case's failure (SitingError).
+    ``out`` gets sweep.csv (one row per case, in the sweep's order), cases/<case>/ (each case's
+    study folder) and manifest.json.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The cases, e.g. from ``read_sweep``.
+    out : Path
+        The sweep's output folder.
+    scheduler : str, optional
+        A Dask scheduler address (tcp://host:port); without one a LocalCluster runs here and
+        stops after.
+    workers : int, optional
+        Worker processes of the local cluster (default: one per core, one thread each).
+    progress : callable, optional
+        Called with a line of text at the start and as each case finishes.
+
+    Returns
+    -------
+    DataFrame
+        The sweep.csv table.
+
+    Raises
+    ------
+    UsageError
+        The scheduler cannot be reached, fewer than one worker, or ``out`` may not be written.
+    SitingError
+        Every case failed; ``out`` is left as it was and the error names the first failures.
     """
     from siting.outputs import atomic_folder, check_output_folder, manifest, write_json
 
@@ -570,7 +602,7 @@ class _Runner:
         self.roles: dict[str, tuple[str, object]] = {}  # task key → ("grid", cases) or ("case", case)
         self.parts: dict[str, tuple[Future, int]] = {}  # capacity chunk key → future, cases waiting
         self.waiting: dict[str, list[str]] = {}  # case name → its capacity chunk keys
-        self.pending = None
+        self.pending: as_completed | None = None  # made in run()
 
     def run(self) -> dict[str, dict[str, object]]:
         from distributed import as_completed
@@ -596,12 +628,16 @@ class _Runner:
                 error = "cancelled" if future.cancelled() else _one_line(future.exception())
             future.release()
             if role == "grid":
-                self._grid_known(what, result, error)
+                self._grid_known(cast(list[Case], what), result, error)
             else:
-                self._case_done(what, result, error)
+                self._case_done(cast(Case, what), result, error)
         return self.rows
 
-    def _submit(self, key: str, role: tuple[str, object], function, *args) -> Future:
+    def _submit(
+        self, key: str, role: tuple[str, object], function: Callable[..., object], *args: object
+    ) -> Future:
+        if self.pending is None:
+            raise RuntimeError("tasks are submitted by run()")
         future = self.client.submit(function, *args, key=key, retries=self.sweep.retries, pure=False)
         self.roles[key] = role
         self.pending.add(future)
@@ -611,9 +647,10 @@ class _Runner:
         self._submit(f"case-{case.name}-{self.token}", ("case", case), _case_task, case.study, parts)
 
     def _grid_known(self, cases: list[Case], ids: list[int] | _Failure | None, error: str | None) -> None:
-        if isinstance(ids, _Failure) or error is not None:
+        if isinstance(ids, _Failure) or error is not None or ids is None:
+            reason = error or (ids.error if isinstance(ids, _Failure) else "no result")
             for case in cases:
-                self._record(case, _failed(error or ids.error), {})
+                self._record(case, _failed(reason), {})
             return
         groups = chunks(ids, self.sweep.chunk_substations)
         for case in cases:
@@ -625,8 +662,9 @@ class _Runner:
             self._submit_case(case, tuple(self.parts[k][0] for k in keys))
 
     def _capacity_part(self, case: Case, ids: list[int]) -> str:
-        """The key of a chunk's capacity task; cases with the same grid and capacity settings
-        share it, so it runs once.
+        """The key of a chunk's capacity task.
+
+        Cases with the same grid and capacity settings share it, so it runs once.
         """
         inputs = {"grid": _grid_key(case.study), **{k: case.study.get(k) for k in ("limits", "capacity")}}
         digest = hashlib.sha256(json.dumps([inputs, ids], sort_keys=True).encode()).hexdigest()[:16]
@@ -669,8 +707,9 @@ class _Runner:
 
 
 def sweep_table(sweep: Sweep, rows: dict[str, dict[str, object]]) -> pd.DataFrame:
-    """One row per case in the sweep's order: case, grid, status, error, the varied keys, the
-    headline numbers, run_seconds.
+    """One row per case, in the sweep's order.
+
+    Columns: case, grid, status, error, the varied keys, the headline numbers, run_seconds.
     """
     records = []
     for case in sweep.cases:
@@ -703,8 +742,9 @@ SHOWN = ("sites", "total_mw", "unused_share_at_peak")
 
 
 def sweep_text(table: pd.DataFrame) -> str:
-    """sweep.csv in short: each case's status, sites, MW and per policy served share and
-    violations; failed cases with their error below.
+    """The sweep table in short: each case's status, sites and MW, per policy served share and violations.
+
+    Failed cases follow, each with its error.
     """
     served = [c for c in table.columns if c.endswith("_served_share")]
     policy = [c for s in served for c in (s, s.removesuffix("_served_share") + "_violations")]

@@ -164,7 +164,7 @@ class DssVerifier:
         return name
 
     def check(self, bus: str, mw: float) -> _Check:
-        """Solve with ``mw`` (and its Mvar at the study power factor) at ``bus``; within limits?"""
+        """Solve with ``mw`` (MW, and its Mvar at the study power factor) at ``bus`` and check the limits."""
         if mw == 0 and self._zero is not None:
             return self._zero  # nothing added anywhere: the circuit is the same whatever the bus
         dss = self.dss

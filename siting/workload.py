@@ -171,8 +171,9 @@ def _check_index(index: pd.DatetimeIndex) -> None:
 
 
 def _index_step_s(index: pd.DatetimeIndex) -> float:
-    """The index's usual step (s). Wall-clock profiles (SimBench) repeat an hour when summer
-    time ends and skip one when it starts, so the usual step, not each difference, is the step.
+    """The index's usual step (s), not each difference.
+
+    Wall-clock profiles (SimBench) repeat an hour when summer time ends and skip one when it starts.
     """
     diffs = np.diff(index.asi8)
     values, counts = np.unique(diffs, return_counts=True)
@@ -292,7 +293,7 @@ def _fmt_step(step_ns: int) -> str:
     return f"{pd.Timedelta(int(step_ns))}"
 
 
-def _regular_step(path: Path, times: pd.DatetimeIndex) -> np.ndarray:
+def _regular_step(path: Path, times: pd.DatetimeIndex) -> int:
     """Step of the file (ns); refuse gaps and irregular steps, naming the first."""
     diffs = np.diff(times.asi8)
     values, counts = np.unique(diffs, return_counts=True)
@@ -310,7 +311,7 @@ def _regular_step(path: Path, times: pd.DatetimeIndex) -> np.ndarray:
             f"{path}: irregular step after {times[i]} (next is {times[i + 1]}, usual step "
             f"{_fmt_step(step)}); give one row per regular step"
         )
-    return step
+    return int(step)
 
 
 def read_demand_csv(path: Path, index: pd.DatetimeIndex) -> pd.DataFrame:

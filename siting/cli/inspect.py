@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import cast
 
 from siting.cli.options import add_grid, note, say
 from siting.errors import SitingError
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         say(json.dumps(json_ready(result), indent=2))
     else:
         say(_inspect_text(result, show_all=args.all))
-    if not result["base_case"]["converged"]:
+    base_case = cast(dict, result["base_case"])  # summary() with its power flow always has one
+    if not base_case["converged"]:
         raise SitingError(f"{grid.source}: the base-case power flow does not converge")
     return 0
 

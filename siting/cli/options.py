@@ -56,7 +56,9 @@ def one_line(text: object) -> str:
 def flag_error(err: SettingError) -> UsageError:
     """A settings error in the CLI's terms: the flag and the value as typed."""
     flag = FLAGS.get(err.field, "--" + err.field.replace("_", "-"))
-    value = err.value * 100 if err.field == "emergency_factor" else err.value
+    value = err.value
+    if err.field == "emergency_factor" and isinstance(value, int | float):  # the flag is in %
+        value = value * 100
     return err.named(flag, value)
 
 

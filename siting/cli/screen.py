@@ -1,5 +1,7 @@
-"""`siting screen`: the interconnection screening of a set of sites (voltage step, fleet trip,
-short-circuit strength, fault-induced load loss)."""
+"""`siting screen`: the interconnection screening of a set of sites.
+
+Voltage step, fleet trip, short-circuit strength and fault-induced load loss.
+"""
 
 from __future__ import annotations
 
@@ -81,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_folder(Path(args.out))
     if (args.sites is None) == (args.substations is None):
         raise UsageError("--sites CSV or --substations IDS --size-mw MW: give one of the two")
+    sites: Path | str  # the manifest's input: the CSV, or the substations and size asked for
     if args.sites is not None:
-        path = Path(args.sites)
+        sites = path = Path(args.sites)
         if not path.is_file():
             raise UsageError(f"--sites {path}: no such file; give the sites.csv that siting select wrote")
         try:
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.size_mw is None or not args.size_mw > 0:
             raise UsageError(f"--size-mw {args.size_mw}: give the size of the site to screen, more than 0 MW")
-        ids = substation_ids(args.substations)
+        ids = substation_ids(args.substations) or []  # never None: --substations was given
         grid = load_own(args)
         known = grid.substations.set_index("id")
         unknown = sorted(set(ids) - set(known.index))
@@ -110,13 +113,13 @@ def run(args: argparse.Namespace) -> int:
                 "size_mw": args.size_mw,
             }
         )
-        path = f"substations {args.substations} at {args.size_mw:g} MW"
+        sites = f"substations {args.substations} at {args.size_mw:g} MW"
     note(f"  screening {len(table)} site(s): voltage steps, fleet trip, short circuit, faults …")
     screening = screen_sites(grid, table, settings=settings)
     files = write_output(
         out,
         lambda folder: write_screening(screening, folder),
-        inputs={**grid.inputs(), "sites": path},
+        inputs={**grid.inputs(), "sites": sites},
         settings=settings.record(),
         results=screening.summary,
         started=started,

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     year, factor = simulation_year(grid, load_scale=args.load_scale, step_minutes=args.step)
     sites = read_sites(Path(args.sites), year)
     if args.demand:
-        demand = read_demand_csv(Path(args.demand), year.profiles.index)
+        demand = read_demand_csv(Path(args.demand), year.require_profiles("for the demand").index)
     else:
         demand = modelled_demand(year, sites, settings)
     result = simulate(year, sites, demand, settings, progress=Reporter(prefix=lambda: "  "))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -211,9 +212,11 @@ class EngineOptions:
 
 
 def q_limits_default(net: pandapowerNet) -> bool:
-    """Whether reactive limits should be enforced by default: where the model's in-service
-    voltage-controlled generators carry them (MATPOWER, PSS/E cases), as planning tools do;
-    not for SimBench or distribution models, whose generators have none."""
+    """Whether reactive limits should be enforced by default.
+
+    Yes where the model's in-service voltage-controlled generators carry them (MATPOWER, PSS/E
+    cases), as planning tools do; not for SimBench or distribution models, whose generators have none.
+    """
     return _has_q_limits(net)
 
 
@@ -225,7 +228,7 @@ def _has_q_limits(net: pandapowerNet) -> bool:
 
 def prepare(
     net: pandapowerNet,
-    site_buses: np.ndarray | list[int] = (),
+    site_buses: np.ndarray | Sequence[int] = (),
     source: str = "grid",
     enforce_q_lims: bool = False,
     balance: Balance = Balance(),
@@ -265,7 +268,7 @@ def prepare(
         pv_share = np.bincount(gen_pv_row[keep], share[keep], len(pgm.pv_bus))
         if not pv_share.sum() > 0:
             raise UsageError("balance = 'participation': no weighted generator at a voltage-controlled bus")
-        pv_share /= pv_share.sum()
+        pv_share /= pv_share.sum()  # type: ignore[misc]  # numpy types bincount as int; weighted, it is float
         slack_p = float(net.res_ext_grid["p_mw"].sum())
     return FlowModel(
         net=net,
@@ -310,8 +313,8 @@ def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None)
         return result
     size = chunk_size or _default_chunk(model)
     for start in range(0, n, size):
-        rows = slice(start, min(start + size, n))
-        _solve_chunk(model, scenarios.take(rows), result, rows)
+        chunk = slice(start, min(start + size, n))
+        _solve_chunk(model, scenarios.take(chunk), result, chunk)
     return result
 
 
@@ -321,8 +324,10 @@ MIN_OUTAGE_GROUP = 8  # scenarios sharing one outage that are worth a model of t
 def _outage_groups(
     outages: tuple[Outage | tuple[Outage, ...] | None, ...] | None,
 ) -> tuple[list[tuple[tuple[Outage, ...], np.ndarray]], np.ndarray]:
-    """Outages shared by at least MIN_OUTAGE_GROUP scenarios, with their positions, and the
-    positions of every other scenario (none when no outage repeats enough)."""
+    """Outages shared by at least MIN_OUTAGE_GROUP scenarios, with their positions.
+
+    Also the positions of every other scenario (none when no outage repeats enough).
+    """
     if outages is None:
         return [], np.arange(0)
     positions: dict[tuple[Outage, ...], list[int]] = {}
@@ -469,7 +474,7 @@ def _update(model: FlowModel, scenarios: Scenarios) -> dict:
     loads["q_specified"] = (
         np.concatenate([(demand_q[:, None, :] * pgm.zip_q.T[None]).reshape(n, -1), site_q], axis=1) * MEGA
     )
-    update = {ComponentType.sym_load: loads}
+    update: dict[ComponentType, np.ndarray | dict[str, np.ndarray]] = {ComponentType.sym_load: loads}
     if len(pgm.pv_bus):
         gens = initialize_array(DatasetType.update, ComponentType.sym_gen, (n, len(pgm.pv_bus)))
         gens["id"] = pgm.pv_gen_ids
@@ -524,11 +529,14 @@ def _outage_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] 
 
 
 def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
-    """Without PV buses: iterative current first (its factorised matrix is reused across
+    """Solve a batch update with the fastest PGM method that converges.
+
+    Without PV buses: iterative current first (its factorised matrix is reused across
     scenarios, so it is fastest), and Newton-Raphson for scenarios it cannot solve. With PV
     buses (voltage regulators, which only Newton-Raphson models): Newton-Raphson from a flat
     start, since PGM's default linear start diverges on large transmission cases
-    (ACTIVSg2000's base case among them)."""
+    (ACTIVSg2000's base case among them).
+    """
     if len(model.pgm.pv_bus):
         return _run_method(
             model, update, outputs, CalculationMethod.newton_raphson, CalculationInitialization.flat
@@ -545,9 +553,12 @@ def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.nd
 
 
 def _run_balanced(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
-    """``_run_pgm``, and with participation the outer balance loop: the slack's excess over
-    its base-case output moves to the participating generators, in their shares, until it is
-    within ``BALANCE_TOLERANCE_MW`` (each round a slack-bus solve; losses make it more than one)."""
+    """``_run_pgm``, and with participation the outer balance loop.
+
+    The slack's excess over its base-case output moves to the participating generators, in their
+    shares, until it is within ``BALANCE_TOLERANCE_MW`` (each round a slack-bus solve; losses make
+    it more than one).
+    """
     if model.pv_share is None:
         return _run_pgm(model, update, outputs)
     outputs = {**outputs, ComponentType.source: ["p"]}
@@ -580,7 +591,9 @@ def _put(result: dict, rows: np.ndarray, part: dict) -> None:
 
 def batch_threads() -> int:
     """Threads per batch calculation: ``SITING_THREADS`` (0, the default, uses every core).
-    A sweep's worker processes set it so that together they fill the machine, not each."""
+
+    A sweep's worker processes set it so that together they fill the machine, not each.
+    """
     text = os.environ.get("SITING_THREADS", "0")
     try:
         threads = int(text)
@@ -698,7 +711,8 @@ def _enforce_q_limits(
         rows, columns = np.nonzero(above | below)
         switch[rows, pgm.pv_gen_bus[columns]] = True
         q_fixed = np.zeros((len(active), n_pv))
-        np.add.at(q_fixed, (slice(None), pgm.pv_gen_bus), fixed)
+        # numpy's stubs refuse a (slice, array) index for ufunc.at; numpy takes it
+        np.add.at(q_fixed, (slice(None), pgm.pv_gen_bus), fixed)  # type: ignore[arg-type]
         gens["q_specified"][active] = np.where(switch, q_fixed * MEGA, gens["q_specified"][active])
         regulators["status"][active] = np.where(switch, 0, regulators["status"][active])
         active = active[switch.any(axis=1)]

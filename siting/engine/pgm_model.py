@@ -82,7 +82,7 @@ class PgmModel:
 
 
 def base_power_flow(net: pandapowerNet, source: str) -> None:
-    """pandapower runpp on the net as it is: it builds ``net._ppc`` and the base-case angles.
+    """Pandapower runpp on the net as it is: it builds ``net._ppc`` and the base-case angles.
 
     numba stays off: one flow does not repay its compile time (seconds).
     """

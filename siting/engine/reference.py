@@ -39,13 +39,16 @@ def reference_hosting_capacity(
     def thermal(p_mw: float) -> tuple[np.ndarray, np.ndarray]:
         if limits.pre_existing != "contribution":
             return bounds["line"], bounds["trafo"]
+        per_line, per_trafo = limits.line_percent_per_mw, limits.trafo_percent_per_mw
+        if per_line is None or per_trafo is None:  # element_limits sets both under "contribution"
+            raise ValueError("the contribution policy's limits come without their loading per MW")
         # an element the base overloads may rise by what the cutoff distribution factor adds
         with np.errstate(invalid="ignore"):
             over_line = np.where(base[1] > limits.line_percent + 1e-6, base[1], np.nan)
             over_trafo = np.where(base[2] > limits.trafo_percent + 1e-6, base[2], np.nan)
         return (
-            np.fmax(bounds["line"], over_line + limits.line_percent_per_mw * p_mw),
-            np.fmax(bounds["trafo"], over_trafo + limits.trafo_percent_per_mw * p_mw),
+            np.fmax(bounds["line"], over_line + per_line * p_mw),
+            np.fmax(bounds["trafo"], over_trafo + per_trafo * p_mw),
         )
 
     def feasible(k: int) -> bool:

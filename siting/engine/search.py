@@ -1,5 +1,6 @@
-"""The bracketed hosting-capacity search: operating states, their limits, and the largest load
-each (state, site) pair can take.
+"""The bracketed hosting-capacity search: the largest load each (state, site) pair can take.
+
+The operating states and their limits are defined here too.
 
 All (operating state × site) pairs of a question advance together. Each pair keeps a bracket on
 the resolution grid — the largest load known to be feasible and the smallest known to be
@@ -18,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, Outage, Scenarios, solve
+from siting.engine.flow import FlowModel, FlowResult, Outage, Scenarios, solve
 from siting.limits import ElementLimits
 from siting.progress import Progress, tally
 
@@ -37,13 +38,20 @@ MAX_RESULT_CELLS = 20_000_000
 class SearchGrid(Protocol):
     """The added load a search places: its resolution (MW), number of steps to the cap, Mvar per MW."""
 
-    resolution_mw: float
+    @property
+    def resolution_mw(self) -> float:
+        """Step of the search grid (MW)."""
+        ...
 
     @property
-    def steps(self) -> int: ...
+    def steps(self) -> int:
+        """Resolution steps from zero to the cap."""
+        ...
 
     @property
-    def q_per_mw(self) -> float: ...
+    def q_per_mw(self) -> float:
+        """Mvar drawn per MW of added load."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,7 @@ class States:
         n_sites: int = 0,
         q_per_mw: float = 0.0,
     ) -> Scenarios:
-        """One scenario per state, with ``p_mw`` added at site ``sites`` (none if not given) on
-        top of the fixed site loads."""
+        """One scenario per state: the fixed site loads, plus ``p_mw`` (MW) at ``sites`` if given."""
         site_p = None
         fixed = self.fixed_site_mw
         if fixed is not None:
@@ -134,12 +141,16 @@ class StateLimits:
         )
 
     def thermal(self, state: np.ndarray, added_mw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Line and transformer limits (%, one row per scenario of states ``state``) when
-        ``added_mw`` (MW per scenario) is added: under "contribution" an element the state
-        already overloads may rise by what the cutoff distribution factor would add."""
+        """Line and transformer limits (%, one row per scenario of states ``state``).
+
+        With ``added_mw`` (MW per scenario) added: under "contribution" an element the state
+        already overloads may rise by what the cutoff distribution factor would add.
+        """
         line, trafo = self.line[state], self.trafo[state]
         if self.line_base is None or added_mw is None:
             return line, trafo
+        if self.trafo_base is None or self.line_per_mw is None or self.trafo_per_mw is None:
+            raise ValueError("the contribution policy's limits come with all four of their fields")
         added = np.asarray(added_mw, dtype=float).reshape(-1, 1)
         return (
             np.fmax(line, self.line_base[state] + self.line_per_mw * added),
@@ -177,7 +188,7 @@ def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> Sta
     return dataclasses.replace(relaxed, base_margin=np.maximum(margin, 0.0))
 
 
-def _contribution(limits: ElementLimits, base) -> dict[str, np.ndarray]:
+def _contribution(limits: ElementLimits, base: FlowResult) -> dict[str, np.ndarray | None]:
     """StateLimits' "contribution" fields: base loadings of the elements each state overloads."""
     if limits.pre_existing != "contribution":
         return {}
@@ -195,8 +206,11 @@ def _contribution(limits: ElementLimits, base) -> dict[str, np.ndarray]:
 def binding_limits(
     limits: ElementLimits, vm: np.ndarray, line: np.ndarray, trafo: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Lower and upper voltage, line and transformer limits that bind added load, given the
-    base values (per state, or one base) and the limits' pre-existing-violation policy."""
+    """Lower and upper voltage, line and transformer limits that bind added load.
+
+    They follow from the base values (per state, or one base) and the limits'
+    pre-existing-violation policy.
+    """
     du, dp = limits.worsening_pu, limits.worsening_percent
     bounds = (
         relaxed_limit(limits.vmin_pu, vm, -du),
@@ -217,16 +231,20 @@ def binding_limits(
 
 
 def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.ndarray:
-    """The limit that binds added load, for one or many base states (``worsening`` < 0 for a
-    lower limit): the model's limit, or the base value moved by ``worsening`` if that is
-    beyond it. So a limit the base case violates binds only if added load makes it worse, and
-    one the base case sits at binds only beyond numerical noise; the rule is continuous."""
+    """The limit that binds added load, for one or many base states.
+
+    It is the model's limit, or the base value moved by ``worsening`` (< 0 for a lower limit) if
+    that is beyond it. So a limit the base case violates binds only if added load makes it worse,
+    and one the base case sits at binds only beyond numerical noise; the rule is continuous.
+    """
     if worsening > 0:
         return np.fmax(limit, base + worsening)
     return np.fmin(limit, base + worsening)
 
 
-def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarray) -> pd.DataFrame:
+def _violations(
+    model: FlowModel, base: FlowResult, limits: ElementLimits, usable: np.ndarray
+) -> pd.DataFrame:
     found = violations_of(
         model,
         base,
@@ -242,7 +260,15 @@ def _violations(model: FlowModel, base, limits: ElementLimits, usable: np.ndarra
 VIOLATION_COLUMNS = ["state", "criterion", "element", "value", "limit"]
 
 
-def violations_of(model: FlowModel, result, vmin, vmax, line, trafo, tolerance: float) -> pd.DataFrame:
+def violations_of(
+    model: FlowModel,
+    result: FlowResult,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    line: np.ndarray,
+    trafo: np.ndarray,
+    tolerance: float,
+) -> pd.DataFrame:
     """Every value of ``result`` beyond its limit by more than ``tolerance``, one row each.
 
     Limits are per element (1-D) or per scenario and element (2-D); ``state`` is the scenario's
@@ -285,6 +311,7 @@ def violations_of(model: FlowModel, result, vmin, vmax, line, trafo, tolerance: 
 
 
 def element_name(table: pd.DataFrame, position: int) -> str:
+    """The element at ``position`` of a pandapower table: its name, or ``#<index>`` without one."""
     name = table["name"].iloc[position]
     return str(name) if isinstance(name, str) and name else f"#{table.index[position]}"
 
@@ -295,7 +322,7 @@ def hosting_capacity(
     limits: StateLimits,
     settings: SearchGrid,
     sites: np.ndarray | None = None,
-    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    pairs: tuple[np.ndarray, ...] | None = None,
     progress: Progress | None = None,
     label: str = "(state, site) pairs",
 ) -> HostingResult:
@@ -311,8 +338,8 @@ def hosting_capacity(
     criterion = np.full((states.n, len(sites)), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, len(sites)), -1, dtype=np.int64)
     if pairs is None:
-        state_of, site_col = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
-        state_of, site_col = state_of.ravel(), site_col.ravel()
+        on_grid = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
+        state_of, site_col = on_grid[0].ravel(), on_grid[1].ravel()
     else:
         state_of, site_col = (np.asarray(p, dtype=np.int64) for p in pairs)
         keep = limits.usable[state_of]
@@ -336,15 +363,26 @@ def hosting_capacity(
 
 
 def worst_state(result: HostingResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per site (column): the lowest capacity over the states (MW; inf where no state was
-    searched), the state that gives it, and that state's binding criterion code and element."""
+    """Per site (column): the lowest capacity over the states, and what gives it.
+
+    Returns that capacity (MW; inf where no state was searched), the state that gives it, and
+    that state's binding criterion code and element.
+    """
     hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
     state = hc.argmin(axis=0)
     column = np.arange(hc.shape[1])
     return hc[state, column], state, result.criterion[state, column], result.element[state, column]
 
 
-def _bracket(model, states, limits, settings, state, site, n_sites):
+def _bracket(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: SearchGrid,
+    state: np.ndarray,
+    site: np.ndarray,
+    n_sites: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once."""
     top = settings.steps
     n = len(state)
@@ -396,7 +434,16 @@ def _bracket(model, states, limits, settings, state, site, n_sites):
     return lo, code, where, flows
 
 
-def _margin(model, states, limits, settings, state, site, p_mw, n_sites):
+def _margin(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: SearchGrid,
+    state: np.ndarray,
+    site: np.ndarray,
+    p_mw: np.ndarray,
+    n_sites: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
     scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
     return worst_margin(solve(model, scenarios), limits, state, scenarios.added_mw)
@@ -406,14 +453,17 @@ MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin
 
 
 def worst_margin(
-    result, limits: StateLimits, state: np.ndarray, added_mw: np.ndarray | None = None
+    result: FlowResult, limits: StateLimits, state: np.ndarray, added_mw: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per scenario: the worst normalised margin to ``limits`` of its state (≥ 0 within every
-    limit; −inf if it did not converge), that limit's criterion code and element position.
+    """Per scenario: the worst normalised margin to ``limits`` of its state, and what it is.
+
+    The margin is ≥ 0 within every limit and −inf if the scenario did not converge; with it come
+    that limit's criterion code and element position.
 
     ``added_mw`` (MW per scenario, the load the sites add) matters only under the
     "contribution" policy (``StateLimits.thermal``); without it that policy binds as "no-worse".
-    Scenarios go in blocks, so its temporaries stay small next to a year of results."""
+    Scenarios go in blocks, so its temporaries stay small next to a year of results.
+    """
     n = len(state)
     worst = np.full(n, np.inf)
     criterion = np.zeros(n, dtype=np.int8)
@@ -434,7 +484,16 @@ def worst_margin(
     return worst, criterion, element
 
 
-def _worst_margin_block(result, limits, state, rows, added_mw, worst, criterion, element) -> None:
+def _worst_margin_block(
+    result: FlowResult,
+    limits: StateLimits,
+    state: np.ndarray,
+    rows: slice,
+    added_mw: np.ndarray | None,
+    worst: np.ndarray,
+    criterion: np.ndarray,
+    element: np.ndarray,
+) -> None:
     """worst_margin for the scenarios ``rows`` (of states ``state``), into the given views."""
     line, trafo = limits.thermal(state, added_mw)
     checks = (

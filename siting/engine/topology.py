@@ -1,5 +1,4 @@
-"""Electrical neighbourhoods: which outages are near which buses (branch hops), and which
-island load."""
+"""Electrical neighbourhoods: which outages are near which buses, and which island load."""
 
 from __future__ import annotations
 

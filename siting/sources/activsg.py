@@ -21,6 +21,8 @@ from siting.sources.grid import read_matpower
 
 def load_activsg(entry: CatalogEntry) -> tuple[pandapowerNet, pd.DataFrame]:
     """The catalog entry's net (with coordinates and substations) and its hourly profiles."""
+    if entry.case is None:  # read_catalog gives every entry without a 'source' a case
+        raise GridError(f"grid {entry.name}: the catalog names no 'case' file")
     net = read_matpower(entry.case)
     coords = pd.read_csv(entry.bus_coords)
     if len(coords) != len(net.bus) or not (coords["bus_name"].to_numpy() == net.bus["name"].to_numpy()).all():

@@ -15,8 +15,10 @@ CATALOG_FILE = GRIDS_DIR / "catalog.toml"
 
 
 def model_file(source: str | Path) -> bool:
-    """Whether a grid source names a model file (rather than ``simbench:``, ``pandapower:`` or a
-    catalog name): a path, or a name ending in a model file suffix."""
+    """Whether a grid source names a model file: a path, or a name ending in a model file suffix.
+
+    ``simbench:``, ``pandapower:`` and catalog names are not files.
+    """
     text = str(source)
     if text.startswith(("simbench:", "pandapower:")):
         return False
@@ -39,10 +41,13 @@ class CatalogEntry:
 
 @dataclass(frozen=True)
 class Catalog:
+    """The grid catalog: the default grid's name and every entry by name."""
+
     default: str
     entries: dict[str, CatalogEntry]
 
     def get(self, name: str) -> CatalogEntry | None:
+        """The entry called ``name``, or None."""
         return self.entries.get(name)
 
 

@@ -131,7 +131,7 @@ def _csv(path: Path, net: pandapowerNet, branches: pd.Series, offset: int) -> di
     table = pd.read_csv(path, dtype=str)
     if "contingency" not in table:
         raise UsageError(f"{path}: needs a 'contingency' column naming each contingency")
-    names = {}
+    names: dict[str, tuple[str, int]] = {}
     for table_name in ("line", "trafo"):
         for index, name in net[table_name]["name"].astype(str).items():
             names.setdefault(name, (table_name, int(index)))

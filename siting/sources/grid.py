@@ -26,9 +26,24 @@ from siting.sources.substations import find_substations
 class Grid:
     """A network model with its substations and, when the source has them, time-series profiles.
 
-    ``profiles`` has a DatetimeIndex and columns ``(element, variable, index)``, e.g.
-    ``("load", "p_mw", 12)``: the absolute value of that pandapower table column for that
-    element at each time step (MW, Mvar).
+    Parameters
+    ----------
+    name : str
+        Short name (catalog name, SimBench code or file stem).
+    source : str
+        Where it was loaded from, as ``load_grid`` was given it.
+    description : str
+        One line about the model.
+    net : pandapowerNet
+        The network model.
+    substations : GeoDataFrame
+        One row per candidate substation (see ``siting.sources.substations``), EPSG:4326 points.
+    profiles : DataFrame, optional
+        A DatetimeIndex and columns ``(element, variable, index)``, e.g. ``("load", "p_mw", 12)``:
+        the absolute value of that pandapower table column for that element at each time step
+        (MW, Mvar). None when the source has none.
+    files : tuple of Path
+        Model files read, for manifests; none for package data.
     """
 
     name: str
@@ -41,13 +56,39 @@ class Grid:
     # the planner's contingency set; None studies every single line and transformer outage
     contingencies: Contingencies | None = None
 
+    def require_profiles(self, purpose: str) -> pd.DataFrame:
+        """``profiles``; a UsageError naming the grid and ``purpose`` (e.g. "to scale") if it has none."""
+        if self.profiles is None:
+            raise UsageError(f"{self.name}: has no time-series profiles {purpose}")
+        return self.profiles
+
     def inputs(self) -> dict[str, object]:
         """The grid as a manifest names it: its source and every model file read (hashed)."""
         return {"grid": self.source, **{f"file {path.name}": path for path in self.files}}
 
 
 def load_grid(source: str | Path) -> Grid:
-    """Load ``simbench:<code>``, ``pandapower:<name>``, a .json/.m/.mat/.raw/.dss file, or a catalog name."""
+    """Load a network model and find its substations.
+
+    Parameters
+    ----------
+    source : str or Path
+        ``simbench:<code>``, ``pandapower:<name>``, a .json/.m/.mat/.raw/.dss file, or a name
+        from the grid catalog (``siting grids`` lists them).
+
+    Returns
+    -------
+    Grid
+        The model, its substations and its profiles (SimBench, the catalog's TAMU cases and
+        OpenDSS load shapes have them).
+
+    Raises
+    ------
+    UsageError
+        An unknown source, or a file that cannot be read.
+    GridError
+        A model no power flow can use (no buses, duplicate indices, missing numbers).
+    """
     text = str(source)
     if text.lower().endswith(".dss"):
         return _opendss(Path(text))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from siting.errors import SettingError
+from siting.errors import SettingError, UsageError
 from siting.sources.grid import Grid
 
 
@@ -39,9 +39,12 @@ def net_peak_step(profiles: pd.DataFrame) -> int:
 
 def profile_values(grid: Grid, step: int) -> dict[tuple[str, str], np.ndarray]:
     """Element values of one profile time step, aligned to the pandapower tables."""
-    row = grid.profiles.iloc[step]
+    profiles = grid.profiles
+    if profiles is None:
+        raise UsageError(f"{grid.name}: has no time-series profiles to take step {step} of")
+    row = profiles.iloc[step]
     values = {}
-    for element, variable in grid.profiles.columns.droplevel("index").unique():
+    for element, variable in profiles.columns.droplevel("index").unique():
         series = row[(element, variable)]
         values[(element, variable)] = series.reindex(grid.net[element].index).to_numpy(float)
     return values

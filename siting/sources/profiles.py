@@ -15,8 +15,10 @@ PEAK_CASE = "peak-case"
 
 
 def load_scale_factor(grid: Grid, scale: str | float) -> float:
-    """The factor on every load profile: a number, or ``peak-case`` — the factor that makes the
-    year's peak net load (loads × factor − static generation) equal the planning case ``hL``.
+    """The factor on every load profile: a number, or ``peak-case``.
+
+    ``peak-case`` is the factor that makes the year's peak net load (loads × factor − static
+    generation) equal the planning case ``hL``.
     """
     if isinstance(scale, int | float):
         factor = float(scale)

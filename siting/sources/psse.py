@@ -298,7 +298,7 @@ def _check_transformers(path: Path, records: list[tuple[int, list[str]]], known:
 
 
 def iidm_to_pandapower(network, buses: pd.DataFrame, source: str, f_hz: float = 60.0) -> pandapowerNet:
-    """pypowsybl's network as a pandapower net, element by element (module notes).
+    """Pypowsybl's network as a pandapower net, element by element (module notes).
 
     ``buses`` are the RAW bus records (``scan_raw``), which carry the area, zone and owner that
     IIDM does not keep per bus; ``f_hz`` the case's base frequency (IIDM keeps none).

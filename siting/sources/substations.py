@@ -23,6 +23,7 @@ less the largest unit (zero with a single unit).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -108,8 +109,11 @@ def find_substations(net: pandapowerNet, grid_name: str) -> gpd.GeoDataFrame:
 
 
 def describe_substations(net: pandapowerNet, stations: list[tuple[str, int]], rule: str) -> pd.DataFrame:
-    """Rows in the ``find_substations`` layout (without id and coordinates) for stations given as
-    (name, connection bus) — a user's own list, where the connection bus is theirs to choose."""
+    """Rows in the ``find_substations`` layout (without id and coordinates) for given stations.
+
+    Stations come as (name, connection bus): a user's own list, where the connection bus is
+    theirs to choose.
+    """
     facts = _BusFacts.of(net, fused_bus_groups(net))
     return pd.DataFrame([_describe(net, name, bus, facts, rule) for name, bus in stations])
 
@@ -162,7 +166,7 @@ def _transformer_stations(net: pandapowerNet, fused: pd.Series) -> list[tuple[st
     return [(names[g], groups[g]) for g in sorted(groups)]
 
 
-def _station_name(net: pandapowerNet, trafo: object) -> str:
+def _station_name(net: pandapowerNet, trafo: Any) -> str:  # a row of DataFrame.itertuples
     bus_name = net.bus.at[trafo.lv_bus, "name"]
     if isinstance(bus_name, str) and bus_name:
         return bus_name

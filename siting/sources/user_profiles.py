@@ -70,7 +70,9 @@ def read_profiles(
     time = _times(path, table, time_zone)
     values = table.drop(columns=[c for c in table.columns if _is_time_column(c) or c.lower() in _AGGREGATES])
     keys = _Keys(net, substations)
-    p_parts, q_parts, unknown = {}, {}, []
+    p_parts: dict[int, np.ndarray] = {}
+    q_parts: dict[int, np.ndarray] = {}
+    unknown: list[str] = []
     for column in values.columns:
         key, quantity = _split_quantity(str(column))
         shares = keys.loads_of(key)
@@ -199,7 +201,7 @@ class _Keys:
         unique = names[~names.duplicated(keep=False)]
         self.bus_by_name = dict(zip(unique, unique.index, strict=True))
         self.bus_numbers = set(net.bus.index)
-        self.station_bus = {}
+        self.station_bus: dict[str, int] = {}
         if substations is not None:
             self.station_bus = dict(zip(substations["name"].astype(str), substations["bus"], strict=True))
         self.region_of = {
@@ -223,6 +225,7 @@ class _Keys:
         if match:
             load = self.by_psse.get((int(match.group(1)), match.group(2)))
             return None if load is None else {load: 1.0}
+        bus: int | None
         if key.isdigit() and int(key) in self.bus_numbers:
             bus = int(key)
         else:

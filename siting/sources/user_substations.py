@@ -82,8 +82,10 @@ def substations_from_list(
 
 
 def bus_candidates(net: pandapowerNet, min_kv: float = 0.0) -> gpd.GeoDataFrame:
-    """Every in-service bus at or above ``min_kv`` as a candidate, in the substations layout
-    (per-bus headroom, as transmission point-of-interconnection studies report it)."""
+    """Every in-service bus at or above ``min_kv`` (kV) as a candidate, in the substations layout.
+
+    That is per-bus headroom, as transmission point-of-interconnection studies report it.
+    """
     bus = net.bus[net.bus["in_service"].astype(bool) & (net.bus["vn_kv"] >= max(min_kv, MIN_CONNECTION_KV))]
     if bus.empty:
         raise UsageError(f"no in-service bus at or above {min_kv:g} kV to use as a candidate")
@@ -120,8 +122,10 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _buses(path: Path, table: pd.DataFrame, net: pandapowerNet) -> np.ndarray:
-    """The model bus (index) of each row, from ``bus`` (also ``bus_i``, ``bus_number``: the index)
-    or ``bus_name``; rows that match no bus are named."""
+    """The model bus (index) of each row; rows that match no bus are named.
+
+    The bus comes from ``bus`` (also ``bus_i``, ``bus_number``: the index) or ``bus_name``.
+    """
     number = next((c for c in ("bus", "bus_i", "bus_number") if c in table), None)
     if number is not None:
         keys = table[number]
