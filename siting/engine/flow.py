@@ -487,7 +487,10 @@ def profile_scenarios(net: pandapowerNet, profiles: pd.DataFrame) -> Scenarios:
     values = {}
     for element, variable in profiles.columns.droplevel("index").unique():
         frame = profiles[(element, variable)]
-        values[(element, variable)] = frame.reindex(columns=net[element].index).to_numpy(float)
+        if not frame.columns.equals(net[element].index):
+            frame = frame.reindex(columns=net[element].index)
+        # where the profiles cover the table in its order this is a view, not a copy of the year
+        values[(element, variable)] = frame.to_numpy(float)
     return Scenarios(n=len(profiles), element_values=values)
 
 
