@@ -152,7 +152,7 @@ def run_outage_benchmark(
         result = solve(model, scenarios)
         timings.append(time.perf_counter() - start)
         converged = int(result.converged.sum())
-        by_status = int((outage_paths(model, scenarios.outages) == BY_STATUS).sum())
+        by_status = int((outage_paths(model, tuple(outages)) == BY_STATUS).sum())
     rng = np.random.default_rng(0)
     sample = rng.choice(len(outages), min(reference_sample, len(outages)), replace=False)
     start = time.perf_counter()
