@@ -19,6 +19,7 @@ import pandas as pd
 from siting.engine.flow import EngineOptions, FlowModel, Outage, solve
 from siting.engine.search import (
     CRITERIA,
+    HostingResult,
     StateLimits,
     States,
     criterion_element_name,
@@ -241,8 +242,7 @@ def substation_capacity(
         The power flow at the operating point does not converge or leaves load unsupplied.
     """
     from siting.engine.flow import prepare
-    from siting.flexible import flexible_capacity
-    from siting.sources.peak import net_peak_step, operating_point
+    from siting.sources.peak import operating_point
 
     say = progress or silent
     settings = settings or CapacitySettings()
@@ -259,16 +259,7 @@ def substation_capacity(
     say(f"N-0 hosting capacity at {point.label} for {len(subs)} substations")
     n0 = hosting_capacity(model, peak, peak_limits, settings)
     flows = n0.flows + 1
-    table = (
-        subs[["id", "name", "bus", "bus_name", "vn_kv", "lon", "lat", "load_mw"]]
-        .rename(columns={"id": "substation"})
-        .reset_index(drop=True)
-    )
-    table["hc_n0_mw"] = _mw(n0.hc_mw[0])
-    table["n0_binding_criterion"] = [CRITERIA[c] for c in n0.criterion[0]]
-    table["n0_binding_element"] = [
-        criterion_element_name(model, c, e) for c, e in zip(n0.criterion[0], n0.element[0], strict=True)
-    ]
+    table = _n0_table(model, subs, n0)
     skipped = pd.DataFrame(columns=["outage", "reason"])
     firm = table["hc_n0_mw"].to_numpy()
     binding = list(
@@ -296,17 +287,7 @@ def substation_capacity(
         say(f"headroom at every step: {len(grid.profiles)} steps × {len(subs)} substations")
         headroom, count = _year_headroom(model, grid, settings, subs, say)
         flows += count
-        peak_step = net_peak_step(grid.profiles)
-        table["hc_n0_year_min_mw"] = headroom.min().to_numpy()
-        table["spare_peak_mw"] = headroom.iloc[peak_step].to_numpy()
-        for threshold in (5, 10, 20):
-            table[f"hours_ge_{threshold}mw"] = _hours_per_year(headroom, threshold)
-        loads = np.array(
-            [flexible_capacity(headroom[c], DEFAULT_LIMITS)["load_mw"].to_numpy() for c in headroom.columns]
-        )
-        loads = np.minimum(loads, settings.cap_mw)  # headroom stops at the cap, so must L
-        for position, limit in enumerate(DEFAULT_LIMITS):
-            table[flex_column(limit)] = loads[:, position]
+        _year_columns(table, headroom, grid.profiles, settings.cap_mw)
     else:
         table["spare_peak_mw"] = table["hc_n0_mw"]
     margin, count = load_margin(model, point, peak_limits)
@@ -323,6 +304,42 @@ def substation_capacity(
         limits_from_model=normal_limits(model, settings).from_model,
         contingency_set=_contingency_record(grid, n1),
     )
+
+
+def _n0_table(model: FlowModel, subs: pd.DataFrame, n0: HostingResult) -> pd.DataFrame:
+    """The capacity table's substation and N-0 columns (MW, binding criterion and element)."""
+    table = (
+        subs[["id", "name", "bus", "bus_name", "vn_kv", "lon", "lat", "load_mw"]]
+        .rename(columns={"id": "substation"})
+        .reset_index(drop=True)
+    )
+    table["hc_n0_mw"] = _mw(n0.hc_mw[0])
+    table["n0_binding_criterion"] = [CRITERIA[c] for c in n0.criterion[0]]
+    table["n0_binding_element"] = [
+        criterion_element_name(model, c, e) for c, e in zip(n0.criterion[0], n0.element[0], strict=True)
+    ]
+    return table
+
+
+def _year_columns(table: pd.DataFrame, headroom: pd.DataFrame, profiles: pd.DataFrame, cap_mw: float) -> None:
+    """Add the columns the year's headroom (time × substation, MW) gives to ``table``.
+
+    Its minimum, the spare capacity at the net-load peak, hours per year above 5/10/20 MW, and
+    the flexible capacities (MW, at most ``cap_mw``).
+    """
+    from siting.flexible import flexible_capacity
+    from siting.sources.peak import net_peak_step
+
+    table["hc_n0_year_min_mw"] = headroom.min().to_numpy()
+    table["spare_peak_mw"] = headroom.iloc[net_peak_step(profiles)].to_numpy()
+    for threshold in (5, 10, 20):
+        table[f"hours_ge_{threshold}mw"] = _hours_per_year(headroom, threshold)
+    loads = np.array(
+        [flexible_capacity(headroom[c], DEFAULT_LIMITS)["load_mw"].to_numpy() for c in headroom.columns]
+    )
+    loads = np.minimum(loads, cap_mw)  # headroom stops at the cap, so must L
+    for position, limit in enumerate(DEFAULT_LIMITS):
+        table[flex_column(limit)] = loads[:, position]
 
 
 def _contingency_record(grid: Grid, n1: bool) -> dict[str, object]:
@@ -421,6 +438,14 @@ def _firm_capacity(
         outages = [o for o, k in zip(outages, keep, strict=True) if k]
         names = [n for n, k in zip(names, keep, strict=True) if k]
         near = near[keep]
+    # an outage that cuts load off leaves an unusable state whatever its flow: on a radial
+    # feeder that is almost every branch (2826 of EPRI ckt5's 2858), so skip them unsolved
+    from siting.engine.topology import islanding_outages
+
+    islands = islanding_outages(model, outages)
+    solved = np.flatnonzero(~islands)
+    outages = [outages[i] for i in solved]
+    near = None if near is None else near[solved]
     values = {k: np.repeat(v[None, :], len(outages), axis=0) for k, v in point.values.items()}
     states = States(values, tuple(outages), len(outages))
     limits = state_limits(model, states, _firm_limits(model, point, settings))
@@ -428,11 +453,12 @@ def _firm_capacity(
     result = hosting_capacity(
         model, states, limits, settings, pairs=pairs, progress=progress, label="(outage, substation) pairs"
     )
-    not_usable = np.flatnonzero(~limits.usable)
-    reasons = [
-        "islands load" if limits.converged[i] else "no convergence without added load" for i in not_usable
-    ]
-    skipped = pd.DataFrame({"outage": [names[i] for i in not_usable], "reason": reasons})
+    reason = np.where(islands, "islands load", "").astype(object)
+    reason[solved[~limits.usable & limits.converged]] = "islands load"
+    reason[solved[~limits.converged]] = "no convergence without added load"
+    not_usable = np.flatnonzero(reason != "")
+    skipped = pd.DataFrame({"outage": [names[i] for i in not_usable], "reason": list(reason[not_usable])})
+    names = [names[i] for i in solved]
     if len(left_out):
         skipped = pd.concat([skipped, left_out], ignore_index=True)
     lowest, state, code, element = worst_state(result)

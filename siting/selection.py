@@ -259,35 +259,9 @@ def select_sites(
     settings = settings or SelectionSettings()
     layers = layers or Layers()
     column = settings.capacity_column
-    if column not in capacity or capacity[column].isna().all():
-        need = {"hc_n1_mw": "with N-1", "hc_n0_mw": ""}.get(
-            column, "with --year (flexible capacity at 0.25, 0.5, 1 and 5 %)"
-        )
-        raise UsageError(f"the capacity table has no {column}: run siting capacity {need} for this criterion")
-    if settings.flex_limit is not None and grid.profiles is None:
-        raise UsageError(f"--criterion {settings.criterion}: {grid.name} has no profiles to curtail against")
-    notes: list[str] = []
-    if layers.frames and grid.net.get("coordinates") == "planar":
-        from siting.sources.opendss import refuse_gis_layers
-
-        refuse_gis_layers(grid)
-    if grid.substations["lon"].isna().all():
-        if layers.frames or settings.regions:
-            raise UsageError(
-                f"{grid.name} has no bus coordinates: GIS layers and regions need them "
-                "(give bus coordinates or a substation list with lon/lat)"
-            )
-        notes.append("geography off: the grid has no bus coordinates, so no GIS layer or distance applies")
+    notes = _checked_inputs(grid, capacity, settings, layers)
     table = _candidates(grid, capacity, settings, layers, column)
-    regions = None
-    if "regions" in layers.frames:
-        regions = layers.frames["regions"].to_crs(WGS84).reset_index(drop=True)
-        regions["region"] = np.arange(len(regions))
-        table["region"] = regions_from_layer(table, regions)
-    elif settings.regions:
-        table["region"], regions = cluster_regions(table, settings.regions)
-    else:
-        table["region"] = 0
+    regions = _regions(table, layers, settings)
 
     eligible = table["status"] == "candidate"
     if not eligible.any():
@@ -305,31 +279,7 @@ def select_sites(
     full = _criterion_states(model, grid, point, settings, cap_settings)
     criterion = _screened(model, full, settings)
     say(f"{len(pool)} candidates; {sum(g[0].n for g in criterion.groups)} states to check each pick against")
-    sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings, say)
-    say("joint AC check of the picked set over every state of the criterion")
-    joint = _joint_check(model, full, sizes, cap_settings)
-    flows += joint.flows
-    binding: frozenset = frozenset()
-    for _ in range(MAX_SCREENING_ROUNDS):
-        if not len(joint.violations) or settings.n1_hops is None:
-            break
-        labels = full.groups[-1][2]
-        outages = full.groups[-1][0].outages
-        if outages is None:  # a criterion without outages is not screened: the check below fails
-            break
-        missed = {outages[labels.index(label)] for label in set(joint.violations["state"]) if label in labels}
-        binding = binding | missed
-        names = ", ".join(sorted(set(joint.violations["state"])))[:200]
-        notes.append(
-            f"{len(missed)} outage(s) the {settings.n1_hops}-hop screening left out bind the picked set "
-            f"({names}): picked again with them checked for every site"
-        )
-        criterion = _screened(model, full, settings, binding)
-        sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings, say)
-        joint = _joint_check(model, full, sizes, cap_settings)
-        flows += count + joint.flows
-    if len(joint.violations):
-        raise RuntimeError("the selected set fails its own joint check")  # greedy guarantees it cannot
+    sizes, why, joint, flows = _pick_jointly(model, pool, full, criterion, settings, cap_settings, notes, say)
 
     picked = sizes > 0
     table.loc[pool.index[picked], "status"] = "selected"
@@ -476,6 +426,91 @@ def _screened(
     rows = np.flatnonzero(near.any(axis=1))
     outage_group = (states.take(rows), limits.take(rows), [labels[i] for i in rows])
     return _Criterion([peak, outage_group], near=near[rows])
+
+
+def _checked_inputs(
+    grid: Grid, capacity: pd.DataFrame, settings: SelectionSettings, layers: Layers
+) -> list[str]:
+    """Refuse what the selection cannot do with these inputs; the notes to start with."""
+    column = settings.capacity_column
+    if column not in capacity or capacity[column].isna().all():
+        need = {"hc_n1_mw": "with N-1", "hc_n0_mw": ""}.get(
+            column, "with --year (flexible capacity at 0.25, 0.5, 1 and 5 %)"
+        )
+        raise UsageError(f"the capacity table has no {column}: run siting capacity {need} for this criterion")
+    if settings.flex_limit is not None and grid.profiles is None:
+        raise UsageError(f"--criterion {settings.criterion}: {grid.name} has no profiles to curtail against")
+    if layers.frames and grid.net.get("coordinates") == "planar":
+        from siting.sources.opendss import refuse_gis_layers
+
+        refuse_gis_layers(grid)
+    if not grid.substations["lon"].isna().all():
+        return []
+    if layers.frames or settings.regions:
+        raise UsageError(
+            f"{grid.name} has no bus coordinates: GIS layers and regions need them "
+            "(give bus coordinates or a substation list with lon/lat)"
+        )
+    return ["geography off: the grid has no bus coordinates, so no GIS layer or distance applies"]
+
+
+def _regions(table: pd.DataFrame, layers: Layers, settings: SelectionSettings) -> gpd.GeoDataFrame | None:
+    """Each candidate's ``region`` (set on ``table``) from a regions layer or clustering; the regions."""
+    if "regions" in layers.frames:
+        regions = layers.frames["regions"].to_crs(WGS84).reset_index(drop=True)
+        regions["region"] = np.arange(len(regions))
+        table["region"] = regions_from_layer(table, regions)
+        return regions
+    if settings.regions:
+        table["region"], regions = cluster_regions(table, settings.regions)
+        return regions
+    table["region"] = 0
+    return None
+
+
+def _pick_jointly(
+    model: FlowModel,
+    pool: pd.DataFrame,
+    full: _Criterion,
+    criterion: _Criterion,
+    settings: SelectionSettings,
+    cap_settings: CapacitySettings,
+    notes: list[str],
+    say: Progress,
+) -> tuple[np.ndarray, dict[int, str], JointCheck, int]:
+    """Greedy picks checked together over every state of the criterion (``full``).
+
+    With ``--n1-hops`` the picks see only the screened outages; an outage the joint check finds
+    binding is then checked for every candidate and the set picked again (a note says so), at
+    most ``MAX_SCREENING_ROUNDS`` times. Returns sizes (MW per candidate), the reasons, the joint
+    check and the power flows run.
+    """
+    sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings, say)
+    say("joint AC check of the picked set over every state of the criterion")
+    joint = _joint_check(model, full, sizes, cap_settings)
+    flows += joint.flows
+    binding: frozenset = frozenset()
+    for _ in range(MAX_SCREENING_ROUNDS):
+        if not len(joint.violations) or settings.n1_hops is None:
+            break
+        labels = full.groups[-1][2]
+        outages = full.groups[-1][0].outages
+        if outages is None:  # a criterion without outages is not screened: the check below fails
+            break
+        missed = {outages[labels.index(label)] for label in set(joint.violations["state"]) if label in labels}
+        binding = binding | missed
+        names = ", ".join(sorted(set(joint.violations["state"])))[:200]
+        notes.append(
+            f"{len(missed)} outage(s) the {settings.n1_hops}-hop screening left out bind the picked set "
+            f"({names}): picked again with them checked for every site"
+        )
+        criterion = _screened(model, full, settings, binding)
+        sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings, say)
+        joint = _joint_check(model, full, sizes, cap_settings)
+        flows += count + joint.flows
+    if len(joint.violations):
+        raise RuntimeError("the selected set fails its own joint check")  # greedy guarantees it cannot
+    return sizes, why, joint, flows
 
 
 LAZY_BATCH = 8  # candidates re-evaluated together when the leader's fit is stale

@@ -377,3 +377,49 @@ def test_scenarios_sharing_an_outage_solve_on_a_model_with_it_out(fixture, reque
     for row in (0, 15, 29):
         load = {("load", "p_mw"): values[("load", "p_mw")][row]}
         assert_agrees(grouped, row, reference(net, load, outages[row]))
+
+
+def test_outages_on_the_compensated_model_match_pandapower(illinois, monkeypatch):
+    """Outages that leave the grid connected solve on the compensated model (no topology
+    rebuild), a bridge's by status; both give runpp's numbers. At 2.5 × load an outage runpp
+    cannot solve is flagged as not converged, with no numbers."""
+    import siting.engine.flow as flow
+
+    net = illinois.net
+    trafo = ("trafo", int(net.trafo.index[net.trafo.in_service][0]))
+    cases = [  # (outage, load factor, routed by compensator)
+        (("line", 2), 1.0, True),
+        (trafo, 1.0, True),
+        ((("line", 2), ("line", 3)), 1.0, True),
+        (("line", 0), 1.0, False),  # a bridge: its far bus is left unsupplied
+        (("line", 2), 2.5, True),
+        (("line", 1), 2.5, True),  # runpp does not converge
+    ]
+    values = {
+        (table, column): np.array([net[table][column].to_numpy() * factor for _, factor, _ in cases])
+        for table, column in (("load", "p_mw"), ("load", "q_mvar"))
+    }
+    scenarios = Scenarios(n=len(cases), element_values=values, outages=tuple(c[0] for c in cases))
+    model = prepare(copy.deepcopy(net))
+    paths = flow.outage_paths(model, scenarios.outages)
+    assert (paths == flow.COMPENSATED).tolist() == [c[2] for c in cases]
+    result = solve(model, scenarios)
+    assert result.converged.tolist() == [True] * 5 + [False]
+    assert np.isnan(result.vm_pu[3]).sum() == 1
+    assert np.isnan(result.vm_pu[5]).all() and np.isnan(result.line_loading_percent[5]).all()
+    for row, (outage, _, _) in enumerate(cases):
+        row_values = {key: value[row] for key, value in values.items()}
+        if result.converged[row]:
+            assert_agrees(result, row, reference(net, row_values, outage))
+        else:
+            with pytest.raises(pp.LoadflowNotConverged):
+                reference(net, row_values, outage)
+    outaged = net.line.index.get_loc(2)
+    assert result.line_loading_percent[0, outaged] == 0.0  # out of service, as runpp reports it
+    monkeypatch.setattr(flow, "outage_paths", lambda m, o: np.full(len(o), flow.BY_STATUS, np.int8))
+    by_status = solve(model, scenarios)
+    assert (by_status.converged == result.converged).all()
+    np.testing.assert_allclose(result.vm_pu, by_status.vm_pu, atol=1e-8, equal_nan=True)
+    np.testing.assert_allclose(
+        result.line_loading_percent, by_status.line_loading_percent, atol=1e-5, equal_nan=True
+    )

@@ -27,6 +27,30 @@ def test_simbench_profiles_are_absolute_values_of_each_element(hv_mixed):
     assert np.allclose(hv_mixed.profiles[("load", "p_mw", load)].to_numpy(), expected)
 
 
+def test_simbench_profiles_equal_pandas_concat_of_the_absolute_values(hv_mixed):
+    """The one-array build (siting.sources.grid.simbench_profiles) against the plain pandas
+    way of joining simbench's absolute values: the same frame, bit for bit."""
+    import simbench
+
+    from siting.sources.grid import simbench_profiles
+
+    net = hv_mixed.net
+    absolute = simbench.get_absolute_values(net, profiles_instead_of_study_cases=True)
+    time = pd.DatetimeIndex(pd.to_datetime(net.profiles["load"]["time"], format="%d.%m.%Y %H:%M"))
+    # the columns shuffled, so the build's sort of each block's element indices is exercised
+    rng = np.random.default_rng(1)
+    frames = {key: f.iloc[:, rng.permutation(f.shape[1])] for key, f in absolute.items() if f.shape[1]}
+    reference = pd.concat(
+        {key: f.set_axis(time, axis=0) for key, f in sorted(frames.items())},
+        axis=1,
+        names=["element", "variable", "index"],
+    ).sort_index(axis=1)
+    reference.index.name = "time"
+    built = simbench_profiles(net, absolute=frames)
+    pd.testing.assert_frame_equal(built, reference, check_exact=True)
+    pd.testing.assert_frame_equal(hv_mixed.profiles, reference, check_exact=True)
+
+
 def test_pandapower_builtin_has_no_profiles(oberrhein):
     assert len(oberrhein.net.bus) == 179
     assert oberrhein.profiles is None

@@ -203,3 +203,49 @@ def test_relative_master_path_survives_opendss_changing_folder(monkeypatch):
     relative = IEEE13.relative_to(GRIDS_DIR.parent)
     read_opendss(relative)
     assert read_opendss(relative).head_p_mw == pytest.approx(3.567, abs=1e-3)
+
+
+def test_topology_screen_skips_exactly_the_outages_whose_flows_leave_load_unsupplied(ieee123):
+    """The screen that spares firm capacity the flows of islanding outages must agree with the
+    flows themselves: single outages of IEEE 123's every branch, and pairs of them (tested
+    by connected components), against state_limits' "supplied" test on solved flows."""
+    import copy
+
+    from siting.capacity import CapacitySettings, contingency_limits, net_outages
+    from siting.engine.flow import prepare
+    from siting.engine.search import States, state_limits
+    from siting.engine.topology import islanding_outages
+
+    model = prepare(copy.deepcopy(ieee123.net), [int(ieee123.net.ext_grid["bus"].iloc[0])], "ieee123")
+    singles = net_outages(model.net)
+    rng = np.random.default_rng(7)
+    pairs = [tuple(singles[i] for i in rng.choice(len(singles), 2, replace=False)) for _ in range(40)]
+    outages = [*singles, *pairs]
+    screen = islanding_outages(model, outages)
+    limits = state_limits(
+        model, States({}, tuple(outages), len(outages)), contingency_limits(model, CapacitySettings())
+    )
+    assert limits.converged.all()
+    np.testing.assert_array_equal(screen, ~limits.usable)
+    assert 0 < screen[: len(singles)].sum() < len(singles)  # both kinds occur
+
+
+def test_opendss_check_finds_the_first_limit_whatever_it_starts_from():
+    """The interpolating search gives what a scan up from zero gives: the largest grid value
+    within every limit below the first that breaks one, from starts below, at and above it."""
+    from siting.capacity import CapacitySettings
+    from siting.verify_dss import DssVerifier
+
+    settings = CapacitySettings(cap_mw=3.0)
+    buses = ["650", "671", "675"]
+    verifier = DssVerifier(IEEE13, settings, buses)
+    step = settings.resolution_mw
+    for bus in buses:
+        scan = 0
+        while scan < settings.steps and verifier.check(bus, (scan + 1) * step).ok:
+            scan += 1
+        for start_mw in (0.0, scan * step, scan * step + 0.7, max(scan * step - 0.9, 0.0), 3.0):
+            row = verifier.capacity(bus, start_mw)
+            assert row["opendss_mw"] == pytest.approx(scan * step), (bus, start_mw)
+            if scan < settings.steps:
+                assert row["binding_criterion"] not in ("cap", "")

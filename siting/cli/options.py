@@ -169,9 +169,9 @@ def add_own_data(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--candidates",
-        choices=["substations", "buses"],
+        choices=["substations", "buses", "feeder"],
         default="substations",
-        help="candidate connection points",
+        help="candidate connection points (feeder: an OpenDSS feeder's three-phase primary buses)",
     )
     group.add_argument(
         "--min-kv", type=float, default=0.0, help="with --candidates buses: lowest voltage (kV)"

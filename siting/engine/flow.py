@@ -27,9 +27,18 @@ from power_grid_model import (
     initialize_array,
 )
 from power_grid_model.errors import PowerGridBatchError, PowerGridError
-from scipy.sparse import csr_matrix
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import connected_components
 
-from siting.engine.pgm_model import MEGA, PgmModel, base_power_flow, build_model, element_demand_map
+from siting.engine.pgm_model import (
+    MEGA,
+    Compensators,
+    PgmModel,
+    base_power_flow,
+    build_compensators,
+    build_model,
+    element_demand_map,
+)
 from siting.errors import GridError, UsageError
 from siting.sources.grid import check_network
 
@@ -187,6 +196,10 @@ class FlowModel:
     balance: Balance = Balance()
     pv_share: np.ndarray | None = None  # participation: share of each PV bus in the balance
     slack_p_mw: float = 0.0  # participation: the slacks' output in the model's base case
+    # outages solved on the compensated model (pgm_model.build_compensators) instead of by status
+    compensated: bool = False
+    # built on first use and shared by the model's copies: the compensated model, its bridges
+    outage_cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -291,9 +304,113 @@ def prepare(
 
 
 def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None) -> FlowResult:
-    """Run every scenario; large batches go through PGM in chunks so memory stays bounded."""
-    net, n = model.net, scenarios.n
-    result = FlowResult(
+    """Run every scenario; large batches go through PGM in chunks so memory stays bounded.
+
+    Outages that leave every node connected go to the compensated model in one batch (no
+    topology rebuild per scenario); outages of bridges, which island part of the grid, and
+    branches without a compensator go by status (``_solve_by_status``).
+    """
+    if scenarios.outages is None or model.compensated:
+        return _solve_by_status(model, scenarios, chunk_size)
+    path = outage_paths(model, scenarios.outages)
+    if (path == BY_STATUS).all():
+        return _solve_by_status(model, scenarios, chunk_size)
+    result = _empty_result(model.net, scenarios.n)
+    for code in (NO_OUTAGE, COMPENSATED, BY_STATUS):
+        rows = np.flatnonzero(path == code)
+        if not len(rows):
+            continue
+        part = scenarios.take(rows)
+        if code == NO_OUTAGE:
+            part = dataclasses.replace(part, outages=None)
+        target = _compensated(model) if code == COMPENSATED else model
+        _scatter(result, rows, _solve_by_status(target, part, chunk_size))
+    return result
+
+
+NO_OUTAGE, COMPENSATED, BY_STATUS = 0, 1, 2
+
+
+def outage_paths(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> np.ndarray:
+    """Per scenario: NO_OUTAGE, COMPENSATED or BY_STATUS.
+
+    COMPENSATED: every branch out has a compensator and the rest stays connected.
+    """
+    compensation = _compensation(model)
+    path = np.empty(len(outages), dtype=np.int8)
+    decided: dict[tuple[Outage, ...], int] = {}
+    for row, outage in enumerate(outages):
+        elements = outage_elements(outage)
+        if not elements:
+            path[row] = NO_OUTAGE
+            continue
+        if elements not in decided:
+            branches = _outage_branches(model, elements)
+            ok = bool((compensation.compensators.transformer_id[branches] >= 0).all())
+            if ok and len(branches) == 1:
+                ok = not compensation.bridge[branches[0]]
+            elif ok:
+                ok = not _splits(compensation, branches)
+            decided[elements] = COMPENSATED if ok else BY_STATUS
+        path[row] = decided[elements]
+    return path
+
+
+@dataclass(frozen=True)
+class _Compensation:
+    solver: PowerGridModel
+    compensators: Compensators
+    bridge: np.ndarray  # per generic_branch: taking it out alone splits the grid
+    from_node: np.ndarray  # in-service generic_branch ends (positions), for several branches out
+    to_node: np.ndarray
+    n_nodes: int
+    n_components: int  # connected parts of the grid with every branch in
+
+
+def _compensation(model: FlowModel) -> _Compensation:
+    from siting.engine.topology import bridges  # here: topology imports this module
+
+    cached = model.outage_cache.get("compensation")
+    if cached is not None:
+        return cached
+    compensators = build_compensators(model.pgm)
+    try:
+        solver = PowerGridModel(compensators.input_data, system_frequency=float(model.net.f_hz))
+    except PowerGridError as err:
+        raise GridError(f"power-grid-model refuses the outage model ({err})") from err
+    branch = model.pgm.input_data[ComponentType.generic_branch]
+    n_nodes = len(model.pgm.input_data[ComponentType.node])
+    on = (branch["from_status"] == 1) & (branch["to_status"] == 1)
+    bridge = np.zeros(len(branch), dtype=bool)
+    bridge[on] = bridges(n_nodes, branch["from_node"][on], branch["to_node"][on])
+    from_node, to_node = branch["from_node"].copy(), branch["to_node"].copy()
+    from_node[~on] = to_node[~on] = -1
+    components = _components(n_nodes, from_node, to_node)
+    cached = _Compensation(solver, compensators, bridge, from_node, to_node, n_nodes, components)
+    model.outage_cache["compensation"] = cached
+    return cached
+
+
+def _components(n_nodes: int, from_node: np.ndarray, to_node: np.ndarray) -> int:
+    keep = from_node >= 0
+    graph = coo_matrix((np.ones(keep.sum()), (from_node[keep], to_node[keep])), shape=(n_nodes, n_nodes))
+    return int(connected_components(graph, directed=False)[0])
+
+
+def _splits(compensation: _Compensation, branches: np.ndarray) -> bool:
+    """Whether taking ``branches`` out together leaves more connected parts than before."""
+    from_node = compensation.from_node.copy()
+    from_node[branches] = -1
+    parts = _components(compensation.n_nodes, from_node, compensation.to_node)
+    return parts > compensation.n_components
+
+
+def _compensated(model: FlowModel) -> FlowModel:
+    return dataclasses.replace(model, solver=_compensation(model).solver, compensated=True)
+
+
+def _empty_result(net: pandapowerNet, n: int) -> FlowResult:
+    return FlowResult(
         vm_pu=np.empty((n, len(net.bus))),
         va_degree=np.empty((n, len(net.bus))),
         line_loading_percent=np.empty((n, len(net.line))),
@@ -303,7 +420,17 @@ def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None)
         line_index=net.line.index,
         trafo_index=net.trafo.index,
     )
-    groups, mixed = _outage_groups(scenarios.outages)
+
+
+def _solve_by_status(model: FlowModel, scenarios: Scenarios, chunk_size: int | None) -> FlowResult:
+    """Every scenario on ``model``'s own solver.
+
+    Outages by compensator on a compensated model, else by status: scenarios sharing an outage
+    on a model with it out, the rest mixed.
+    """
+    n = scenarios.n
+    result = _empty_result(model.net, n)
+    groups, mixed = _outage_groups(None if model.compensated else scenarios.outages)
     for outage, rows in groups:
         # one outage in many scenarios: a model with those branches out keeps PGM's topology cached
         part = dataclasses.replace(scenarios.take(rows), outages=None)
@@ -360,7 +487,10 @@ def profile_scenarios(net: pandapowerNet, profiles: pd.DataFrame) -> Scenarios:
     values = {}
     for element, variable in profiles.columns.droplevel("index").unique():
         frame = profiles[(element, variable)]
-        values[(element, variable)] = frame.reindex(columns=net[element].index).to_numpy(float)
+        if not frame.columns.equals(net[element].index):
+            frame = frame.reindex(columns=net[element].index)
+        # where the profiles cover the table in its order this is a view, not a copy of the year
+        values[(element, variable)] = frame.to_numpy(float)
     return Scenarios(n=len(profiles), element_values=values)
 
 
@@ -500,32 +630,85 @@ def _update(model: FlowModel, scenarios: Scenarios) -> dict:
                 column = slack_vm[:, row]
                 sources["u_ref"][:, position] = np.where(np.isnan(column), given["u_ref"][position], column)
         update[ComponentType.source] = sources
-    if scenarios.outages is not None:
+    if scenarios.outages is not None and model.compensated:
+        update.update(_compensation_update(model, scenarios.outages))
+    elif scenarios.outages is not None:
         update[ComponentType.generic_branch] = _outage_update(model, scenarios.outages)
     return update
 
 
+def _outage_branches(model: FlowModel, elements: tuple[Outage, ...]) -> np.ndarray:
+    """generic_branch positions of the pandapower lines and transformers in ``elements``."""
+    position = model.outage_cache.get("branch_position")
+    if position is None:  # a dict, not an index look-up per element: searches run 10⁵ outages
+        position = {
+            (table, int(index)): int(branch)
+            for table, branches in (("line", model.pgm.line_branch), ("trafo", model.pgm.trafo_branch))
+            for index, branch in zip(model.net[table].index, branches, strict=True)
+        }
+        model.outage_cache["branch_position"] = position
+    chosen = []
+    for table, index in elements:
+        if table not in ("line", "trafo"):
+            raise GridError(f"outage of '{table}' is not supported; use 'line' or 'trafo'")
+        if (table, index) not in position:
+            raise GridError(f"outage of unknown {table} {index}")
+        chosen.append(position[table, index])
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _outage_positions(
+    model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Branch positions out in each scenario, flat, and the scenario of each."""
+    branches = [_outage_branches(model, outage_elements(outage)) for outage in outages]
+    counts = [len(b) for b in branches]
+    flat = np.concatenate(branches) if branches else np.zeros(0, dtype=np.int64)
+    return flat, np.repeat(np.arange(len(outages)), counts)
+
+
+def _sparse(data: np.ndarray, scenario: np.ndarray, n: int) -> dict:
+    """A PGM sparse batch update: ``data`` rows sorted by their ``scenario``."""
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(scenario, minlength=n))]).astype(np.int64)
+    return {"data": data, "indptr": indptr}
+
+
 def _outage_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> dict:
-    branch_of = {"line": model.pgm.line_branch, "trafo": model.pgm.trafo_branch}
-    index_of = {"line": model.net.line.index, "trafo": model.net.trafo.index}
-    ids = model.pgm.input_data[ComponentType.generic_branch]["id"]
-    chosen, counts = [], []
-    for outage in outages:
-        elements = outage_elements(outage)
-        for table, index in elements:
-            if table not in branch_of:
-                raise GridError(f"outage of '{table}' is not supported; use 'line' or 'trafo'")
-            position = index_of[table].get_indexer([index])[0]
-            if position < 0:
-                raise GridError(f"outage of unknown {table} {index}")
-            chosen.append(branch_of[table][position])
-        counts.append(len(elements))
-    data = initialize_array(DatasetType.update, ComponentType.generic_branch, len(chosen))
-    data["id"] = ids[np.asarray(chosen, dtype=int)]
+    branches, scenario = _outage_positions(model, outages)
+    data = initialize_array(DatasetType.update, ComponentType.generic_branch, len(branches))
+    data["id"] = model.pgm.input_data[ComponentType.generic_branch]["id"][branches]
     data["from_status"] = 0
     data["to_status"] = 0
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return {"data": data, "indptr": indptr}
+    return _sparse(data, scenario, len(outages))
+
+
+def _compensation_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> dict:
+    """Each outage as its compensators at tap 0 and their nodes' charging cancelled.
+
+    Parameter changes only, so PGM keeps its topology (see pgm_model.build_compensators).
+    """
+    compensators = _compensation(model).compensators
+    branches, scenario = _outage_positions(model, outages)
+    n = len(outages)
+    taps = initialize_array(DatasetType.update, ComponentType.transformer, len(branches))
+    taps["id"] = compensators.transformer_id[branches]
+    taps["tap_pos"] = 0
+    # branches out together may share a node: one shunt update per (scenario, node), summed
+    generic = model.pgm.input_data[ComponentType.generic_branch]
+    nodes = np.concatenate([generic["from_node"][branches], generic["to_node"][branches]])
+    values = np.concatenate([compensators.from_shunt_s[branches], compensators.to_shunt_s[branches]])
+    at = np.concatenate([scenario, scenario])
+    keep = compensators.shunt_id[nodes] >= 0
+    key = at[keep] * len(compensators.shunt_id) + nodes[keep]
+    unique, inverse = np.unique(key, return_inverse=True)
+    shunts = initialize_array(DatasetType.update, ComponentType.shunt, len(unique))
+    shunts["id"] = compensators.shunt_id[unique % len(compensators.shunt_id)]
+    shunts["g1"] = np.bincount(inverse, values[keep].real, len(unique))
+    shunts["b1"] = np.bincount(inverse, values[keep].imag, len(unique))
+    return {
+        ComponentType.transformer: _sparse(taps, scenario, n),
+        ComponentType.shunt: _sparse(shunts, unique // len(compensators.shunt_id), n),
+    }
 
 
 def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
@@ -660,6 +843,12 @@ def _solve_chunk(model: FlowModel, scenarios: Scenarios, out: FlowResult, rows: 
     failed = ~converged[:, None]
     i_from_ka = np.where(failed, np.nan, branch["i_from"]) / 1e3
     i_to_ka = np.where(failed, np.nan, branch["i_to"]) / 1e3
+    if model.compensated and scenarios.outages is not None:
+        # a branch out still carries its current, which its compensator cancels: report it
+        # as out of service, as the status path and runpp do
+        branches, scenario = _outage_positions(model, scenarios.outages)
+        i_from_ka[scenario, branches] = np.where(converged[scenario], 0.0, np.nan)
+        i_to_ka[scenario, branches] = i_from_ka[scenario, branches]
     line = np.maximum(i_from_ka[:, pgm.line_branch], i_to_ka[:, pgm.line_branch]) / model.line_rating_ka * 100
     vn_hv = net.trafo["vn_hv_kv"].to_numpy(float)
     vn_lv = net.trafo["vn_lv_kv"].to_numpy(float)

@@ -13,13 +13,14 @@ outside them one resolution step above (or it is the cap).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, FlowResult, Outage, Scenarios, solve
+from siting.engine.flow import FlowModel, FlowResult, Outage, Scenarios, _default_chunk, solve
 from siting.limits import ElementLimits
 from siting.progress import Progress, tally
 
@@ -32,7 +33,6 @@ MAX_PAIRS_PER_BATCH = 20_000
 # (state, site) pairs × result columns (bus voltages and angles, line and transformer loadings)
 # per round: each array of a round's results and margins is at most 8 bytes × this (160 MB)
 MAX_RESULT_CELLS = 20_000_000
-
 
 
 class SearchGrid(Protocol):
@@ -168,24 +168,100 @@ class HostingResult:
     flows: int  # power flows run
 
 
-def state_limits(model: FlowModel, states: States, limits: ElementLimits) -> StateLimits:
-    """Solve each state without added load; relax limits it already violates to its own value."""
-    base = solve(model, states.scenarios(np.arange(states.n)))
+def state_limits(
+    model: FlowModel,
+    states: States,
+    limits: ElementLimits,
+    tally: Callable[[pd.DataFrame], None] | None = None,
+) -> StateLimits:
+    """Solve each state without added load; relax limits it already violates to its own value.
+
+    The states are solved in blocks (``solved_blocks``): only the limits are kept whole, not a
+    whole year of base results (a year of 15-minute steps on the default grid: 1.6 GB).
+    ``tally``, if given, is handed each block's base-case violations (``state`` the position in
+    all states) in place of keeping them: a year of a grid that breaks its own limits has one
+    row per step and element (14.6 million overvoltages on the default grid's hourly year), and
+    ``StateLimits.violations`` is then empty.
+    """
     net = model.net
-    vm = base.vm_pu
+    n = states.n
+    vmin, vmax = np.empty((n, len(net.bus))), np.empty((n, len(net.bus)))
+    line, trafo = np.empty((n, len(net.line))), np.empty((n, len(net.trafo)))
+    usable, converged, margin = np.empty(n, dtype=bool), np.empty(n, dtype=bool), np.empty(n)
     load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
-    supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(states.n, bool)
-    usable = base.converged & supplied
-    vmin, vmax, line, trafo = binding_limits(
-        limits, vm, base.line_loading_percent, base.trafo_loading_percent
-    )
-    violations = _violations(model, base, limits, usable)
-    contribution = _contribution(limits, base)
-    relaxed = StateLimits(
-        vmin, vmax, line, trafo, usable, base.converged, np.zeros(states.n), violations, **contribution
-    )
-    margin, _, _ = worst_margin(base, relaxed, np.arange(states.n))
-    return dataclasses.replace(relaxed, base_margin=np.maximum(margin, 0.0))
+    found = []
+    contribution: dict = {}
+    if limits.pre_existing == "contribution":  # the base loadings of what each state overloads
+        contribution = {
+            "line_base": np.empty((n, len(net.line))),
+            "trafo_base": np.empty((n, len(net.trafo))),
+            "line_per_mw": limits.line_percent_per_mw,
+            "trafo_per_mw": limits.trafo_percent_per_mw,
+        }
+    relaxed = StateLimits(vmin, vmax, line, trafo, usable, converged, margin, pd.DataFrame(), **contribution)
+    for rows, base in solved_blocks(model, states):
+        vm = base.vm_pu
+        supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(len(rows), bool)
+        usable[rows] = base.converged & supplied
+        converged[rows] = base.converged
+        vmin[rows], vmax[rows], line[rows], trafo[rows] = binding_limits(
+            limits, vm, base.line_loading_percent, base.trafo_loading_percent
+        )
+        for key, values in _contribution(limits, base).items():
+            if key.endswith("_base"):
+                contribution[key][rows] = values
+        block = _violations(model, base, limits, usable[rows])
+        block["state"] += rows[0]
+        if tally is None:
+            found.append(block)
+        else:
+            tally(block)
+        margin[rows] = worst_margin(base, relaxed, rows)[0]
+    violations = in_unblocked_order(found)
+    return dataclasses.replace(relaxed, base_margin=np.maximum(margin, 0.0), violations=violations)
+
+
+# scenarios × result columns solved per block when states are streamed (``solved_blocks``):
+# about 40 MB of results a block, whatever the number of states
+BLOCK_RESULT_CELLS = 5_000_000
+
+
+def solved_blocks(
+    model: FlowModel, states: States, q_per_mw: float = 0.0, cells: int | None = None
+) -> Iterator[tuple[np.ndarray, FlowResult]]:
+    """``(rows, FlowResult)`` for consecutive blocks of the states (positions ``rows``).
+
+    Each block is solved with the states' fixed site loads, so a caller keeps only what it
+    reduces them to.
+
+    Without outages a block is a whole number of ``solve``'s own batches, so every scenario is
+    solved in the same PGM batch as when all states go at once; states with outages go in one
+    block, so that ``solve`` groups their shared outages as it would.
+    """
+    net = model.net
+    columns = 2 * len(net.bus) + len(net.line) + len(net.trafo)
+    if states.outages is None:
+        inner = _default_chunk(model)
+        size = max(1, (cells or BLOCK_RESULT_CELLS) // max(columns, 1) // inner) * inner
+    else:
+        size = max(states.n, 1)
+    for start in range(0, states.n, size):
+        rows = np.arange(start, min(start + size, states.n))
+        yield rows, solve(model, states.scenarios(rows, q_per_mw=q_per_mw))
+
+
+def in_unblocked_order(found: list[pd.DataFrame]) -> pd.DataFrame:
+    """``violations_of`` rows of consecutive blocks of states in the order of one call on all.
+
+    ``state`` is already the position in all states; the order is by criterion, then state,
+    then element.
+    """
+    found = [f for f in found if len(f)]
+    if not found:
+        return pd.DataFrame(columns=VIOLATION_COLUMNS)
+    joined = pd.concat(found, ignore_index=True)
+    rank = joined["criterion"].map({c: i for i, c in enumerate(CRITERIA)})
+    return joined.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def _contribution(limits: ElementLimits, base: FlowResult) -> dict[str, np.ndarray | None]:
@@ -286,7 +362,7 @@ def violations_of(
         limit = np.broadcast_to(limit, values.shape)
         with np.errstate(invalid="ignore"):
             state, column = np.nonzero(sign * (values - limit) > tolerance)
-        names = np.array([element_name(net[table], p) for p in range(len(net[table]))], dtype=object)
+        names = element_names(net[table])
         frames.append(
             pd.DataFrame(
                 {
@@ -308,6 +384,17 @@ def violations_of(
     if not frames:
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
     return pd.concat(frames, ignore_index=True)[VIOLATION_COLUMNS]
+
+
+def element_names(table: pd.DataFrame) -> np.ndarray:
+    """``element_name`` of every row of ``table``, as an object array."""
+    return np.array(
+        [
+            str(name) if isinstance(name, str) and name else f"#{index}"
+            for name, index in zip(table["name"].tolist(), table.index, strict=True)
+        ],
+        dtype=object,
+    )
 
 
 def element_name(table: pd.DataFrame, position: int) -> str:

@@ -1,0 +1,115 @@
+"""Year-long power flows solved and reduced block by block give exactly what one whole batch
+gives: the state limits, and the fleet's per-step margins, violation rows and yearly extremes."""
+
+import copy
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from siting.capacity import CapacitySettings, normal_limits
+from siting.engine import flow, search
+from siting.engine.flow import prepare, profile_scenarios, solve
+from siting.engine.search import BASE_TOLERANCE, States, state_limits, violations_of, worst_margin
+from siting.fleet import FleetSettings, ViolationTally, _year_flow, fleet_sites, grid_year, violation_table
+
+SITES = [0, 1, 2, 3, 4, 5, 7, 8, 13, 17]
+
+
+@pytest.fixture(scope="module")
+def two_days(hv_mixed):
+    """The HV grid with loads × 4.6 (a line at its rating at the peak) over two days (27 and 28 January)."""
+    from siting.sources.profiles import scale_loads
+
+    grown = scale_loads(hv_mixed, 4.6)
+    return dataclasses.replace(grown, profiles=grown.profiles.iloc[26 * 96 : 28 * 96])
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """solve's own batches of 16 scenarios and streamed blocks of two of them: 6 blocks in the
+    192 steps; returns a function that sets the block size for a model."""
+    monkeypatch.setattr(flow, "_default_chunk", lambda model: 16)
+    monkeypatch.setattr(search, "_default_chunk", lambda model: 16)
+
+    def two_batches(model):
+        net = model.net
+        monkeypatch.setattr(
+            search, "BLOCK_RESULT_CELLS", 32 * (2 * len(net.bus) + len(net.line) + len(net.trafo))
+        )
+
+    return two_batches
+
+
+def _model_and_year(grid, sites):
+    model = prepare(copy.deepcopy(grid.net), sites["bus"].to_numpy(), grid.source)
+    return model, grid_year(grid, FleetSettings(), model)
+
+
+def test_state_limits_in_blocks_equal_one_batch_and_the_tally_equals_the_table_of_all_rows(
+    two_days, small_blocks, monkeypatch
+):
+    sites = fleet_sites(pd.DataFrame({"substation": SITES, "size_mw": 20.0}), two_days)
+    model = prepare(copy.deepcopy(two_days.net), sites["bus"].to_numpy(), two_days.source)
+    year = profile_scenarios(model.net, two_days.profiles)
+    states = States(year.element_values, None, year.n)
+    limits = normal_limits(model, CapacitySettings())
+    small_blocks(model)
+    blocked = state_limits(model, states, limits)
+    tally = ViolationTally(two_days.profiles.index)
+    tallied = state_limits(model, states, limits, tally=tally.add)
+    monkeypatch.setattr(search, "BLOCK_RESULT_CELLS", 10**12)
+    whole = state_limits(model, states, limits)
+    for name in ("vmin", "vmax", "line", "trafo", "usable", "converged", "base_margin"):
+        np.testing.assert_array_equal(getattr(blocked, name), getattr(whole, name), err_msg=name)
+        np.testing.assert_array_equal(getattr(tallied, name), getattr(whole, name), err_msg=name)
+    pd.testing.assert_frame_equal(blocked.violations, whole.violations)
+    assert len(whole.violations) and not len(tallied.violations)
+    index = two_days.profiles.index
+    pd.testing.assert_frame_equal(
+        tally.table("grid alone"), violation_table(whole.violations, index, "grid alone")
+    )
+    np.testing.assert_array_equal(np.flatnonzero(tally.steps), np.unique(whole.violations["state"]))
+
+
+def test_year_flow_in_blocks_equals_the_reductions_of_one_whole_solve(two_days, small_blocks, monkeypatch):
+    sites = fleet_sites(pd.DataFrame({"substation": SITES, "size_mw": 20.0}), two_days)
+    model, alone = _model_and_year(two_days, sites)
+    # a band of 0.99–1.06 pu at every bus and step (SimBench's own is wider): the rows checked
+    # hold under- and overvoltages as well as overloads
+    states = alone.states
+    limits = dataclasses.replace(
+        alone.limits, vmin=np.full_like(alone.limits.vmin, 0.99), vmax=np.full_like(alone.limits.vmax, 1.06)
+    )
+    small_blocks(model)
+    # every site at 60 MW in the evening and at 2 MW otherwise: some blocks break limits, some not
+    hours = two_days.profiles.index.hour.to_numpy()
+    power = np.where((hours >= 16) & (hours < 21), 60.0, 2.0)[:, None] * np.ones((1, len(sites)))
+    q_per_mw = np.tan(np.arccos(0.95))
+    index = two_days.profiles.index
+    streamed = _year_flow(model, states, limits, power, q_per_mw, index)
+
+    whole = solve(
+        model,
+        dataclasses.replace(states, fixed_site_mw=power).scenarios(np.arange(states.n), q_per_mw=q_per_mw),
+    )
+    found = violations_of(
+        model, whole, limits.vmin, limits.vmax, limits.line, limits.trafo, tolerance=BASE_TOLERANCE
+    )
+    assert found["criterion"].nunique() >= 3  # the order across criteria and blocks is tested
+    assert found["state"].nunique() > 32  # violations in more than one block
+    pd.testing.assert_frame_equal(streamed.violations.table("p"), violation_table(found, index, "p"))
+    np.testing.assert_array_equal(np.flatnonzero(streamed.violations.steps), np.unique(found["state"]))
+    np.testing.assert_array_equal(streamed.margin, worst_margin(whole, limits, np.arange(states.n))[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a bus no slack reaches is NaN throughout
+        np.testing.assert_array_equal(streamed.vm_min_pu, np.nanmin(whole.vm_pu, axis=0))
+        np.testing.assert_array_equal(streamed.vm_max_pu, np.nanmax(whole.vm_pu, axis=0))
+        np.testing.assert_array_equal(
+            streamed.line_max_percent, np.nanmax(whole.line_loading_percent, axis=0)
+        )
+        np.testing.assert_array_equal(
+            streamed.trafo_max_percent, np.nanmax(whole.trafo_loading_percent, axis=0)
+        )
