@@ -111,28 +111,103 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
     base_mva = float(ppc["baseMVA"])
     n_bus = len(bus)
     _check_branches(net, branch, source)
-
-    next_id = 0
-
-    def ids(count: int) -> np.ndarray:
-        nonlocal next_id
-        block = np.arange(next_id, next_id + count, dtype=np.int32)
-        next_id += count
-        return block
+    ids = _Ids()  # every component's ids in one sequence, in the order they are made below
 
     u_rated = bus[:, BASE_KV] * 1e3
     node = initialize_array(DatasetType.input, ComponentType.node, n_bus)
-    node["id"] = ids(n_bus)
+    node["id"] = ids.take(n_bus)
     node["u_rated"] = u_rated
+    generic = _generic_branches(branch, u_rated, base_mva, ids)
 
+    ref = np.flatnonzero(bus[:, BUS_TYPE] == REF_BUS)
+    source_arr = initialize_array(DatasetType.input, ComponentType.source, len(ref))
+    source_arr["id"] = ids.take(len(ref))
+    source_arr["node"] = ref
+    source_arr["status"] = 1
+    source_arr["u_ref"] = bus[ref, VM]
+    source_arr["u_ref_angle"] = np.deg2rad(bus[ref, VA])
+    source_arr["sk"] = SOURCE_SK_VA
+
+    has_shunt = np.flatnonzero((bus[:, GS] != 0) | (bus[:, BS] != 0))
+    shunt = initialize_array(DatasetType.input, ComponentType.shunt, len(has_shunt))
+    shunt["id"] = ids.take(len(has_shunt))
+    shunt["node"] = has_shunt
+    shunt["status"] = 1
+    shunt["g1"] = bus[has_shunt, GS] * MEGA / u_rated[has_shunt] ** 2
+    shunt["b1"] = bus[has_shunt, BS] * MEGA / u_rated[has_shunt] ** 2
+    shunt["g0"] = 0.0
+    shunt["b0"] = 0.0
+
+    demand = _demand(net, bus, ids)
+
+    site_node = _bus_to_node(net)[_bus_positions(net, site_buses)]
+    sites = initialize_array(DatasetType.input, ComponentType.sym_load, len(site_node))
+    sites["id"] = ids.take(len(site_node))
+    sites["node"] = site_node
+    sites["status"] = 1
+    sites["type"] = LoadGenType.const_power
+    sites["p_specified"] = 0.0
+    sites["q_specified"] = 0.0
+
+    pv = _pv_generation(bus, gen)
+    pv_gens, regulators = _voltage_regulated(pv, ids)
+
+    input_data = {
+        ComponentType.node: node,
+        ComponentType.generic_branch: generic,
+        ComponentType.source: source_arr,
+        ComponentType.shunt: shunt,
+        ComponentType.sym_load: np.concatenate([demand.loads, sites]),
+        ComponentType.sym_gen: pv_gens,
+        ComponentType.voltage_regulator: regulators,
+    }
+    lookups = net._pd2ppc_lookups["branch"]
+    return PgmModel(
+        input_data=input_data,
+        bus_to_node=_bus_to_node(net),
+        bus_in_model=_bus_in_model(net, bus),
+        line_branch=_branch_range(lookups, "line", len(net.line)),
+        trafo_branch=_branch_range(lookups, "trafo", len(net.trafo)),
+        demand_bus=demand.bus,
+        demand_p_mw=bus[demand.bus, PD].copy(),
+        demand_q_mvar=bus[demand.bus, QD].copy(),
+        zip_p=demand.zip_p,
+        zip_q=demand.zip_q,
+        load_ids=demand.load_ids,
+        pv_bus=pv.bus,
+        pv_p_mw=pv.p_mw,
+        pv_gen_ids=pv_gens["id"].copy(),
+        pv_regulator_ids=regulators["id"].copy(),
+        pv_gen_bus=pv.gen_bus,
+        pv_gen_q_min_mvar=pv.q_min_mvar,
+        pv_gen_q_max_mvar=pv.q_max_mvar,
+        site_ids=sites["id"].copy(),
+        site_node=site_node,
+    )
+
+
+class _Ids:
+    """Consecutive PGM ids across all components of one model."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self, count: int) -> np.ndarray:
+        block = np.arange(self.next, self.next + count, dtype=np.int32)
+        self.next += count
+        return block
+
+
+def _generic_branches(branch: np.ndarray, u_rated: np.ndarray, base_mva: float, ids: _Ids) -> np.ndarray:
+    """One ``generic_branch`` per ppc branch (impedances in ohm, referred to the to side as PGM does)."""
     from_bus = branch[:, F_BUS].real.astype(int)
     to_bus = branch[:, T_BUS].real.astype(int)
-    z_base_to = u_rated[to_bus] ** 2 / (base_mva * MEGA)  # ohm; PGM refers impedance to the to side
+    z_base_to = u_rated[to_bus] ** 2 / (base_mva * MEGA)
     tap = branch[:, TAP].real.copy()
     tap[tap == 0] = 1.0
     status = branch[:, BR_STATUS].real.astype(np.int8)
     generic = initialize_array(DatasetType.input, ComponentType.generic_branch, len(branch))
-    generic["id"] = ids(len(branch))
+    generic["id"] = ids.take(len(branch))
     generic["from_node"] = from_bus
     generic["to_node"] = to_bus
     generic["from_status"] = status
@@ -144,26 +219,22 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
     generic["k"] = tap
     generic["theta"] = np.deg2rad(branch[:, SHIFT].real)
     generic["sn"] = np.nan
+    return generic
 
-    ref = np.flatnonzero(bus[:, BUS_TYPE] == REF_BUS)
-    source_arr = initialize_array(DatasetType.input, ComponentType.source, len(ref))
-    source_arr["id"] = ids(len(ref))
-    source_arr["node"] = ref
-    source_arr["status"] = 1
-    source_arr["u_ref"] = bus[ref, VM]
-    source_arr["u_ref_angle"] = np.deg2rad(bus[ref, VA])
-    source_arr["sk"] = SOURCE_SK_VA
 
-    has_shunt = np.flatnonzero((bus[:, GS] != 0) | (bus[:, BS] != 0))
-    shunt = initialize_array(DatasetType.input, ComponentType.shunt, len(has_shunt))
-    shunt["id"] = ids(len(has_shunt))
-    shunt["node"] = has_shunt
-    shunt["status"] = 1
-    shunt["g1"] = bus[has_shunt, GS] * MEGA / u_rated[has_shunt] ** 2
-    shunt["b1"] = bus[has_shunt, BS] * MEGA / u_rated[has_shunt] ** 2
-    shunt["g0"] = 0.0
-    shunt["b0"] = 0.0
+@dataclass(frozen=True)
+class _Demand:
+    """The model's demand as PGM loads: per demand bus one load per ZIP kind in use."""
 
+    bus: np.ndarray  # ppc buses with demand (or an element whose values vary)
+    zip_p: np.ndarray  # (buses, kinds) shares of constant power, current, impedance
+    zip_q: np.ndarray
+    load_ids: np.ndarray  # (buses, kinds)
+    loads: np.ndarray  # the sym_load input rows
+
+
+def _demand(net: pandapowerNet, bus: np.ndarray, ids: _Ids) -> _Demand:
+    n_bus = len(bus)
     varying = _buses_of_varying_elements(net)
     demand_bus = np.flatnonzero((bus[:, PD] != 0) | (bus[:, QD] != 0) | np.isin(np.arange(n_bus), varying))
     demand_bus = demand_bus[bus[demand_bus, BUS_TYPE] != ISOLATED_BUS]
@@ -173,7 +244,7 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
     kinds = [k for k in range(3) if k == 0 or zip_p[:, k].any() or zip_q[:, k].any()]
     zip_p, zip_q = zip_p[:, kinds], zip_q[:, kinds]
     load_types = np.array([LoadGenType.const_power, LoadGenType.const_current, LoadGenType.const_impedance])
-    load_ids = ids(len(kinds) * len(demand_bus)).reshape(len(kinds), -1).T
+    load_ids = ids.take(len(kinds) * len(demand_bus)).reshape(len(kinds), -1).T
     loads = initialize_array(DatasetType.input, ComponentType.sym_load, len(kinds) * len(demand_bus))
     loads["id"] = load_ids.T.ravel()
     loads["node"] = np.tile(demand_bus, len(kinds))
@@ -181,62 +252,24 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
     loads["type"] = np.repeat(load_types[kinds], len(demand_bus))
     loads["p_specified"] = (zip_p * bus[demand_bus, PD][:, None]).T.ravel() * MEGA
     loads["q_specified"] = (zip_q * bus[demand_bus, QD][:, None]).T.ravel() * MEGA
+    return _Demand(demand_bus, zip_p, zip_q, load_ids, loads)
 
-    site_node = _bus_to_node(net)[_bus_positions(net, site_buses)]
-    sites = initialize_array(DatasetType.input, ComponentType.sym_load, len(site_node))
-    sites["id"] = ids(len(site_node))
-    sites["node"] = site_node
-    sites["status"] = 1
-    sites["type"] = LoadGenType.const_power
-    sites["p_specified"] = 0.0
-    sites["q_specified"] = 0.0
 
-    pv = _pv_generation(bus, gen)
+def _voltage_regulated(pv: _PvGeneration, ids: _Ids) -> tuple[np.ndarray, np.ndarray]:
+    """One ``sym_gen`` and one ``voltage_regulator`` holding its set-point (pu) per PV bus."""
     pv_gens = initialize_array(DatasetType.input, ComponentType.sym_gen, len(pv.bus))
-    pv_gens["id"] = ids(len(pv.bus))
+    pv_gens["id"] = ids.take(len(pv.bus))
     pv_gens["node"] = pv.bus
     pv_gens["status"] = 1
     pv_gens["type"] = LoadGenType.const_power
     pv_gens["p_specified"] = pv.p_mw * MEGA
     pv_gens["q_specified"] = 0.0
     regulators = initialize_array(DatasetType.input, ComponentType.voltage_regulator, len(pv.bus))
-    regulators["id"] = ids(len(pv.bus))
+    regulators["id"] = ids.take(len(pv.bus))
     regulators["regulated_object"] = pv_gens["id"]
     regulators["status"] = 1
     regulators["u_ref"] = pv.vm_pu
-
-    input_data = {
-        ComponentType.node: node,
-        ComponentType.generic_branch: generic,
-        ComponentType.source: source_arr,
-        ComponentType.shunt: shunt,
-        ComponentType.sym_load: np.concatenate([loads, sites]),
-        ComponentType.sym_gen: pv_gens,
-        ComponentType.voltage_regulator: regulators,
-    }
-    lookups = net._pd2ppc_lookups["branch"]
-    return PgmModel(
-        input_data=input_data,
-        bus_to_node=_bus_to_node(net),
-        bus_in_model=_bus_in_model(net, bus),
-        line_branch=_branch_range(lookups, "line", len(net.line)),
-        trafo_branch=_branch_range(lookups, "trafo", len(net.trafo)),
-        demand_bus=demand_bus,
-        demand_p_mw=bus[demand_bus, PD].copy(),
-        demand_q_mvar=bus[demand_bus, QD].copy(),
-        zip_p=zip_p,
-        zip_q=zip_q,
-        load_ids=load_ids,
-        pv_bus=pv.bus,
-        pv_p_mw=pv.p_mw,
-        pv_gen_ids=pv_gens["id"].copy(),
-        pv_regulator_ids=regulators["id"].copy(),
-        pv_gen_bus=pv.gen_bus,
-        pv_gen_q_min_mvar=pv.q_min_mvar,
-        pv_gen_q_max_mvar=pv.q_max_mvar,
-        site_ids=sites["id"].copy(),
-        site_node=site_node,
-    )
+    return pv_gens, regulators
 
 
 def _check_branches(net: pandapowerNet, branch: np.ndarray, source: str) -> None:
