@@ -456,6 +456,9 @@ def worst_state(result: HostingResult) -> tuple[np.ndarray, np.ndarray, np.ndarr
     that state's binding criterion code and element.
     """
     hc = np.where(np.isnan(result.hc_mw), np.inf, result.hc_mw)
+    if not len(hc):  # no state searched (e.g. every outage of a radial feeder islands load)
+        none = np.zeros(hc.shape[1], dtype=np.int64)
+        return np.full(hc.shape[1], np.inf), none, np.full(hc.shape[1], CAP_REACHED, dtype=np.int8), none - 1
     state = hc.argmin(axis=0)
     column = np.arange(hc.shape[1])
     return hc[state, column], state, result.criterion[state, column], result.element[state, column]
