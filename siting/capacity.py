@@ -246,7 +246,7 @@ def substation_capacity(
 
     say = progress or silent
     settings = settings or CapacitySettings()
-    at, n1, year, n1_hops = settings.at, settings.n1, settings.year, settings.n1_hops
+    at, n1, year = settings.at, settings.n1, settings.year
     subs = _chosen(grid.substations, substations)
     point = operating_point(grid, at)
     model = prepare(copy.deepcopy(grid.net), subs["bus"].to_numpy(), grid.source, **vars(settings.engine))
@@ -260,27 +260,8 @@ def substation_capacity(
     n0 = hosting_capacity(model, peak, peak_limits, settings)
     flows = n0.flows + 1
     table = _n0_table(model, subs, n0)
-    skipped = pd.DataFrame(columns=["outage", "reason"])
-    firm = table["hc_n0_mw"].to_numpy()
-    binding = list(
-        zip(table["n0_binding_criterion"], table["n0_binding_element"], [""] * len(table), strict=True)
-    )
-    if n1:
-        outages = studied_outages(model.net, grid.contingencies)
-        own = grid.contingencies
-        kind = "single outages" if own is None else f"contingencies of {own.file}"
-        say(
-            f"firm (N-1) capacity over {len(outages[0])} {kind}"
-            + (f", each substation against those within {n1_hops} branch hops" if n1_hops is not None else "")
-        )
-        firm, binding, skipped, count = _firm_capacity(
-            model, point, settings, outages, table["hc_n0_mw"].to_numpy(), binding, n1_hops, say
-        )
-        flows += count
-    table["hc_n1_mw"] = firm if n1 else np.nan
-    table["binding_criterion"] = [b[0] for b in binding]
-    table["binding_element"] = [b[1] for b in binding]
-    table["binding_outage"] = [b[2] for b in binding]
+    skipped, count = _firm_columns(table, model, grid, point, settings, say)
+    flows += count
 
     headroom = None
     if year and grid.profiles is not None:
@@ -304,6 +285,44 @@ def substation_capacity(
         limits_from_model=normal_limits(model, settings).from_model,
         contingency_set=_contingency_record(grid, n1),
     )
+
+
+def _firm_columns(
+    table: pd.DataFrame,
+    model: FlowModel,
+    grid: Grid,
+    point: OperatingPoint,
+    settings: CapacitySettings,
+    say: Progress,
+) -> tuple[pd.DataFrame, int]:
+    """Add firm capacity (MW) and the binding criterion, element and outage to ``table``.
+
+    Without ``settings.n1`` the firm column is NaN and the N-0 binding constraint stands.
+    Returns the outages not studied (``outage``, ``reason``) and the power flows run.
+    """
+    skipped = pd.DataFrame(columns=["outage", "reason"])
+    firm = table["hc_n0_mw"].to_numpy()
+    binding = list(
+        zip(table["n0_binding_criterion"], table["n0_binding_element"], [""] * len(table), strict=True)
+    )
+    count = 0
+    if settings.n1:
+        hops = settings.n1_hops
+        outages = studied_outages(model.net, grid.contingencies)
+        own = grid.contingencies
+        kind = "single outages" if own is None else f"contingencies of {own.file}"
+        say(
+            f"firm (N-1) capacity over {len(outages[0])} {kind}"
+            + (f", each substation against those within {hops} branch hops" if hops is not None else "")
+        )
+        firm, binding, skipped, count = _firm_capacity(
+            model, point, settings, outages, firm, binding, hops, say
+        )
+    table["hc_n1_mw"] = firm if settings.n1 else np.nan
+    table["binding_criterion"] = [b[0] for b in binding]
+    table["binding_element"] = [b[1] for b in binding]
+    table["binding_outage"] = [b[2] for b in binding]
+    return skipped, count
 
 
 def _n0_table(model: FlowModel, subs: pd.DataFrame, n0: HostingResult) -> pd.DataFrame:

@@ -281,23 +281,15 @@ def select_sites(
     say(f"{len(pool)} candidates; {sum(g[0].n for g in criterion.groups)} states to check each pick against")
     sizes, why, joint, flows = _pick_jointly(model, pool, full, criterion, settings, cap_settings, notes, say)
 
-    picked = sizes > 0
-    table.loc[pool.index[picked], "status"] = "selected"
-    table.loc[pool.index[picked], "size_mw"] = sizes[picked]
-    for position, reason in why.items():
-        table.loc[pool.index[position], "reason"] = reason
-    if picked.sum() < settings.sites:
-        notes.append(_fewer_note(table, settings, int(picked.sum())))
+    _mark_picks(table, pool, sizes, why)
+    if (sizes > 0).sum() < settings.sites:
+        notes.append(_fewer_note(table, settings, int((sizes > 0).sum())))
 
     say("joint AC check of the naive top-K set")
     naive_sizes, naive = _naive(table, pool, settings, column)
     naive_check = _joint_check(model, full, naive_sizes, cap_settings)
     flows += naive_check.flows
-    summary = pd.DataFrame(
-        [_joint_row("selected", sizes, joint), _joint_row("naive top-K", naive_sizes, naive_check)]
-    )
-    parts = [naive_check.violations.assign(set="naive top-K"), joint.violations.assign(set="selected")]
-    violations = pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
+    summary, violations = _both_sets(sizes, joint, naive_sizes, naive_check)
     sites = table[table["status"] == "selected"].sort_values("size_mw", ascending=False, kind="stable")
     return Selection(
         sites=sites[[*_SITE_COLUMNS, "geometry"]],
@@ -426,6 +418,26 @@ def _screened(
     rows = np.flatnonzero(near.any(axis=1))
     outage_group = (states.take(rows), limits.take(rows), [labels[i] for i in rows])
     return _Criterion([peak, outage_group], near=near[rows])
+
+
+def _both_sets(
+    sizes: np.ndarray, joint: JointCheck, naive_sizes: np.ndarray, naive_check: JointCheck
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The joint checks of the selected and the naive set: a summary row each, and their violations."""
+    summary = pd.DataFrame(
+        [_joint_row("selected", sizes, joint), _joint_row("naive top-K", naive_sizes, naive_check)]
+    )
+    parts = [naive_check.violations.assign(set="naive top-K"), joint.violations.assign(set="selected")]
+    return summary, pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
+
+
+def _mark_picks(table: pd.DataFrame, pool: pd.DataFrame, sizes: np.ndarray, why: dict[int, str]) -> None:
+    """Candidates picked (``sizes`` MW > 0) become "selected" at their size; each gets its reason."""
+    picked = sizes > 0
+    table.loc[pool.index[picked], "status"] = "selected"
+    table.loc[pool.index[picked], "size_mw"] = sizes[picked]
+    for position, reason in why.items():
+        table.loc[pool.index[position], "reason"] = reason
 
 
 def _checked_inputs(

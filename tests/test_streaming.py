@@ -31,8 +31,8 @@ def two_days(hv_mixed):
 def small_blocks(monkeypatch):
     """solve's own batches of 16 scenarios and streamed blocks of two of them: 6 blocks in the
     192 steps; returns a function that sets the block size for a model."""
-    monkeypatch.setattr(flow, "_default_chunk", lambda model: 16)
-    monkeypatch.setattr(search, "_default_chunk", lambda model: 16)
+    monkeypatch.setattr(flow, "batch_size", lambda model: 16)
+    monkeypatch.setattr(search, "batch_size", lambda model: 16)
 
     def two_batches(model):
         net = model.net

@@ -438,7 +438,7 @@ def _solve_by_status(model: FlowModel, scenarios: Scenarios, chunk_size: int | N
     if len(groups):
         _scatter(result, mixed, solve(model, scenarios.take(mixed), chunk_size))
         return result
-    size = chunk_size or _default_chunk(model)
+    size = chunk_size or batch_size(model)
     for start in range(0, n, size):
         chunk = slice(start, min(start + size, n))
         _solve_chunk(model, scenarios.take(chunk), result, chunk)
@@ -538,7 +538,8 @@ def _ext_grid_sources(net: pandapowerNet, pgm: PgmModel) -> np.ndarray:
     return np.array(found, dtype=int)
 
 
-def _default_chunk(model: FlowModel) -> int:
+def batch_size(model: FlowModel) -> int:
+    """Scenarios per PGM batch (``solve``'s chunks), so one batch's results stay bounded."""
     cells = len(model.pgm.input_data[ComponentType.node]) + len(
         model.pgm.input_data[ComponentType.generic_branch]
     )

@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from siting.engine.flow import FlowModel, FlowResult, Outage, Scenarios, _default_chunk, solve
+from siting.engine.flow import FlowModel, FlowResult, Outage, Scenarios, batch_size, solve
 from siting.limits import ElementLimits
 from siting.progress import Progress, tally
 
@@ -241,7 +241,7 @@ def solved_blocks(
     net = model.net
     columns = 2 * len(net.bus) + len(net.line) + len(net.trafo)
     if states.outages is None:
-        inner = _default_chunk(model)
+        inner = batch_size(model)
         size = max(1, (cells or BLOCK_RESULT_CELLS) // max(columns, 1) // inner) * inner
     else:
         size = max(states.n, 1)
