@@ -68,18 +68,7 @@ def write_pdf(
         story.append(_image(Path(figure).read_bytes(), FIGURE_WIDTH * 0.9))
     if screening is not None:
         story += _screening_story(screening, styles)
-    document = SimpleDocTemplate(
-        str(path),
-        pagesize=PAGE,
-        leftMargin=MARGIN,
-        rightMargin=MARGIN,
-        topMargin=MARGIN,
-        bottomMargin=MARGIN,
-        title=str(inputs.title),
-        invariant=1,  # same inputs, same bytes: no creation time or random id in the file
-    )
-    document.build(story)
-    return Path(path)
+    return _build(story, path, str(inputs.title))
 
 
 def write_scenarios_pdf(title: str, description: str, table: pd.DataFrame, path: Path) -> Path:
@@ -109,6 +98,11 @@ def write_scenarios_pdf(title: str, description: str, table: pd.DataFrame, path:
         Spacer(1, 0.3 * cm),
         *_table(frame),
     ]
+    return _build(story, path, title)
+
+
+def _build(story: list, path: Path, title: str) -> Path:
+    """Write ``story`` as a PDF at ``path`` with the report's page and margins."""
     document = SimpleDocTemplate(
         str(path),
         pagesize=PAGE,
@@ -116,8 +110,8 @@ def write_scenarios_pdf(title: str, description: str, table: pd.DataFrame, path:
         rightMargin=MARGIN,
         topMargin=MARGIN,
         bottomMargin=MARGIN,
-        title=str(title),
-        invariant=1,
+        title=title,
+        invariant=1,  # same inputs, same bytes: no creation time or random id in the file
     )
     document.build(story)
     return Path(path)

@@ -403,8 +403,8 @@ def scenarios_page(
         "<section><h2>Side by side</h2><table class='data compare'>"
         f"<tr><th>measure</th>{header}</tr>{rows}</table></section>"
     )
-    return _SCENARIOS_PAGE.format(
-        title=esc(title), subtitle=esc(description), style=_STYLE + _SCENARIOS_STYLE, body=body
+    return _PAGE.format(
+        title=esc(title), subtitle=esc(description), style=_STYLE + _SCENARIOS_STYLE, head="", body=body
     )
 
 
@@ -544,14 +544,14 @@ def page(inputs: ReportInputs, found: list[Chart], screening: Screening | None =
         ),
         *([] if screening is None else _screening_sections(screening)),
     ]
+    headline = "".join(f"<dt>{esc(k)}</dt><dd>{esc(_text(v))}</dd>" for k, v in inputs.headline.items())
     return _PAGE.format(
         title=esc(inputs.title),
         subtitle=(f"{esc(inputs.description)} · " if inputs.description else "")
         + f"grid {esc(inputs.grid_name)} · operating point {esc(inputs.operating_point)}",
-        headline="".join(f"<dt>{esc(k)}</dt><dd>{esc(_text(v))}</dd>" for k, v in inputs.headline.items()),
         style=_STYLE,
-        plotly_js=get_plotlyjs(),
-        sections="\n".join(sections),
+        head=f"<script>{get_plotlyjs()}</script>\n",
+        body=f'<div class="headline"><dl>{headline}</dl></div>\n' + "\n".join(sections),
     )
 
 
@@ -888,32 +888,15 @@ _PAGE = """<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>{style}</style>
-<script>{plotly_js}</script>
-</head>
-<body>
-<h1>{title}</h1>
-<p class="subtitle">{subtitle}</p>
-<div class="headline"><dl>{headline}</dl></div>
-{sections}
-</body>
-</html>
-"""
-_SCENARIOS_STYLE = """
-table.compare th { text-align: left; }
-ul.scenarios li { margin-bottom: 0.6rem; }
-"""
-_SCENARIOS_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>{style}</style>
-</head>
+{head}</head>
 <body>
 <h1>{title}</h1>
 <p class="subtitle">{subtitle}</p>
 {body}
 </body>
 </html>
+"""
+_SCENARIOS_STYLE = """
+table.compare th { text-align: left; }
+ul.scenarios li { margin-bottom: 0.6rem; }
 """
