@@ -47,6 +47,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "description": str,
         "profiles": str,
         "profiles_tz": str,
+        "dispatch": str,
         "bus_coords": str,
         "substation_list": str,
         "substation_list_mode": str,
@@ -373,6 +374,7 @@ OWN_VALUES = {
     "substation_list_mode": "list_mode",
     "candidates": "candidates",
     "min_kv": "min_kv",
+    "dispatch": "dispatch",
 }
 
 
@@ -385,6 +387,8 @@ def _own_data(data: dict, base: Path, source: str) -> dict[str, Any]:
     own.update({field: data[key] for key, field in OWN_VALUES.items() if key in data})
     if own.get("candidates", "substations") not in ("substations", "buses", "feeder"):
         raise UsageError(f"{source}: candidates = {own['candidates']!r}: use substations, buses or feeder")
+    if own.get("dispatch", "case") not in ("load-following", "case"):
+        raise UsageError(f"{source}: dispatch = {own['dispatch']!r}: use load-following or case")
     return own
 
 

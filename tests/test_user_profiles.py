@@ -139,3 +139,40 @@ def test_an_operating_time_outside_the_span_is_refused(tmp_path, rts):
     check_covers(profiles, "2026-07-01 02:00")
     with pytest.raises(UsageError, match="outside the profiles' span"):
         check_covers(profiles, "2026-08-01 00:00")
+
+
+def test_generation_follows_the_total_load_unless_the_case_dispatch_is_asked(tmp_path, rts):
+    from siting.sources.own import with_own_data
+
+    net = rts.net
+    area = net.bus["area"].reindex(net.load["bus"]).to_numpy()
+    in_area_2 = net.load.index[area == 2]
+    area_2 = net.load.loc[in_area_2, "p_mw"].sum() * np.array([0.2, 0.8, 1.4, 2.0])
+    path = _write(tmp_path, pd.DataFrame({"time": _hours(), "area 2 MW": area_2}))
+    following = with_own_data(rts, profiles=path, time_zone="UTC")
+    assert following.dispatch == "load-following"  # the case has voltage-controlled generators
+    assert following.inputs()["dispatch"] == "load-following"
+    # area 2 as given, every other load at its model MW: that is the system total to follow
+    others = net.load.loc[~net.load.index.isin(in_area_2), "p_mw"].sum()
+    ratio = (area_2 + others) / net.load["p_mw"].sum()
+    gen = following.profiles[("gen", "p_mw")]
+    assert gen.shape == (4, len(net.gen))
+    assert gen.to_numpy() == pytest.approx(ratio[:, None] * net.gen["p_mw"].to_numpy()[None, :])
+    assert ratio.min() < 0.9 and ratio.max() > 1.0  # the test spans load below and above the case's
+
+    case = with_own_data(rts, profiles=path, time_zone="UTC", dispatch="case")
+    assert case.dispatch == "case"
+    assert "gen" not in case.profiles.columns.get_level_values("element")
+    assert case.profiles[("load", "p_mw")].equals(following.profiles[("load", "p_mw")])
+
+
+def test_a_feeder_keeps_its_dispatch_and_dispatch_needs_profiles(tmp_path):
+    from siting.sources.own import with_own_data
+    from siting.sources.user_profiles import default_dispatch
+
+    feeder = load_grid("pandapower:case33bw")
+    assert default_dispatch(feeder.net) == "case"  # no voltage-controlled generator to follow load
+    with pytest.raises(UsageError, match="--dispatch case: applies to your load profiles; give --profiles"):
+        with_own_data(feeder, dispatch="case")
+    with pytest.raises(UsageError, match="--dispatch merit: use load-following or case"):
+        with_own_data(feeder, dispatch="merit")

@@ -156,6 +156,12 @@ def add_own_data(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--profiles-tz", metavar="ZONE", help="time zone of profile times that carry none")
     group.add_argument(
+        "--dispatch",
+        choices=["load-following", "case"],
+        help="generation with --profiles: in proportion to total load, or the case's own "
+        "(default: load-following where the case has voltage-controlled generators)",
+    )
+    group.add_argument(
         "--bus-coords", metavar="FILE", help="bus coordinates: bus, lon, lat (CSV or GeoPackage)"
     )
     group.add_argument(
@@ -200,6 +206,7 @@ def load_own(args: argparse.Namespace):
         candidates=args.candidates,
         min_kv=args.min_kv,
         contingencies=args.contingencies,
+        dispatch=args.dispatch,
     )
 
 

@@ -17,6 +17,7 @@ from siting.errors import GridError
 from siting.sources.catalog import CatalogEntry
 from siting.sources.geo import set_bus_lonlat
 from siting.sources.grid import read_matpower
+from siting.sources.user_profiles import generation_following
 
 
 def load_activsg(entry: CatalogEntry) -> tuple[pandapowerNet, pd.DataFrame]:
@@ -54,8 +55,7 @@ def area_profiles(
     frames = {
         ("load", "p_mw"): ratio * net.load["p_mw"].to_numpy(),
         ("load", "q_mvar"): ratio * net.load["q_mvar"].to_numpy(),
-        ("gen", "p_mw"): total[:, None] * net.gen["p_mw"].to_numpy(),
-        ("sgen", "p_mw"): total[:, None] * net.sgen["p_mw"].to_numpy(),
+        **generation_following(net, total),
     }
     index = {"load": net.load.index, "gen": net.gen.index, "sgen": net.sgen.index}
     parts = {

@@ -44,6 +44,10 @@ class Grid:
         (MW, Mvar). None when the source has none.
     files : tuple of Path
         Model files read, for manifests; none for package data.
+    contingencies : Contingencies, optional
+        The planner's contingency set; None studies every single line and transformer outage.
+    dispatch : str, optional
+        How generation follows the user's profiles (``siting.sources.user_profiles``), when given.
     """
 
     name: str
@@ -53,8 +57,8 @@ class Grid:
     substations: gpd.GeoDataFrame
     profiles: pd.DataFrame | None = None
     files: tuple[Path, ...] = ()  # model files read (for manifests); none for package data
-    # the planner's contingency set; None studies every single line and transformer outage
     contingencies: Contingencies | None = None
+    dispatch: str | None = None
 
     def require_profiles(self, purpose: str) -> pd.DataFrame:
         """``profiles``; a UsageError naming the grid and ``purpose`` (e.g. "to scale") if it has none."""
@@ -64,7 +68,8 @@ class Grid:
 
     def inputs(self) -> dict[str, object]:
         """The grid as a manifest names it: its source and every model file read (hashed)."""
-        return {"grid": self.source, **{f"file {path.name}": path for path in self.files}}
+        rule = {"dispatch": self.dispatch} if self.dispatch else {}
+        return {"grid": self.source, **{f"file {path.name}": path for path in self.files}, **rule}
 
 
 def load_grid(source: str | Path) -> Grid:

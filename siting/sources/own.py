@@ -15,6 +15,7 @@ from siting.errors import UsageError
 from siting.sources.contingencies import load_contingencies
 from siting.sources.grid import Grid
 from siting.sources.substations import find_substations
+from siting.sources.user_profiles import DISPATCH_RULES
 
 CANDIDATE_KINDS = ("substations", "buses", "feeder")
 
@@ -30,6 +31,7 @@ def with_own_data(
     candidates: str = "substations",
     min_kv: float = 0.0,
     contingencies: Path | None = None,
+    dispatch: str | None = None,
 ) -> Grid:
     """``grid`` with the files given read in (each checked, one-line errors naming the file).
 
@@ -54,6 +56,10 @@ def with_own_data(
     contingencies : Path, optional
         The contingencies to study (CSV, MATPOWER ``contab`` or PSS/E ``.con``, see
         ``siting.sources.contingencies``) instead of every single line and transformer outage.
+    dispatch : str, optional
+        How generation meets the loads of ``profiles``: ``"load-following"`` (every in-service
+        generator's MW in proportion to the total load) or ``"case"`` (the case's dispatch).
+        Default: load-following for a case with voltage-controlled generators, case otherwise.
     """
     if candidates not in CANDIDATE_KINDS:
         raise UsageError(
@@ -61,9 +67,13 @@ def with_own_data(
         )
     if list_mode not in ("replace", "augment"):
         raise UsageError(f"--substation-list-mode {list_mode}: use replace or augment")
+    if dispatch is not None and dispatch not in DISPATCH_RULES:
+        raise UsageError(f"--dispatch {dispatch}: use {' or '.join(DISPATCH_RULES)}")
+    if dispatch is not None and profiles is None:
+        raise UsageError(f"--dispatch {dispatch}: applies to your load profiles; give --profiles FILE")
     if not any((profiles, bus_coords, substation_list, contingencies)) and candidates == "substations":
         return grid
-    from siting.sources.user_profiles import read_profiles
+    from siting.sources.user_profiles import default_dispatch, follow_load, read_profiles
     from siting.sources.user_substations import (
         bus_candidates,
         read_bus_coords,
@@ -98,9 +108,12 @@ def with_own_data(
         if "opendss_states" not in net:
             raise UsageError(f"--candidates feeder: {grid.name} is not an OpenDSS feeder; use buses")
         substations = feeder_candidates(dataclasses.replace(grid, net=net), max(min_kv, 1.0))
-    own_profiles = grid.profiles
+    own_profiles, rule = grid.profiles, grid.dispatch
     if profiles is not None:
         own_profiles = read_profiles(Path(profiles), net, time_zone, substations)
+        rule = dispatch or default_dispatch(net)
+        if rule == "load-following":
+            own_profiles = follow_load(net, own_profiles)
         files.append(Path(profiles))
     own_contingencies = grid.contingencies
     if contingencies is not None:
@@ -113,4 +126,5 @@ def with_own_data(
         profiles=own_profiles,
         files=tuple(files),
         contingencies=own_contingencies,
+        dispatch=rule,
     )

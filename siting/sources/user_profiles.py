@@ -20,6 +20,12 @@ zone need one given explicitly, because a local clock repeats an hour each autum
 
 The result has the ``Grid.profiles`` layout: columns ``(element, variable, index)`` with the
 absolute MW / Mvar of each load at each step; loads the file does not name keep their model value.
+
+Generation is not in the file. Under the ``load-following`` dispatch rule (``follow_load``) every
+in-service generator's MW follows the system's total load, gen_i(t) = gen_i × Σload(t) / Σload,
+the rule TAMU's ACTIVSg time series use, so the slack carries losses and not the whole swing between
+the case's dispatch and the hour's load; under ``case`` generators keep the case's dispatch, which
+suits a feeder or a case whose profiles stay near its own load level.
 """
 
 from __future__ import annotations
@@ -98,6 +104,54 @@ def read_profiles(
     if not p_parts and not q_parts:
         raise UsageError(f"{path}: no load columns (keys as in the siting documentation for --profiles)")
     return _assemble(net, time, p_parts, q_parts)
+
+
+DISPATCH_RULES = ("load-following", "case")
+
+
+def default_dispatch(net: pandapowerNet) -> str:
+    """``load-following`` for a case with voltage-controlled generators (transmission), else ``case``."""
+    return "load-following" if bool(net.gen["in_service"].any()) else "case"
+
+
+def generation_following(net: pandapowerNet, load_ratio: np.ndarray) -> dict[tuple[str, str], np.ndarray]:
+    """Each generator's and static generator's MW (steps × units) at ``load_ratio`` × its case MW."""
+    return {
+        (element, "p_mw"): load_ratio[:, None] * net[element]["p_mw"].to_numpy(float)
+        for element in ("gen", "sgen")
+    }
+
+
+def follow_load(net: pandapowerNet, profiles: pd.DataFrame) -> pd.DataFrame:
+    """``profiles`` with generation following the total load (the ``load-following`` rule, module notes).
+
+    The total counts every in-service load, at its profile where it has one and at its model MW
+    where not; generators out of service stay out.
+    """
+    loads = net.load[net.load["in_service"].astype(bool)]
+    base = loads["p_mw"].to_numpy(float) * loads["scaling"].to_numpy(float)
+    total = np.full(len(profiles), base.sum())
+    if ("load", "p_mw") in profiles.columns.droplevel("index"):
+        given = profiles["load"]["p_mw"]
+        given = given.loc[:, given.columns.isin(loads.index)]
+        scaling = loads["scaling"].reindex(given.columns).to_numpy(float)
+        total += given.to_numpy() @ scaling - base[loads.index.get_indexer(given.columns)].sum()
+    if base.sum() <= 0:
+        raise UsageError(f"{net.name or 'the grid'}: has no load in service for generation to follow")
+    frames = {
+        key: pd.DataFrame(values, index=profiles.index, columns=net[key[0]].index)
+        for key, values in generation_following(net, total / base.sum()).items()
+        if values.shape[1]
+    }
+    if not frames:
+        return profiles
+    following = pd.concat(frames, axis=1, names=["element", "variable", "index"])
+    columns = profiles.columns
+    generation = columns.get_level_values("element").isin(["gen", "sgen"]) & (
+        columns.get_level_values("variable") == "p_mw"
+    )
+    kept = profiles.loc[:, ~generation]
+    return pd.concat([kept, following], axis=1).sort_index(axis=1)
 
 
 def check_covers(profiles: pd.DataFrame, when: pd.Timestamp | str, what: str = "the operating time") -> None:
