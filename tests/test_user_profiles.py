@@ -1,5 +1,6 @@
 """Profiles a user brings: keys, time zones and every bad input named in one line."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,34 @@ def test_a_feeder_keeps_its_dispatch_and_dispatch_needs_profiles(tmp_path):
         with_own_data(feeder, dispatch="case")
     with pytest.raises(UsageError, match="--dispatch merit: use load-following or case"):
         with_own_data(feeder, dispatch="merit")
+
+
+@pytest.mark.slow
+def test_area_totals_given_as_a_file_reproduce_the_catalog_grids_capacity(tmp_path):
+    """TAMU's area totals through --profiles, generation following load: the catalog entry's answers."""
+    from siting.capacity import CapacitySettings, substation_capacity
+    from siting.sources.own import with_own_data
+
+    catalog = load_grid("texas2000")
+    totals = pd.read_csv(
+        Path(__file__).resolve().parents[1] / "grids" / "activsg" / "ACTIVSg2000_area_load_hourly_MW.csv"
+    )
+    week = totals.iloc[:168]
+    frame = pd.DataFrame(
+        {"time": pd.date_range("2016-01-01", periods=168, freq="h").strftime("%Y-%m-%d %H:%M")}
+    )
+    for column in week.columns[week.columns.str.startswith("area_")]:
+        frame[f"area {column.removeprefix('area_')} MW"] = week[column].to_numpy()
+    own = with_own_data(catalog, profiles=_write(tmp_path, frame), time_zone="UTC")
+    assert own.dispatch == "load-following"
+    stations = [5, 17, 171, 609]  # bound by each of the four criteria at that hour
+    settings = CapacitySettings(n1=False, year=False)
+    theirs = substation_capacity(
+        catalog, dataclasses.replace(settings, at="2016-01-05 07:00"), substations=stations
+    ).table
+    ours = substation_capacity(
+        own, dataclasses.replace(settings, at="2016-01-05 07:00+00:00"), substations=stations
+    ).table
+    columns = ["hc_n0_mw", "n0_binding_criterion", "n0_binding_element"]
+    assert ours[columns].equals(theirs[columns])
+    assert (theirs["hc_n0_mw"] < 99).all() and theirs["n0_binding_criterion"].nunique() == 4

@@ -34,6 +34,7 @@ def load_activsg(entry: CatalogEntry) -> tuple[pandapowerNet, pd.DataFrame]:
     else:  # bus names are '<substation> <n>'
         net.bus["substation"] = coords["bus_name"].str.rsplit(" ", n=1).str[0].to_numpy()
     area = pd.Series(coords[entry.area_column].to_numpy(), index=net.bus.index)
+    net.bus[entry.area_column] = area  # so that a user's 'area <n>' / 'zone <n>' profile keys find it
     return net, area_profiles(net, area, pd.read_csv(entry.area_loads), entry.year)
 
 
