@@ -107,3 +107,21 @@ def test_every_bus_at_or_above_a_voltage_can_be_a_candidate(rts):
     assert (candidates["vn_kv"] == 230).all() and (candidates["rule"] == "bus").all()
     with pytest.raises(UsageError, match="no in-service bus at or above 1000 kV"):
         bus_candidates(rts.net, min_kv=1000)
+
+
+def test_bus_numbers_are_the_cases_own_numbers_for_a_matpower_grid(tmp_path):
+    from siting.sources.user_profiles import read_profiles
+
+    net = load_grid("illinois200").net  # MATPOWER: bus i is pandapower's index i − 1
+    coords = pd.read_csv(ROOT / "activsg" / "ACTIVSg200_bus_coords.csv")
+    loaded = coords[coords["Pd_MW"] > 0].iloc[0]
+    number, name = int(loaded["bus_i"]), loaded["bus_name"]
+    listed = read_substation_list(
+        _csv(tmp_path, {"name": ["Mine"], "bus": [number], "lon": [-89.6], "lat": [40.6]}), net
+    )
+    chosen = substations_from_list(net, listed)
+    assert net.bus.at[int(chosen["bus"].iloc[0]), "name"] == name
+    frame = pd.DataFrame({"time": ["2026-07-01 00:00", "2026-07-01 01:00"], str(number): [3.0, 4.0]})
+    profiles = read_profiles(_csv(tmp_path, frame, "loads.csv"), net, time_zone="UTC")
+    loads = profiles[("load", "p_mw")].columns
+    assert net.load.loc[loads, "bus"].map(net.bus["name"]).eq(name).all()

@@ -388,6 +388,16 @@ def _foreign_module(document: object) -> str | None:
     return None
 
 
+def bus_index_of_number(net: pandapowerNet) -> pd.Series:
+    """The model's bus index for each bus number of its case (MATPOWER ``BUS_I``, PSS/E ``I``).
+
+    pandapower reads a MATPOWER case's bus *i* as index *i* − 1 (``read_matpower`` keeps the
+    number in ``net.bus.bus_number``); other sources number buses by their index.
+    """
+    numbers = net.bus["bus_number"] if "bus_number" in net.bus else net.bus.index.to_series()
+    return pd.Series(net.bus.index, index=numbers.astype(int).to_numpy())
+
+
 def read_matpower(path: Path, f_hz: float = 60.0) -> pandapowerNet:
     """A MATPOWER case (.m or .mat) as a pandapower net, transformers kept as transformers."""
     from pandapower.converter.matpower import from_mpc
@@ -398,6 +408,7 @@ def read_matpower(path: Path, f_hz: float = 60.0) -> pandapowerNet:
         raise GridError(f"{path}: not a readable MATPOWER case ({_first_line(err)})") from err
     if len(net.bus) == 0 or not np.isfinite(net.bus["vn_kv"]).all():
         raise GridError(f"{path}: the MATPOWER bus matrix is empty or has bad base kV values")
+    net.bus["bus_number"] = net.bus.index + 1  # what the case and its users call the bus
     _impedances_to_transformers(net)
     _name_branches(net)
     return net

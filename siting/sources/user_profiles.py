@@ -5,7 +5,7 @@ Rows are time steps (any fixed step: 15 min, hourly); columns name what they loa
 - a load's name (``net.load.name``), e.g. ``B1001-L1`` for a PSS/E case;
 - PSS/E style ``Bus 1001 #1 MW`` (bus number and load ID, as TAMU's ACTIVSg2000 file and
   PowerWorld exports have them), and ``Bus 1001 #1 Mvar`` for its reactive power;
-- a bus (its index, which is the PSS/E bus number for a RAW case, or its name): every load at
+- a bus (its number in the case — PSS/E ``I``, MATPOWER ``BUS_I`` — or its name): every load at
   that bus, shared in proportion to their base MW;
 - a substation name (``Grid.substations.name``): every load at its connection bus, likewise;
 - an area or zone of the model (``area 1``, ``zone 11``: the bus table's PSS/E ``area`` /
@@ -38,6 +38,7 @@ import pandas as pd
 from pandapower.auxiliary import pandapowerNet
 
 from siting.errors import UsageError
+from siting.sources.grid import bus_index_of_number
 
 _PSSE_KEY = re.compile(r"^bus\s+(\d+)\s*#\s*(\S+)$", re.IGNORECASE)
 _QUANTITY = re.compile(r"^(.*?)\s+(mw|mvar|pu)$", re.IGNORECASE)
@@ -254,7 +255,7 @@ class _Keys:
         names = net.bus["name"].astype(str)
         unique = names[~names.duplicated(keep=False)]
         self.bus_by_name = dict(zip(unique, unique.index, strict=True))
-        self.bus_numbers = set(net.bus.index)
+        self.bus_of_number = bus_index_of_number(net)
         self.station_bus: dict[str, int] = {}
         if substations is not None:
             self.station_bus = dict(zip(substations["name"].astype(str), substations["bus"], strict=True))
@@ -280,8 +281,8 @@ class _Keys:
             load = self.by_psse.get((int(match.group(1)), match.group(2)))
             return None if load is None else {load: 1.0}
         bus: int | None
-        if key.isdigit() and int(key) in self.bus_numbers:
-            bus = int(key)
+        if key.isdigit() and int(key) in self.bus_of_number.index:
+            bus = int(self.bus_of_number[int(key)])
         else:
             bus = self.bus_by_name.get(key, self.station_bus.get(key))
         if bus is None or bus not in self.by_bus:

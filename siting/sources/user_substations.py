@@ -1,7 +1,7 @@
 """A user's own substation list (GIS export) and bus coordinates.
 
 Substation list (CSV or GeoPackage), one row per substation: ``name``; the connection bus as
-``bus`` (the model's bus index — the PSS/E bus number for a RAW case) or ``bus_name``; its place
+``bus`` (its number in the case: PSS/E ``I``, MATPOWER ``BUS_I``) or ``bus_name``; its place
 as ``lon``/``lat`` (or ``longitude``/``latitude``, or a point geometry); optionally
 ``firm_mva``, the firm transformer rating, which replaces the one computed from the model. It
 replaces the automatic detection, or augments it (the automatic rows at buses the list does not
@@ -22,6 +22,7 @@ from pandapower.auxiliary import pandapowerNet
 
 from siting.errors import UsageError
 from siting.sources.geo import WGS84, bus_lonlat, set_bus_lonlat
+from siting.sources.grid import bus_index_of_number
 from siting.sources.substations import MIN_CONNECTION_KV, SUBSTATION_COLUMNS, describe_substations
 
 MODES = ("replace", "augment")
@@ -124,13 +125,13 @@ def _read(path: Path) -> pd.DataFrame:
 def _buses(path: Path, table: pd.DataFrame, net: pandapowerNet) -> np.ndarray:
     """The model bus (index) of each row; rows that match no bus are named.
 
-    The bus comes from ``bus`` (also ``bus_i``, ``bus_number``: the index) or ``bus_name``.
+    The bus comes from ``bus`` (also ``bus_i``, ``bus_number``: the case's bus number) or ``bus_name``.
     """
     number = next((c for c in ("bus", "bus_i", "bus_number") if c in table), None)
     if number is not None:
         keys = table[number]
-        found = pd.Series(pd.to_numeric(keys, errors="coerce"), index=table.index)
-        found = found.where(found.isin(net.bus.index))
+        numbers = pd.Series(pd.to_numeric(keys, errors="coerce"), index=table.index)
+        found = numbers.map(bus_index_of_number(net))
     elif "bus_name" in table:
         keys = table["bus_name"].astype(str)
         names = net.bus["name"].astype(str)
