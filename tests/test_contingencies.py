@@ -80,7 +80,7 @@ def test_matpower_contab_maps_branch_rows_to_the_nets_elements():
 
     case = ROOT / "grids" / "activsg" / "case_ACTIVSg2000.m"
     net = read_matpower(case)
-    found = read_contingencies(CONTAB, net, bus_offset=-1, case=case)
+    found = read_contingencies(CONTAB, net, case=case)
     assert len(found) == 3190 and all(len(outages) == 1 for outages in found.values())
     # row 1 of mpc.branch is 1001–1064 circuit 1; MATPOWER bus i is index i − 1
     table, index = found["contab 1"][0]

@@ -10,8 +10,8 @@ and ``index`` the element's index in the net:
   the row counting branches of the MATPOWER case the net was read from;
 - PSS/E ``.con``: ``CONTINGENCY name`` … ``OPEN BRANCH FROM BUS i TO BUS j [CIRCUIT c]`` … ``END``.
 
-Bus numbers are the net's bus index (the PSS/E number for a RAW case); for a net read from a
-MATPOWER case, whose bus *i* is index *i* − 1, pass ``bus_offset=-1``.
+Bus numbers are the case's own (PSS/E ``I``, MATPOWER ``BUS_I``), mapped to the net's buses by
+``siting.sources.grid.bus_index_of_number``.
 """
 
 from __future__ import annotations
@@ -59,11 +59,10 @@ class Contingencies:
 def load_contingencies(path: Path, net: pandapowerNet, files: tuple[Path, ...] = ()) -> Contingencies:
     """The contingencies of ``path`` for a grid read from ``files``.
 
-    A grid read from a MATPOWER case numbers its buses from 0 (bus *i* is index *i* − 1) and a
-    change table counts that case's branch rows, so the case among ``files`` sets both.
+    A MATPOWER change table counts the branch rows of its case: the case among ``files``.
     """
     case = next((f for f in files if f.suffix.lower() == ".m"), None)
-    found = read_contingencies(Path(path), net, bus_offset=-1 if case else 0, case=case)
+    found = read_contingencies(Path(path), net, case=case)
     return Contingencies(tuple(found), tuple(found.values()), str(path))
 
 _CON_BRANCH = re.compile(
@@ -74,7 +73,7 @@ _CONTAB_ROW = re.compile(r"^\s*(\d+)\s+[\d.eE+-]+\s+CT_TBRCH\s+(\d+)\s+BR_STATUS
 
 
 def read_contingencies(
-    path: Path, net: pandapowerNet, bus_offset: int = 0, case: Path | None = None
+    path: Path, net: pandapowerNet, case: Path | None = None
 ) -> dict[str, tuple[Outage, ...]]:
     """The file's contingencies by name (module notes); bad or unknown elements refused by line.
 
@@ -83,13 +82,13 @@ def read_contingencies(
     if not path.exists():
         raise UsageError(f"{path}: contingency file not found")
     suffix = path.suffix.lower()
-    branches = _branch_keys(net)
+    branches = _Branches(net)
     if suffix == ".csv":
-        found = _csv(path, net, branches, bus_offset)
+        found = _csv(path, net, branches)
     elif suffix == ".m":
-        found = _contab(path, branches, bus_offset, case)
+        found = _contab(path, branches, case)
     elif suffix == ".con":
-        found = _con(path, branches, bus_offset)
+        found = _con(path, branches)
     else:
         raise UsageError(
             f"{path}: unknown contingency file type (use .csv, a MATPOWER contab .m, or PSS/E .con)"
@@ -99,27 +98,33 @@ def read_contingencies(
     return found
 
 
-def _branch_keys(net: pandapowerNet) -> pd.Series:
-    """(lower bus, higher bus, n-th parallel from 1) → (table, index), lines first as in MATPOWER."""
-    rows = []
-    for table, ends in (("line", ("from_bus", "to_bus")), ("trafo", ("hv_bus", "lv_bus"))):
-        a, b = (net[table][end].to_numpy(int) for end in ends)
-        rows.append(pd.DataFrame({"a": np.minimum(a, b), "b": np.maximum(a, b), "table": table,
-                                  "index": net[table].index.to_numpy(int)}))  # fmt: skip
-    frame = pd.concat(rows, ignore_index=True)
-    frame["k"] = frame.groupby(["a", "b"]).cumcount() + 1
-    return pd.Series(
-        list(zip(frame["table"], frame["index"], strict=True)),
-        index=pd.MultiIndex.from_frame(frame[["a", "b", "k"]]),
-    )
+class _Branches:
+    """The net's lines and transformers by end-bus numbers and n-th parallel (lines first, as MATPOWER)."""
 
+    def __init__(self, net: pandapowerNet) -> None:
+        from siting.sources.grid import bus_index_of_number  # grid imports this module
 
-def _branch(branches: pd.Series, i: int, j: int, circuit: int, where: str) -> Outage:
-    key = (min(i, j), max(i, j), circuit)
-    if key not in branches.index:
-        raise UsageError(f"{where}: no branch {circuit} between buses {i} and {j} in the model")
-    table, index = branches.loc[key]
-    return str(table), int(index)
+        rows = []
+        for table, ends in (("line", ("from_bus", "to_bus")), ("trafo", ("hv_bus", "lv_bus"))):
+            a, b = (net[table][end].to_numpy(int) for end in ends)
+            rows.append(pd.DataFrame({"a": np.minimum(a, b), "b": np.maximum(a, b), "table": table,
+                                      "index": net[table].index.to_numpy(int)}))  # fmt: skip
+        frame = pd.concat(rows, ignore_index=True)
+        frame["k"] = frame.groupby(["a", "b"]).cumcount() + 1
+        self.by_ends = pd.Series(
+            list(zip(frame["table"], frame["index"], strict=True)),
+            index=pd.MultiIndex.from_frame(frame[["a", "b", "k"]]),
+        )
+        self.bus_of_number = bus_index_of_number(net)
+
+    def find(self, i: int, j: int, circuit: int, where: str) -> Outage:
+        """Branch ``circuit`` between the buses numbered ``i`` and ``j``; a UsageError if none."""
+        a, b = (int(self.bus_of_number.get(number, -1)) for number in (i, j))
+        key = (min(a, b), max(a, b), circuit)
+        if key not in self.by_ends.index:
+            raise UsageError(f"{where}: no branch {circuit} between buses {i} and {j} in the model")
+        table, index = self.by_ends.loc[key]
+        return str(table), int(index)
 
 
 def _circuit(text: str | None) -> int:
@@ -127,7 +132,7 @@ def _circuit(text: str | None) -> int:
     return int(text) if text and str(text).strip().isdigit() else 1
 
 
-def _csv(path: Path, net: pandapowerNet, branches: pd.Series, offset: int) -> dict[str, tuple[Outage, ...]]:
+def _csv(path: Path, net: pandapowerNet, branches: _Branches) -> dict[str, tuple[Outage, ...]]:
     table = pd.read_csv(path, dtype=str)
     if "contingency" not in table:
         raise UsageError(f"{path}: needs a 'contingency' column naming each contingency")
@@ -150,17 +155,17 @@ def _csv(path: Path, net: pandapowerNet, branches: pd.Series, offset: int) -> di
             outage = names[element]
         elif {"from_bus", "to_bus"} <= set(table.columns):
             try:
-                i, j = int(record["from_bus"]) + offset, int(record["to_bus"]) + offset
+                i, j = int(record["from_bus"]), int(record["to_bus"])
             except (TypeError, ValueError):
                 raise UsageError(f"{where}: contingency '{name}' has no element and no end buses") from None
-            outage = _branch(branches, i, j, _circuit(record.get("circuit")), where)
+            outage = branches.find(i, j, _circuit(record.get("circuit")), where)
         else:
             raise UsageError(f"{where}: give 'element' or 'from_bus' and 'to_bus'")
         found.setdefault(name, []).append(outage)
     return {name: tuple(outages) for name, outages in found.items()}
 
 
-def _contab(path: Path, branches: pd.Series, offset: int, case: Path | None) -> dict[str, tuple[Outage, ...]]:
+def _contab(path: Path, branches: _Branches, case: Path | None) -> dict[str, tuple[Outage, ...]]:
     if case is None:
         raise UsageError(f"{path}: a MATPOWER change table counts branches of its case; give that case too")
     ends = _case_branch_ends(case)
@@ -170,7 +175,7 @@ def _contab(path: Path, branches: pd.Series, offset: int, case: Path | None) -> 
     for i, j in ends:
         pair = (min(i, j), max(i, j))
         seen[pair] = seen.get(pair, 0) + 1
-        key_of_row.append((pair[0] + offset, pair[1] + offset, seen[pair]))
+        key_of_row.append((pair[0], pair[1], seen[pair]))
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         match = _CONTAB_ROW.match(line)
         if not match:
@@ -181,7 +186,7 @@ def _contab(path: Path, branches: pd.Series, offset: int, case: Path | None) -> 
                 f"{path}: line {number}: branch row {row} is not in {case.name} ({len(key_of_row)} rows)"
             )
         a, b, k = key_of_row[row - 1]
-        found.setdefault(f"contab {label}", []).append(_branch(branches, a, b, k, f"{path}: line {number}"))
+        found.setdefault(f"contab {label}", []).append(branches.find(a, b, k, f"{path}: line {number}"))
     return {name: tuple(outages) for name, outages in found.items()}
 
 
@@ -196,7 +201,7 @@ def _case_branch_ends(case: Path) -> list[tuple[int, int]]:
     return [(int(float(r[0])), int(float(r[1]))) for r in rows if len(r) >= 2]
 
 
-def _con(path: Path, branches: pd.Series, offset: int) -> dict[str, tuple[Outage, ...]]:
+def _con(path: Path, branches: _Branches) -> dict[str, tuple[Outage, ...]]:
     found: dict[str, list[Outage]] = {}
     current = None
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
@@ -217,6 +222,6 @@ def _con(path: Path, branches: pd.Series, offset: int) -> dict[str, tuple[Outage
                 raise UsageError(
                     f"{path}: line {number}: only OPEN BRANCH FROM BUS … TO BUS … [CIRCUIT …] is read"
                 )
-            i, j = int(match.group(1)) + offset, int(match.group(2)) + offset
-            found[current].append(_branch(branches, i, j, _circuit(match.group(3)), f"{path}: line {number}"))
+            i, j = int(match.group(1)), int(match.group(2))
+            found[current].append(branches.find(i, j, _circuit(match.group(3)), f"{path}: line {number}"))
     return {name: tuple(outages) for name, outages in found.items()}
