@@ -14,7 +14,7 @@ from siting.study import DEFAULT_STUDY, STUDIES_DIR, read_study, run_study, stud
 def test_shipped_study_files_are_valid():
     default = read_study()
     assert default.source == str(DEFAULT_STUDY)
-    assert default.selection.sites == 10 and default.selection.criterion == "firm"
+    assert default.selection.sites == 22 and default.selection.criterion == "firm"
     texas = read_study(STUDIES_DIR / "texas-pilot.toml")
     assert texas.grid == "texas2000"
     assert (texas.selection.sites, texas.selection.regions) == (25, 5)
