@@ -264,7 +264,7 @@ def prepare(
     site_buses = np.asarray(site_buses, dtype=np.int64)
     pgm = build_model(net, site_buses, source)
     try:
-        solver = PowerGridModel(pgm.input_data, system_frequency=float(net.f_hz))
+        solver = PowerGridModel(pgm.solver_input(), system_frequency=float(net.f_hz))
     except PowerGridError as err:
         raise GridError(f"{source}: power-grid-model refuses the converted model ({err})") from err
     demand_maps = {table: element_demand_map(net, pgm, table) for table in ("load", "sgen", "storage")}
@@ -375,7 +375,9 @@ def _compensation(model: FlowModel) -> _Compensation:
         return cached
     compensators = build_compensators(model.pgm)
     try:
-        solver = PowerGridModel(compensators.input_data, system_frequency=float(model.net.f_hz))
+        solver = PowerGridModel(
+            model.pgm.solver_input(compensators.input_data), system_frequency=float(model.net.f_hz)
+        )
     except PowerGridError as err:
         raise GridError(f"power-grid-model refuses the outage model ({err})") from err
     branch = model.pgm.input_data[ComponentType.generic_branch]
@@ -676,11 +678,17 @@ def _sparse(data: np.ndarray, scenario: np.ndarray, n: int) -> dict:
 
 def _outage_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> dict:
     branches, scenario = _outage_positions(model, outages)
-    data = initialize_array(DatasetType.update, ComponentType.generic_branch, len(branches))
-    data["id"] = model.pgm.input_data[ComponentType.generic_branch]["id"][branches]
+    ids = model.pgm.input_data[ComponentType.generic_branch]["id"][branches]
+    # a branch's start guide goes out with it: left in, it would hold an island to the grid
+    guides = model.pgm.guide_id[branches]
+    ids = np.concatenate([ids, guides[guides >= 0]])
+    scenario = np.concatenate([scenario, scenario[guides >= 0]])
+    order = np.argsort(scenario, kind="stable")
+    data = initialize_array(DatasetType.update, ComponentType.generic_branch, len(ids))
+    data["id"] = ids[order]
     data["from_status"] = 0
     data["to_status"] = 0
-    return _sparse(data, scenario, len(outages))
+    return _sparse(data, scenario[order], len(outages))
 
 
 def _compensation_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> dict:
@@ -719,7 +727,8 @@ def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.nd
     scenarios, so it is fastest), and Newton-Raphson for scenarios it cannot solve. With PV
     buses (voltage regulators, which only Newton-Raphson models): Newton-Raphson from a flat
     start, since PGM's default linear start diverges on large transmission cases
-    (ACTIVSg2000's base case among them).
+    (ACTIVSg2000's base case among them); the model's start guides make that start the base
+    case's angles (``pgm_model._start_guides``).
     """
     if len(model.pgm.pv_bus):
         return _run_method(
@@ -807,6 +816,10 @@ def _run_method(
         output_component_types=outputs,
         continue_on_batch_error=True,
     )
+    guides = len(model.pgm.start_guides)
+    if ComponentType.generic_branch in result and guides:  # the guides come first: drop them
+        columns = result[ComponentType.generic_branch]
+        result[ComponentType.generic_branch] = {name: value[:, guides:] for name, value in columns.items()}
     converged = np.ones(n, dtype=bool)
     error = model.solver.batch_error
     if isinstance(error, PowerGridBatchError) and error.failed_scenarios is not None:

@@ -15,6 +15,14 @@ and splits its reactive power among the generators there in proportion to their 
 they reach their limits together; a bus-level regulator is the same equations with fewer
 unknowns and never two regulators on one node. The generators' own reactive limits are kept
 (``pv_gen_*``) for ``siting.engine.flow``'s PV→PQ switching.
+
+Models with PV buses are solved by Newton-Raphson from PGM's flat start, which sets every node
+to the source voltage turned by the phase shifts met on a depth-first walk from the source.
+On large transmission cases that start is too far from the answer (ACTIVSg10k spreads its
+angles over 108°; neither PGM nor pandapower converges from it), so each in-service branch
+gets a *start guide* (``START_GUIDE_FACTOR``): a parallel branch of negligible admittance whose
+phase shift is the base case's angle difference across it. Listed before the branches, the
+guides are the edges the walk takes, so the flat start is the base-case solution.
 """
 
 from __future__ import annotations
@@ -86,6 +94,19 @@ class PgmModel:
     pv_gen_q_max_mvar: np.ndarray
     site_ids: np.ndarray  # sym_load ids of added loads, one per requested site bus
     site_node: np.ndarray
+    # generic_branch rows solved ahead of the model's own (see the module docstring), and per
+    # generic_branch position the id of its guide (-1: none)
+    start_guides: np.ndarray
+    guide_id: np.ndarray
+
+    def solver_input(self, data: dict | None = None) -> dict:
+        """``data`` (default ``input_data``) with the start guides ahead of its generic branches.
+
+        A solver built from it reports the guides first in its generic_branch results.
+        """
+        data = self.input_data if data is None else data
+        branches = np.concatenate([self.start_guides, data[ComponentType.generic_branch]])
+        return {**data, ComponentType.generic_branch: branches}
 
 
 def base_power_flow(net: pandapowerNet, source: str) -> None:
@@ -151,6 +172,11 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
 
     pv = _pv_generation(bus, gen)
     pv_gens, regulators = _voltage_regulated(pv, ids)
+    # only Newton-Raphson (PV buses) starts flat; the iterative-current method needs no guides
+    guided = generic["from_status"] == 1 if len(pv.bus) else np.zeros(len(generic), dtype=bool)
+    guides = _start_guides(generic[guided], np.deg2rad(bus[:, VA]), ids)
+    guide_id = np.full(len(generic), -1, dtype=np.int64)
+    guide_id[guided] = guides["id"]
 
     input_data = {
         ComponentType.node: node,
@@ -183,6 +209,8 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
         pv_gen_q_max_mvar=pv.q_max_mvar,
         site_ids=sites["id"].copy(),
         site_node=site_node,
+        start_guides=guides,
+        guide_id=guide_id,
     )
 
 
@@ -220,6 +248,28 @@ def _generic_branches(branch: np.ndarray, u_rated: np.ndarray, base_mva: float, 
     generic["theta"] = np.deg2rad(branch[:, SHIFT].real)
     generic["sn"] = np.nan
     return generic
+
+
+START_GUIDE_FACTOR = 1e10  # a guide's impedance in multiples of its branch's: 1e-10 of its admittance
+
+
+def _start_guides(branch: np.ndarray, angle_rad: np.ndarray, ids: _Ids) -> np.ndarray:
+    """A start guide per row of ``branch``: its phase shift the base-case angle drop across it.
+
+    PGM turns the voltage by −shift from a branch's from node to its to node, so the shift
+    from − to makes the walk reach each node at its base-case angle. The guide's series impedance
+    is START_GUIDE_FACTOR × the branch's, without charging or ratio, so it carries 1e-10 of the
+    branch's current: the answer moves by less than 1e-9 pu (tests/test_flow.py).
+    """
+    guides = branch.copy()
+    guides["id"] = ids.take(len(branch))
+    guides["r1"] *= START_GUIDE_FACTOR
+    guides["x1"] *= START_GUIDE_FACTOR
+    guides["g1"] = 0.0
+    guides["b1"] = 0.0
+    guides["k"] = 1.0
+    guides["theta"] = angle_rad[branch["from_node"]] - angle_rad[branch["to_node"]]
+    return guides
 
 
 @dataclass(frozen=True)
@@ -426,7 +476,7 @@ def build_compensators(pgm: PgmModel) -> Compensators:
         & ((branch["r1"] != 0) | (branch["x1"] != 0))
     )
     rows = np.flatnonzero(usable)
-    next_id = max(int(table["id"].max()) for table in data.values() if len(table)) + 1
+    next_id = max(int(table["id"].max()) for table in pgm.solver_input().values() if len(table)) + 1
 
     r, x, u2 = branch["r1"][rows], branch["x1"][rows], u_to[rows]
     z_scale = COMPENSATOR_SN_VA / u2**2  # ohm → uk
