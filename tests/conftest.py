@@ -107,5 +107,3 @@ def offline_page(browser):
     page.on("dialog", lambda dialog: (log["dialogs"].append(dialog.message), dialog.dismiss()))
     yield page, log
     context.close()
-
-

@@ -53,9 +53,14 @@ def assert_agrees(result, row: int, net) -> None:
 def scaling_steps(net, rng, steps=20):
     """A grid without profiles: per step every load's P and Q and every generator's and static
     generator's P × one factor drawn in 0.8–1.05 (generation follows the load; the slack takes the rest)."""
-    columns = [(t, c) for t, c in (("load", "p_mw"), ("load", "q_mvar"), ("sgen", "p_mw"), ("gen", "p_mw")) if len(net[t])]
+    columns = [
+        (t, c)
+        for t, c in (("load", "p_mw"), ("load", "q_mvar"), ("sgen", "p_mw"), ("gen", "p_mw"))
+        if len(net[t])
+    ]
     return [
-        {(t, c): net[t][c].to_numpy(float) * factor for t, c in columns} for factor in rng.uniform(0.8, 1.05, steps)
+        {(t, c): net[t][c].to_numpy(float) * factor for t, c in columns}
+        for factor in rng.uniform(0.8, 1.05, steps)
     ]
 
 
@@ -454,3 +459,27 @@ def test_outages_on_the_compensated_model_match_pandapower(illinois, monkeypatch
     np.testing.assert_allclose(
         result.line_loading_percent, by_status.line_loading_percent, atol=1e-5, equal_nan=True
     )
+
+
+def test_start_guides_change_nothing_but_the_start(illinois, monkeypatch):
+    """Forced on a grid that solves from the flat start: the same answers (≤ 1e-9 pu), outages
+    on the compensated model and by status alike; a bridge's guide goes out with it, so its
+    far bus is unsupplied, not held by the guide."""
+    import siting.engine.flow as flow
+
+    net = illinois.net
+    outages = (None, ("line", 2), ("line", 0), (("line", 2), ("line", 3)))
+    scenarios = Scenarios(n=len(outages), outages=outages)
+    plain = prepare(copy.deepcopy(net))
+    assert len(plain.pgm.start_guides) == 0  # its base case solves from the flat start
+    monkeypatch.setattr(flow, "_solves_flat", lambda solver: False)
+    guided = prepare(copy.deepcopy(net))
+    assert len(guided.pgm.start_guides) == int(net.line.in_service.sum() + net.trafo.in_service.sum())
+    assert flow.outage_paths(guided, outages).tolist() == [0, 1, 2, 1]
+    ours, theirs = solve(guided, scenarios), solve(plain, scenarios)
+    assert ours.converged.all() and np.isnan(ours.vm_pu[2]).sum() == 1
+    np.testing.assert_allclose(ours.vm_pu, theirs.vm_pu, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(
+        ours.line_loading_percent, theirs.line_loading_percent, atol=1e-6, equal_nan=True
+    )
+    assert_agrees(ours, 2, reference(net, outage=("line", 0)))

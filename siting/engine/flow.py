@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from pandapower.auxiliary import pandapowerNet
+from pandapower.pypower.idx_bus import VA
 from power_grid_model import (
     CalculationInitialization,
     CalculationMethod,
@@ -38,6 +39,7 @@ from siting.engine.pgm_model import (
     build_compensators,
     build_model,
     element_demand_map,
+    with_start_guides,
 )
 from siting.errors import GridError, UsageError
 from siting.sources.grid import check_network
@@ -263,10 +265,11 @@ def prepare(
     base_power_flow(net, source)
     site_buses = np.asarray(site_buses, dtype=np.int64)
     pgm = build_model(net, site_buses, source)
-    try:
-        solver = PowerGridModel(pgm.solver_input(), system_frequency=float(net.f_hz))
-    except PowerGridError as err:
-        raise GridError(f"{source}: power-grid-model refuses the converted model ({err})") from err
+    solver = _solver(pgm, net, source)
+    if len(pgm.pv_bus) and not _solves_flat(solver):
+        # the base case's angles are too far from the flat start (ACTIVSg10k): start from them
+        pgm = with_start_guides(pgm, np.deg2rad(net._ppc["bus"][:, VA]))
+        solver = _solver(pgm, net, source)
     demand_maps = {table: element_demand_map(net, pgm, table) for table in ("load", "sgen", "storage")}
     gen_pv_row, gen_factor = _gen_map(net, pgm)
     islanded = net.bus.index[~pgm.bus_in_model & net.bus["in_service"].astype(bool).to_numpy()]
@@ -301,6 +304,28 @@ def prepare(
         pv_share=pv_share,
         slack_p_mw=slack_p,
     )
+
+
+def _solver(pgm: PgmModel, net: pandapowerNet, source: str) -> PowerGridModel:
+    try:
+        return PowerGridModel(pgm.solver_input(), system_frequency=float(net.f_hz))
+    except PowerGridError as err:
+        raise GridError(f"{source}: power-grid-model refuses the converted model ({err})") from err
+
+
+def _solves_flat(solver: PowerGridModel) -> bool:
+    """Whether Newton-Raphson solves the model's own case from PGM's flat start."""
+    try:
+        solver.calculate_power_flow(
+            calculation_method=CalculationMethod.newton_raphson,
+            calculation_initialization=CalculationInitialization.flat,
+            error_tolerance=TOLERANCE_PU,
+            max_iterations=MAX_ITERATIONS,
+            output_component_types={ComponentType.node: ["u_pu"]},
+        )
+    except PowerGridError:
+        return False
+    return True
 
 
 def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None) -> FlowResult:
@@ -727,8 +752,8 @@ def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.nd
     scenarios, so it is fastest), and Newton-Raphson for scenarios it cannot solve. With PV
     buses (voltage regulators, which only Newton-Raphson models): Newton-Raphson from a flat
     start, since PGM's default linear start diverges on large transmission cases
-    (ACTIVSg2000's base case among them); the model's start guides make that start the base
-    case's angles (``pgm_model._start_guides``).
+    (ACTIVSg2000's base case among them); where the base case fails even from there, the
+    model's start guides make that start the base case's angles (``pgm_model.with_start_guides``).
     """
     if len(model.pgm.pv_bus):
         return _run_method(

@@ -22,11 +22,15 @@ On large transmission cases that start is too far from the answer (ACTIVSg10k sp
 angles over 108°; neither PGM nor pandapower converges from it), so each in-service branch
 gets a *start guide* (``START_GUIDE_FACTOR``): a parallel branch of negligible admittance whose
 phase shift is the base case's angle difference across it. Listed before the branches, the
-guides are the edges the walk takes, so the flat start is the base-case solution.
+guides are the edges the walk takes, so the flat start is the base case's angles. Only grids
+whose base case fails from the plain flat start get them (``siting.engine.flow.prepare``): on
+ACTIVSg2000 they leave the iterations as they were (the start's magnitudes stay flat) and cost
+their share of the admittance matrix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -172,11 +176,6 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
 
     pv = _pv_generation(bus, gen)
     pv_gens, regulators = _voltage_regulated(pv, ids)
-    # only Newton-Raphson (PV buses) starts flat; the iterative-current method needs no guides
-    guided = generic["from_status"] == 1 if len(pv.bus) else np.zeros(len(generic), dtype=bool)
-    guides = _start_guides(generic[guided], np.deg2rad(bus[:, VA]), ids)
-    guide_id = np.full(len(generic), -1, dtype=np.int64)
-    guide_id[guided] = guides["id"]
 
     input_data = {
         ComponentType.node: node,
@@ -209,8 +208,8 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
         pv_gen_q_max_mvar=pv.q_max_mvar,
         site_ids=sites["id"].copy(),
         site_node=site_node,
-        start_guides=guides,
-        guide_id=guide_id,
+        start_guides=generic[:0].copy(),
+        guide_id=np.full(len(generic), -1, dtype=np.int64),
     )
 
 
@@ -253,23 +252,29 @@ def _generic_branches(branch: np.ndarray, u_rated: np.ndarray, base_mva: float, 
 START_GUIDE_FACTOR = 1e10  # a guide's impedance in multiples of its branch's: 1e-10 of its admittance
 
 
-def _start_guides(branch: np.ndarray, angle_rad: np.ndarray, ids: _Ids) -> np.ndarray:
-    """A start guide per row of ``branch``: its phase shift the base-case angle drop across it.
+def with_start_guides(pgm: PgmModel, angle_rad: np.ndarray) -> PgmModel:
+    """``pgm`` with a start guide beside each in-service branch (see the module docstring).
 
-    PGM turns the voltage by −shift from a branch's from node to its to node, so the shift
-    from − to makes the walk reach each node at its base-case angle. The guide's series impedance
-    is START_GUIDE_FACTOR × the branch's, without charging or ratio, so it carries 1e-10 of the
-    branch's current: the answer moves by less than 1e-9 pu (tests/test_flow.py).
+    ``angle_rad``: the base case's voltage angle at each node (rad). PGM turns the voltage by
+    −shift from a branch's from node to its to node, so a shift of from − to makes the walk
+    reach each node at its base-case angle. A guide's series impedance is START_GUIDE_FACTOR ×
+    its branch's, without charging or ratio, so it carries 1e-10 of the branch's current: the
+    answers move by ~1e-11 pu (tests/test_flow.py).
     """
-    guides = branch.copy()
-    guides["id"] = ids.take(len(branch))
+    generic = pgm.input_data[ComponentType.generic_branch]
+    guided = np.flatnonzero(generic["from_status"] == 1)
+    guides = generic[guided].copy()
+    next_id = max(int(table["id"].max()) for table in pgm.input_data.values() if len(table)) + 1
+    guides["id"] = np.arange(next_id, next_id + len(guided))
     guides["r1"] *= START_GUIDE_FACTOR
     guides["x1"] *= START_GUIDE_FACTOR
     guides["g1"] = 0.0
     guides["b1"] = 0.0
     guides["k"] = 1.0
-    guides["theta"] = angle_rad[branch["from_node"]] - angle_rad[branch["to_node"]]
-    return guides
+    guides["theta"] = angle_rad[guides["from_node"]] - angle_rad[guides["to_node"]]
+    guide_id = np.full(len(generic), -1, dtype=np.int64)
+    guide_id[guided] = guides["id"]
+    return dataclasses.replace(pgm, start_guides=guides, guide_id=guide_id)
 
 
 @dataclass(frozen=True)
