@@ -567,8 +567,9 @@ def _ext_grid_sources(net: pandapowerNet, pgm: PgmModel) -> np.ndarray:
 
 def batch_size(model: FlowModel) -> int:
     """Scenarios per PGM batch (``solve``'s chunks), so one batch's results stay bounded."""
-    cells = len(model.pgm.input_data[ComponentType.node]) + len(
-        model.pgm.input_data[ComponentType.generic_branch]
+    data = model.pgm.input_data  # start guides, if any, are in every scenario's results too
+    cells = (
+        len(data[ComponentType.node]) + len(data[ComponentType.generic_branch]) + len(model.pgm.start_guides)
     )
     return max(1, MAX_CELLS_PER_CHUNK // max(cells, 1))
 
