@@ -33,6 +33,11 @@ def illinois() -> Grid:
     return load_grid("illinois200")
 
 
+@pytest.fixture(scope="session")
+def wecc10k() -> Grid:
+    return load_grid("wecc10k")
+
+
 # names a model file could carry: shown as text everywhere, never run
 EVIL = "<script>alert(1)</script>"
 EVIL_IMG = "<img src=x onerror=alert(2)> 'quoted' \"name\""
@@ -102,5 +107,3 @@ def offline_page(browser):
     page.on("dialog", lambda dialog: (log["dialogs"].append(dialog.message), dialog.dismiss()))
     yield page, log
     context.close()
-
-

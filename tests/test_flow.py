@@ -50,11 +50,28 @@ def assert_agrees(result, row: int, net) -> None:
             assert np.nanmax(np.abs(ours[both] - theirs[both])) <= LOADING_TOL
 
 
+def scaling_steps(net, rng, steps=20):
+    """A grid without profiles: per step every load's P and Q and every generator's and static
+    generator's P × one factor drawn in 0.8–1.05 (generation follows the load; the slack takes the rest)."""
+    columns = [
+        (t, c)
+        for t, c in (("load", "p_mw"), ("load", "q_mvar"), ("sgen", "p_mw"), ("gen", "p_mw"))
+        if len(net[t])
+    ]
+    return [
+        {(t, c): net[t][c].to_numpy(float) * factor for t, c in columns}
+        for factor in rng.uniform(0.8, 1.05, steps)
+    ]
+
+
 def agreement_cases(grid, rng):
-    """Base case, peak step, 20 random steps and 5 single outages, as (scenarios, nets) pairs."""
+    """Base case, peak step, 20 random steps (scalings without profiles) and 5 single outages,
+    as (scenario values, outage) pairs."""
     net = grid.net
     cases = [(None, None)]
-    if grid.profiles is not None:
+    if grid.profiles is None:
+        cases += [(values, None) for values in scaling_steps(net, rng)]
+    else:
         scen = profile_scenarios(net, grid.profiles)
         net_load = grid.profiles[("load", "p_mw")].sum(axis=1)
         if ("sgen", "p_mw") in grid.profiles:
@@ -75,8 +92,10 @@ def agreement_cases(grid, rng):
 
 def check_grid(source, enforce_q_lims=False):
     """Every agreement case solved in one batch and by runpp; with reactive limits a case
-    runpp cannot solve must be flagged as not converged (and at least the base case solves)."""
-    grid = load_grid(source)
+    runpp cannot solve must be flagged as not converged (and at least the base case solves).
+    ``source`` is a grid's name or the loaded ``Grid``."""
+    grid = load_grid(source) if isinstance(source, str) else source
+    source = grid.source
     rng = np.random.default_rng(7)
     cases = agreement_cases(grid, rng)
     model = prepare(copy.deepcopy(grid.net), [], source, enforce_q_lims=enforce_q_lims)
@@ -108,6 +127,23 @@ def test_engine_matches_pandapower(source):
 @pytest.mark.parametrize("source", SLOW_GRIDS)
 def test_engine_matches_pandapower_on_large_grids(source):
     check_grid(source)
+
+
+@pytest.mark.slow
+def test_engine_matches_pandapower_on_wecc10k(wecc10k):
+    """ACTIVSg10k (10,000 buses, angles over 108°): no flat start converges, in PGM or pandapower;
+    from the start guides the engine gives runpp's answers."""
+    check_grid(wecc10k)
+
+
+@pytest.mark.slow
+def test_reactive_limits_on_wecc10k_fail_as_in_pandapower(wecc10k):
+    """With reactive limits neither runpp nor the engine solves the case's base (892 of its 1,727
+    generators are beyond a limit without them): the engine says so instead of an answer."""
+    with pytest.raises(pp.LoadflowNotConverged):
+        reference(wecc10k.net, enforce_q_lims=True)
+    result = solve(prepare(copy.deepcopy(wecc10k.net), [], "wecc10k", enforce_q_lims=True), Scenarios(n=1))
+    assert not result.converged[0] and np.isnan(result.vm_pu[0]).all()
 
 
 def test_reactive_limits_match_pandapower():
@@ -423,3 +459,27 @@ def test_outages_on_the_compensated_model_match_pandapower(illinois, monkeypatch
     np.testing.assert_allclose(
         result.line_loading_percent, by_status.line_loading_percent, atol=1e-5, equal_nan=True
     )
+
+
+def test_start_guides_change_nothing_but_the_start(illinois, monkeypatch):
+    """Forced on a grid that solves from the flat start: the same answers (≤ 1e-9 pu), outages
+    on the compensated model and by status alike; a bridge's guide goes out with it, so its
+    far bus is unsupplied, not held by the guide."""
+    import siting.engine.flow as flow
+
+    net = illinois.net
+    outages = (None, ("line", 2), ("line", 0), (("line", 2), ("line", 3)))
+    scenarios = Scenarios(n=len(outages), outages=outages)
+    plain = prepare(copy.deepcopy(net))
+    assert len(plain.pgm.start_guides) == 0  # its base case solves from the flat start
+    monkeypatch.setattr(flow, "_solves_flat", lambda solver: False)
+    guided = prepare(copy.deepcopy(net))
+    assert len(guided.pgm.start_guides) == int(net.line.in_service.sum() + net.trafo.in_service.sum())
+    assert flow.outage_paths(guided, outages).tolist() == [0, 1, 2, 1]
+    ours, theirs = solve(guided, scenarios), solve(plain, scenarios)
+    assert ours.converged.all() and np.isnan(ours.vm_pu[2]).sum() == 1
+    np.testing.assert_allclose(ours.vm_pu, theirs.vm_pu, atol=1e-9, equal_nan=True)
+    np.testing.assert_allclose(
+        ours.line_loading_percent, theirs.line_loading_percent, atol=1e-6, equal_nan=True
+    )
+    assert_agrees(ours, 2, reference(net, outage=("line", 0)))

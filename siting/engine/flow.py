@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from pandapower.auxiliary import pandapowerNet
+from pandapower.pypower.idx_bus import VA
 from power_grid_model import (
     CalculationInitialization,
     CalculationMethod,
@@ -38,6 +39,7 @@ from siting.engine.pgm_model import (
     build_compensators,
     build_model,
     element_demand_map,
+    with_start_guides,
 )
 from siting.errors import GridError, UsageError
 from siting.sources.grid import check_network
@@ -263,10 +265,11 @@ def prepare(
     base_power_flow(net, source)
     site_buses = np.asarray(site_buses, dtype=np.int64)
     pgm = build_model(net, site_buses, source)
-    try:
-        solver = PowerGridModel(pgm.input_data, system_frequency=float(net.f_hz))
-    except PowerGridError as err:
-        raise GridError(f"{source}: power-grid-model refuses the converted model ({err})") from err
+    solver = _solver(pgm, net, source)
+    if len(pgm.pv_bus) and not _solves_flat(solver):
+        # the base case's angles are too far from the flat start (ACTIVSg10k): start from them
+        pgm = with_start_guides(pgm, np.deg2rad(net._ppc["bus"][:, VA]))
+        solver = _solver(pgm, net, source)
     demand_maps = {table: element_demand_map(net, pgm, table) for table in ("load", "sgen", "storage")}
     gen_pv_row, gen_factor = _gen_map(net, pgm)
     islanded = net.bus.index[~pgm.bus_in_model & net.bus["in_service"].astype(bool).to_numpy()]
@@ -301,6 +304,28 @@ def prepare(
         pv_share=pv_share,
         slack_p_mw=slack_p,
     )
+
+
+def _solver(pgm: PgmModel, net: pandapowerNet, source: str) -> PowerGridModel:
+    try:
+        return PowerGridModel(pgm.solver_input(), system_frequency=float(net.f_hz))
+    except PowerGridError as err:
+        raise GridError(f"{source}: power-grid-model refuses the converted model ({err})") from err
+
+
+def _solves_flat(solver: PowerGridModel) -> bool:
+    """Whether Newton-Raphson solves the model's own case from PGM's flat start."""
+    try:
+        solver.calculate_power_flow(
+            calculation_method=CalculationMethod.newton_raphson,
+            calculation_initialization=CalculationInitialization.flat,
+            error_tolerance=TOLERANCE_PU,
+            max_iterations=MAX_ITERATIONS,
+            output_component_types={ComponentType.node: ["u_pu"]},
+        )
+    except PowerGridError:
+        return False
+    return True
 
 
 def solve(model: FlowModel, scenarios: Scenarios, chunk_size: int | None = None) -> FlowResult:
@@ -375,7 +400,9 @@ def _compensation(model: FlowModel) -> _Compensation:
         return cached
     compensators = build_compensators(model.pgm)
     try:
-        solver = PowerGridModel(compensators.input_data, system_frequency=float(model.net.f_hz))
+        solver = PowerGridModel(
+            model.pgm.solver_input(compensators.input_data), system_frequency=float(model.net.f_hz)
+        )
     except PowerGridError as err:
         raise GridError(f"power-grid-model refuses the outage model ({err})") from err
     branch = model.pgm.input_data[ComponentType.generic_branch]
@@ -540,8 +567,9 @@ def _ext_grid_sources(net: pandapowerNet, pgm: PgmModel) -> np.ndarray:
 
 def batch_size(model: FlowModel) -> int:
     """Scenarios per PGM batch (``solve``'s chunks), so one batch's results stay bounded."""
-    cells = len(model.pgm.input_data[ComponentType.node]) + len(
-        model.pgm.input_data[ComponentType.generic_branch]
+    data = model.pgm.input_data  # start guides, if any, are in every scenario's results too
+    cells = (
+        len(data[ComponentType.node]) + len(data[ComponentType.generic_branch]) + len(model.pgm.start_guides)
     )
     return max(1, MAX_CELLS_PER_CHUNK // max(cells, 1))
 
@@ -676,11 +704,17 @@ def _sparse(data: np.ndarray, scenario: np.ndarray, n: int) -> dict:
 
 def _outage_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> dict:
     branches, scenario = _outage_positions(model, outages)
-    data = initialize_array(DatasetType.update, ComponentType.generic_branch, len(branches))
-    data["id"] = model.pgm.input_data[ComponentType.generic_branch]["id"][branches]
+    ids = model.pgm.input_data[ComponentType.generic_branch]["id"][branches]
+    # a branch's start guide goes out with it: left in, it would hold an island to the grid
+    guides = model.pgm.guide_id[branches]
+    ids = np.concatenate([ids, guides[guides >= 0]])
+    scenario = np.concatenate([scenario, scenario[guides >= 0]])
+    order = np.argsort(scenario, kind="stable")
+    data = initialize_array(DatasetType.update, ComponentType.generic_branch, len(ids))
+    data["id"] = ids[order]
     data["from_status"] = 0
     data["to_status"] = 0
-    return _sparse(data, scenario, len(outages))
+    return _sparse(data, scenario[order], len(outages))
 
 
 def _compensation_update(model: FlowModel, outages: tuple[Outage | tuple[Outage, ...] | None, ...]) -> dict:
@@ -719,7 +753,8 @@ def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.nd
     scenarios, so it is fastest), and Newton-Raphson for scenarios it cannot solve. With PV
     buses (voltage regulators, which only Newton-Raphson models): Newton-Raphson from a flat
     start, since PGM's default linear start diverges on large transmission cases
-    (ACTIVSg2000's base case among them).
+    (ACTIVSg2000's base case among them); where the base case fails even from there, the
+    model's start guides make that start the base case's angles (``pgm_model.with_start_guides``).
     """
     if len(model.pgm.pv_bus):
         return _run_method(
@@ -807,6 +842,10 @@ def _run_method(
         output_component_types=outputs,
         continue_on_batch_error=True,
     )
+    guides = len(model.pgm.start_guides)
+    if ComponentType.generic_branch in result and guides:  # the guides come first: drop them
+        columns = result[ComponentType.generic_branch]
+        result[ComponentType.generic_branch] = {name: value[:, guides:] for name, value in columns.items()}
     converged = np.ones(n, dtype=bool)
     error = model.solver.batch_error
     if isinstance(error, PowerGridBatchError) and error.failed_scenarios is not None:

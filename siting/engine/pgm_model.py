@@ -15,10 +15,22 @@ and splits its reactive power among the generators there in proportion to their 
 they reach their limits together; a bus-level regulator is the same equations with fewer
 unknowns and never two regulators on one node. The generators' own reactive limits are kept
 (``pv_gen_*``) for ``siting.engine.flow``'s PV→PQ switching.
+
+Models with PV buses are solved by Newton-Raphson from PGM's flat start, which sets every node
+to the source voltage turned by the phase shifts met on a depth-first walk from the source.
+On large transmission cases that start is too far from the answer (ACTIVSg10k spreads its
+angles over 108°; neither PGM nor pandapower converges from it), so each in-service branch
+gets a *start guide* (``START_GUIDE_FACTOR``): a parallel branch of negligible admittance whose
+phase shift is the base case's angle difference across it. Listed before the branches, the
+guides are the edges the walk takes, so the flat start is the base case's angles. Only grids
+whose base case fails from the plain flat start get them (``siting.engine.flow.prepare``): on
+ACTIVSg2000 they leave the iterations as they were (the start's magnitudes stay flat) and cost
+their share of the admittance matrix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -86,6 +98,19 @@ class PgmModel:
     pv_gen_q_max_mvar: np.ndarray
     site_ids: np.ndarray  # sym_load ids of added loads, one per requested site bus
     site_node: np.ndarray
+    # generic_branch rows solved ahead of the model's own (see the module docstring), and per
+    # generic_branch position the id of its guide (-1: none)
+    start_guides: np.ndarray
+    guide_id: np.ndarray
+
+    def solver_input(self, data: dict | None = None) -> dict:
+        """``data`` (default ``input_data``) with the start guides ahead of its generic branches.
+
+        A solver built from it reports the guides first in its generic_branch results.
+        """
+        data = self.input_data if data is None else data
+        branches = np.concatenate([self.start_guides, data[ComponentType.generic_branch]])
+        return {**data, ComponentType.generic_branch: branches}
 
 
 def base_power_flow(net: pandapowerNet, source: str) -> None:
@@ -183,6 +208,8 @@ def build_model(net: pandapowerNet, site_buses: np.ndarray, source: str) -> PgmM
         pv_gen_q_max_mvar=pv.q_max_mvar,
         site_ids=sites["id"].copy(),
         site_node=site_node,
+        start_guides=generic[:0].copy(),
+        guide_id=np.full(len(generic), -1, dtype=np.int64),
     )
 
 
@@ -220,6 +247,34 @@ def _generic_branches(branch: np.ndarray, u_rated: np.ndarray, base_mva: float, 
     generic["theta"] = np.deg2rad(branch[:, SHIFT].real)
     generic["sn"] = np.nan
     return generic
+
+
+START_GUIDE_FACTOR = 1e10  # a guide's impedance in multiples of its branch's: 1e-10 of its admittance
+
+
+def with_start_guides(pgm: PgmModel, angle_rad: np.ndarray) -> PgmModel:
+    """``pgm`` with a start guide beside each in-service branch (see the module docstring).
+
+    ``angle_rad``: the base case's voltage angle at each node (rad). PGM turns the voltage by
+    −shift from a branch's from node to its to node, so a shift of from − to makes the walk
+    reach each node at its base-case angle. A guide's series impedance is START_GUIDE_FACTOR ×
+    its branch's, without charging or ratio, so it carries 1e-10 of the branch's current: the
+    answers move by ~1e-11 pu (tests/test_flow.py).
+    """
+    generic = pgm.input_data[ComponentType.generic_branch]
+    guided = np.flatnonzero(generic["from_status"] == 1)
+    guides = generic[guided].copy()
+    next_id = max(int(table["id"].max()) for table in pgm.input_data.values() if len(table)) + 1
+    guides["id"] = np.arange(next_id, next_id + len(guided))
+    guides["r1"] *= START_GUIDE_FACTOR
+    guides["x1"] *= START_GUIDE_FACTOR
+    guides["g1"] = 0.0
+    guides["b1"] = 0.0
+    guides["k"] = 1.0
+    guides["theta"] = angle_rad[guides["from_node"]] - angle_rad[guides["to_node"]]
+    guide_id = np.full(len(generic), -1, dtype=np.int64)
+    guide_id[guided] = guides["id"]
+    return dataclasses.replace(pgm, start_guides=guides, guide_id=guide_id)
 
 
 @dataclass(frozen=True)
@@ -426,7 +481,7 @@ def build_compensators(pgm: PgmModel) -> Compensators:
         & ((branch["r1"] != 0) | (branch["x1"] != 0))
     )
     rows = np.flatnonzero(usable)
-    next_id = max(int(table["id"].max()) for table in data.values() if len(table)) + 1
+    next_id = max(int(table["id"].max()) for table in pgm.solver_input().values() if len(table)) + 1
 
     r, x, u2 = branch["r1"][rows], branch["x1"][rows], u_to[rows]
     z_scale = COMPENSATOR_SN_VA / u2**2  # ohm → uk
