@@ -445,7 +445,7 @@ def hosting_capacity(
         element[state_of[chunk], site_col[chunk]] = where
         flows += count
         if progress is not None:
-            tally(progress, label, min(start + MAX_PAIRS_PER_BATCH, len(state_of)), len(state_of))
+            tally(progress, label, min(start + batch, len(state_of)), len(state_of))
     return HostingResult(hc, criterion, element, flows)
 
 
@@ -473,13 +473,23 @@ def _bracket(
     site: np.ndarray,
     n_sites: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once."""
+    """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once.
+
+    The first probe is the cap. Then each round probes where the worst margin crosses zero,
+    and the grid value above it: by the secant through the last two feasible values tried
+    (the margin near the answer is close to linear in the added load, so this usually lands
+    on it in one or two rounds), by linear interpolation between the bracket's ends while
+    only one feasible value is known or the secant leaves the bracket; every third round
+    halves the bracket instead, so it always ends.
+    """
     top = settings.steps
     n = len(state)
     lo = np.zeros(n, dtype=np.int64)
     hi = np.full(n, top + 1, dtype=np.int64)  # top + 1: nothing infeasible known yet
     g_lo = np.full(n, np.nan)
     g_hi = np.full(n, np.nan)
+    before = np.full(n, -1, dtype=np.int64)  # the feasible value tried before lo (-1: none)
+    g_before = np.full(n, np.nan)
     code = np.zeros(n, dtype=np.int8)
     where = np.full(n, -1, dtype=np.int64)
     flows = 0
@@ -491,10 +501,16 @@ def _bracket(
         )
         flows += len(rows)
         ok = g >= 0
-        up = ok & (k > lo[rows])
+        # a pair probed twice keeps its larger feasible and its smaller infeasible value:
+        # written last in these orders
+        up = np.flatnonzero(ok & (k > lo[rows]))
+        up = up[np.argsort(k[up], kind="stable")]
+        before[rows[up]] = lo[rows[up]]
+        g_before[rows[up]] = g_lo[rows[up]]
         lo[rows[up]] = k[up]
         g_lo[rows[up]] = g[up]
-        down = ~ok & (k < hi[rows])
+        down = np.flatnonzero(~ok & (k < hi[rows]))
+        down = down[np.argsort(-k[down], kind="stable")]
         hi[rows[down]] = k[down]
         g_hi[rows[down]] = g[down]
         code[rows[down]] = crit[down]
@@ -514,6 +530,9 @@ def _bracket(
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
             root = a_lo + (a_hi - a_lo) * g_lo[active] / (g_lo[active] - g_hi[active])
+            secant = a_lo + (a_lo - before[active]) * g_lo[active] / (g_before[active] - g_lo[active])
+        usable = (before[active] >= 0) & np.isfinite(secant) & (secant > a_lo) & (secant < a_hi)
+        root = np.where(usable, secant, root)
         root = np.where(np.isfinite(root), root, (a_lo + a_hi) / 2)
         first = np.clip(np.floor(root).astype(np.int64), a_lo + 1, a_hi - 1)
         second = np.minimum(first + 1, a_hi - 1)
