@@ -110,7 +110,7 @@ def base_power_flow(net: pandapowerNet, source: str) -> None:
 
 @contextmanager
 def _grouped_zip_shares() -> Iterator[None]:
-    """pandapower's conversion of loads to ``_ppc`` with the ZIP shares grouped, not looped.
+    """The conversion of loads to ``_ppc`` by pandapower, with the ZIP shares grouped, not looped.
 
     pandapower (3.5) finds each load bus's constant-current and constant-impedance shares
     with a Python loop that compares every load's bus with each load bus in turn: quadratic,

@@ -475,12 +475,16 @@ def _bracket(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once.
 
-    The first probe is the cap. Then each round probes where the worst margin crosses zero,
-    and the grid value above it: by the secant through the last two feasible values tried
-    (the margin near the answer is close to linear in the added load, so this usually lands
-    on it in one or two rounds), by linear interpolation between the bracket's ends while
-    only one feasible value is known or the secant leaves the bracket; every third round
-    halves the bracket instead, so it always ends.
+    The first probe is the cap. Then each round probes, per pair, where the worst margin
+    crosses zero and the grid value above it: by the secant through the last two feasible
+    values tried when the last round raised the feasible end (the margin near the answer is
+    close to linear in the added load, so this usually lands on it within a round or two),
+    else by linear interpolation between the bracket's ends if the last round at least
+    halved the bracket; otherwise (interpolation stalling, as where one limit's margin is
+    flat and another's falls off a cliff) the round halves the bracket. The second half of
+    the rounds only halve, so every bracket closes. On a margin that falls as load is added
+    (feasibility monotone in the added load) the answer is the same whatever the order of
+    probes: the largest feasible grid value.
     """
     top = settings.steps
     n = len(state)
@@ -519,25 +523,32 @@ def _bracket(
     everyone = np.arange(n)
     probe(everyone, np.full(n, top))
     g_lo[:] = np.where(np.isnan(g_lo), limits.base_margin[state], g_lo)
-    for round_number in range(4 * int(np.ceil(np.log2(top + 1))) + 4):
+    rounds = 4 * int(np.ceil(np.log2(top + 1))) + 4
+    width = np.full(n, 2 * top + 4)  # each pair's bracket width before the last round (none yet)
+    raised = np.zeros(n, dtype=bool)  # the last round raised the feasible end
+    for round_number in range(rounds):
         active = np.flatnonzero(hi - lo > 1)
         if len(active) == 0:
             break
         a_lo, a_hi = lo[active], hi[active]
-        if round_number % 3 == 2:
-            guess = (a_lo + a_hi) // 2
-            probe(active, guess)
-            continue
         with np.errstate(invalid="ignore", divide="ignore"):
             root = a_lo + (a_hi - a_lo) * g_lo[active] / (g_lo[active] - g_hi[active])
             secant = a_lo + (a_lo - before[active]) * g_lo[active] / (g_before[active] - g_lo[active])
-        usable = (before[active] >= 0) & np.isfinite(secant) & (secant > a_lo) & (secant < a_hi)
-        root = np.where(usable, secant, root)
-        root = np.where(np.isfinite(root), root, (a_lo + a_hi) / 2)
-        first = np.clip(np.floor(root).astype(np.int64), a_lo + 1, a_hi - 1)
+        use_secant = raised[active] & (before[active] >= 0) & np.isfinite(secant)
+        use_secant &= (secant > a_lo) & (secant < a_hi)
+        root = np.where(use_secant, secant, root)
+        halve = ~use_secant & (2 * (a_hi - a_lo) > width[active]) | ~np.isfinite(root)
+        if 2 * round_number >= rounds:
+            halve[:] = True
+        width[active] = a_hi - a_lo
+        first = np.clip(np.floor(np.where(halve, 0, root)).astype(np.int64), a_lo + 1, a_hi - 1)
+        first = np.where(halve, (a_lo + a_hi) // 2, first)
         second = np.minimum(first + 1, a_hi - 1)
-        both = second > first
+        both = (second > first) & ~halve
+        raised[:] = False
+        old_lo = lo[active]
         probe(np.concatenate([active, active[both]]), np.concatenate([first, second[both]]))
+        raised[active] = lo[active] > old_lo
     code[hi > top] = CAP_REACHED
     where[hi > top] = -1
     return lo, code, where, flows
