@@ -4,10 +4,12 @@ The operating states and their limits are defined here too.
 
 All (operating state × site) pairs of a question advance together. Each pair keeps a bracket on
 the resolution grid — the largest load known to be feasible and the smallest known to be
-infeasible — and narrows it by interpolating the worst normalised margin between the two ends
-and testing the two grid points around the estimate (bisection every third round, so it always
-ends). A reported capacity was solved and found within limits at its value, and solved and found
-outside them one resolution step above (or it is the cap).
+infeasible — and narrows it by estimating where the worst normalised margin crosses zero (the
+secant through the last two feasible loads, or interpolation between the two ends) and testing
+the two grid points around the estimate, or by halving where the estimates stall (and always in
+the last half of the rounds, so it ends). A reported capacity was solved and found within
+limits at its value, and solved and found outside them one resolution step above (or it is
+the cap).
 """
 
 from __future__ import annotations
