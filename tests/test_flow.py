@@ -483,3 +483,28 @@ def test_start_guides_change_nothing_but_the_start(illinois, monkeypatch):
         ours.line_loading_percent, theirs.line_loading_percent, atol=1e-6, equal_nan=True
     )
     assert_agrees(ours, 2, reference(net, outage=("line", 0)))
+
+
+def test_grouped_zip_shares_give_pandapowers_own_case():
+    """The base power flow's case must be runpp's to the bit: several loads per bus with
+    different shares (pandapower averages them unweighted), loads out of service, and two
+    buses fused by a closed bus-bus switch."""
+    from siting.engine.pgm_model import CID_P, CID_Q, CZD_P, CZD_Q, base_power_flow
+
+    net = pp.networks.case9()
+    net.load[["const_z_p_percent", "const_i_p_percent"]] = [[30.0, 10.0], [0.0, 50.0], [20.0, 20.0]]
+    net.load["const_i_q_percent"] = [40.0, 0.0, 5.0]
+    pp.create_load(net, net.load.bus.iloc[0], 2.0, 1.0, const_z_p_percent=70.0, const_z_q_percent=25.0)
+    pp.create_load(net, net.load.bus.iloc[1], 3.0, 1.0, const_i_p_percent=90.0, in_service=False)
+    twin = pp.create_bus(net, net.bus.vn_kv.iloc[8])
+    pp.create_switch(net, 8, twin, "b")
+    pp.create_load(net, twin, 1.0, 0.2, const_i_p_percent=60.0)
+    reference = copy.deepcopy(net)
+    pp.runpp(reference, numba=False)
+    base_power_flow(net, "case9")
+    for part in ("bus", "branch", "gen"):
+        np.testing.assert_array_equal(net._ppc[part], reference._ppc[part])
+    pd.testing.assert_frame_equal(net.res_bus, reference.res_bus)
+    shares = net._ppc["bus"][net._pd2ppc_lookups["bus"][net.load.bus.iloc[0]]]
+    assert shares[CZD_P] == pytest.approx((0.3 + 0.7) / 2) and shares[CID_P] == pytest.approx(0.05)
+    assert shares[CID_Q] == pytest.approx(0.2) and shares[CZD_Q] == pytest.approx(0.125)

@@ -4,10 +4,12 @@ The operating states and their limits are defined here too.
 
 All (operating state × site) pairs of a question advance together. Each pair keeps a bracket on
 the resolution grid — the largest load known to be feasible and the smallest known to be
-infeasible — and narrows it by interpolating the worst normalised margin between the two ends
-and testing the two grid points around the estimate (bisection every third round, so it always
-ends). A reported capacity was solved and found within limits at its value, and solved and found
-outside them one resolution step above (or it is the cap).
+infeasible — and narrows it by estimating where the worst normalised margin crosses zero (the
+secant through the last two feasible loads, or interpolation between the two ends) and testing
+the two grid points around the estimate, or by halving where the estimates stall (and always in
+the last half of the rounds, so it ends). A reported capacity was solved and found within
+limits at its value, and solved and found outside them one resolution step above (or it is
+the cap).
 """
 
 from __future__ import annotations
@@ -445,7 +447,7 @@ def hosting_capacity(
         element[state_of[chunk], site_col[chunk]] = where
         flows += count
         if progress is not None:
-            tally(progress, label, min(start + MAX_PAIRS_PER_BATCH, len(state_of)), len(state_of))
+            tally(progress, label, min(start + batch, len(state_of)), len(state_of))
     return HostingResult(hc, criterion, element, flows)
 
 
@@ -473,13 +475,27 @@ def _bracket(
     site: np.ndarray,
     n_sites: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once."""
+    """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once.
+
+    The first probe is the cap. Then each round probes, per pair, where the worst margin
+    crosses zero and the grid value above it: by the secant through the last two feasible
+    values tried when the last round raised the feasible end (the margin near the answer is
+    close to linear in the added load, so this usually lands on it within a round or two),
+    else by linear interpolation between the bracket's ends if the last round at least
+    halved the bracket; otherwise (interpolation stalling, as where one limit's margin is
+    flat and another's falls off a cliff) the round halves the bracket. The second half of
+    the rounds only halve, so every bracket closes. On a margin that falls as load is added
+    (feasibility monotone in the added load) the answer is the same whatever the order of
+    probes: the largest feasible grid value.
+    """
     top = settings.steps
     n = len(state)
     lo = np.zeros(n, dtype=np.int64)
     hi = np.full(n, top + 1, dtype=np.int64)  # top + 1: nothing infeasible known yet
     g_lo = np.full(n, np.nan)
     g_hi = np.full(n, np.nan)
+    before = np.full(n, -1, dtype=np.int64)  # the feasible value tried before lo (-1: none)
+    g_before = np.full(n, np.nan)
     code = np.zeros(n, dtype=np.int8)
     where = np.full(n, -1, dtype=np.int64)
     flows = 0
@@ -491,10 +507,16 @@ def _bracket(
         )
         flows += len(rows)
         ok = g >= 0
-        up = ok & (k > lo[rows])
+        # a pair probed twice keeps its larger feasible and its smaller infeasible value:
+        # written last in these orders
+        up = np.flatnonzero(ok & (k > lo[rows]))
+        up = up[np.argsort(k[up], kind="stable")]
+        before[rows[up]] = lo[rows[up]]
+        g_before[rows[up]] = g_lo[rows[up]]
         lo[rows[up]] = k[up]
         g_lo[rows[up]] = g[up]
-        down = ~ok & (k < hi[rows])
+        down = np.flatnonzero(~ok & (k < hi[rows]))
+        down = down[np.argsort(-k[down], kind="stable")]
         hi[rows[down]] = k[down]
         g_hi[rows[down]] = g[down]
         code[rows[down]] = crit[down]
@@ -503,22 +525,32 @@ def _bracket(
     everyone = np.arange(n)
     probe(everyone, np.full(n, top))
     g_lo[:] = np.where(np.isnan(g_lo), limits.base_margin[state], g_lo)
-    for round_number in range(4 * int(np.ceil(np.log2(top + 1))) + 4):
+    rounds = 4 * int(np.ceil(np.log2(top + 1))) + 4
+    width = np.full(n, 2 * top + 4)  # each pair's bracket width before the last round (none yet)
+    raised = np.zeros(n, dtype=bool)  # the last round raised the feasible end
+    for round_number in range(rounds):
         active = np.flatnonzero(hi - lo > 1)
         if len(active) == 0:
             break
         a_lo, a_hi = lo[active], hi[active]
-        if round_number % 3 == 2:
-            guess = (a_lo + a_hi) // 2
-            probe(active, guess)
-            continue
         with np.errstate(invalid="ignore", divide="ignore"):
             root = a_lo + (a_hi - a_lo) * g_lo[active] / (g_lo[active] - g_hi[active])
-        root = np.where(np.isfinite(root), root, (a_lo + a_hi) / 2)
-        first = np.clip(np.floor(root).astype(np.int64), a_lo + 1, a_hi - 1)
+            secant = a_lo + (a_lo - before[active]) * g_lo[active] / (g_before[active] - g_lo[active])
+        use_secant = raised[active] & (before[active] >= 0) & np.isfinite(secant)
+        use_secant &= (secant > a_lo) & (secant < a_hi)
+        root = np.where(use_secant, secant, root)
+        halve = ~use_secant & (2 * (a_hi - a_lo) > width[active]) | ~np.isfinite(root)
+        if 2 * round_number >= rounds:
+            halve[:] = True
+        width[active] = a_hi - a_lo
+        first = np.clip(np.floor(np.where(halve, 0, root)).astype(np.int64), a_lo + 1, a_hi - 1)
+        first = np.where(halve, (a_lo + a_hi) // 2, first)
         second = np.minimum(first + 1, a_hi - 1)
-        both = second > first
+        both = (second > first) & ~halve
+        raised[:] = False
+        old_lo = lo[active]
         probe(np.concatenate([active, active[both]]), np.concatenate([first, second[both]]))
+        raised[active] = lo[active] > old_lo
     code[hi > top] = CAP_REACHED
     where[hi > top] = -1
     return lo, code, where, flows
