@@ -844,8 +844,12 @@ def _run_method(
     )
     guides = len(model.pgm.start_guides)
     if ComponentType.generic_branch in result and guides:  # the guides come first: drop them
-        columns = result[ComponentType.generic_branch]
-        result[ComponentType.generic_branch] = {name: value[:, guides:] for name, value in columns.items()}
+        branches = result[ComponentType.generic_branch]
+        result[ComponentType.generic_branch] = (
+            {name: value[:, guides:] for name, value in branches.items()}
+            if isinstance(branches, dict)  # columnar, as the attributes asked for above give it
+            else branches[:, guides:]
+        )
     converged = np.ones(n, dtype=bool)
     error = model.solver.batch_error
     if isinstance(error, PowerGridBatchError) and error.failed_scenarios is not None:
