@@ -274,6 +274,13 @@ CASES = [
         )
     ),
     ("study-contingencies", ["study", "{tmp}/contingencies.toml", "--out", "{out}"], 2, "contingencies"),
+    (
+        "dispatch-without-profiles",
+        ["capacity", "pandapower:case33bw", "--out", "{out}", "--dispatch", "case"],
+        2,
+        "--dispatch case: applies to your load profiles",
+    ),
+    ("study-dispatch", ["study", "{tmp}/dispatch.toml", "--out", "{out}"], 2, "dispatch = 'merit'"),
 ]
 
 
@@ -294,6 +301,7 @@ def workspace(tmp_path, monkeypatch):
     (tmp_path / "set.txt").write_text("X\n")
     studies = {
         "contingencies": STUDY + 'contingencies = "missing.con"\n',
+        "dispatch": STUDY + 'dispatch = "merit"\n',
         "name": 'name = "../siting"\n' + STUDY,
         "cap": STUDY + "[capacity]\ncap_mw = nan\n",
         "zero": STUDY + "[capacity]\ncap_mw = 0\n",
