@@ -32,6 +32,7 @@ from siting.screening import Screening, ScreeningSettings
 from siting.selection import Selection, SelectionSettings
 from siting.sources.grid import Grid
 from siting.sources.profiles import PEAK_CASE
+from siting.sources.user_profiles import DISPATCH_RULES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -387,8 +388,8 @@ def _own_data(data: dict, base: Path, source: str) -> dict[str, Any]:
     own.update({field: data[key] for key, field in OWN_VALUES.items() if key in data})
     if own.get("candidates", "substations") not in ("substations", "buses", "feeder"):
         raise UsageError(f"{source}: candidates = {own['candidates']!r}: use substations, buses or feeder")
-    if own.get("dispatch", "case") not in ("load-following", "case"):
-        raise UsageError(f"{source}: dispatch = {own['dispatch']!r}: use load-following or case")
+    if own.get("dispatch", "case") not in DISPATCH_RULES:
+        raise UsageError(f"{source}: dispatch = {own['dispatch']!r}: use {' or '.join(DISPATCH_RULES)}")
     return own
 
 

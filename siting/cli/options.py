@@ -157,7 +157,7 @@ def add_own_data(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--profiles-tz", metavar="ZONE", help="time zone of profile times that carry none")
     group.add_argument(
         "--dispatch",
-        choices=["load-following", "case"],
+        choices=["load-following", "case"],  # siting.sources.user_profiles.DISPATCH_RULES
         help="generation with --profiles: in proportion to total load, or the case's own "
         "(default: load-following where the case has voltage-controlled generators)",
     )

@@ -124,7 +124,7 @@ def generation_following(net: pandapowerNet, load_ratio: np.ndarray) -> dict[tup
 
 
 def follow_load(net: pandapowerNet, profiles: pd.DataFrame) -> pd.DataFrame:
-    """``profiles`` with generation following the total load (the ``load-following`` rule, module notes).
+    """Load ``profiles`` (``read_profiles``) with generation following the total load (module notes).
 
     The total counts every in-service load, at its profile where it has one and at its model MW
     where not; generators out of service stay out.
@@ -147,12 +147,7 @@ def follow_load(net: pandapowerNet, profiles: pd.DataFrame) -> pd.DataFrame:
     if not frames:
         return profiles
     following = pd.concat(frames, axis=1, names=["element", "variable", "index"])
-    columns = profiles.columns
-    generation = columns.get_level_values("element").isin(["gen", "sgen"]) & (
-        columns.get_level_values("variable") == "p_mw"
-    )
-    kept = profiles.loc[:, ~generation]
-    return pd.concat([kept, following], axis=1).sort_index(axis=1)
+    return pd.concat([profiles, following], axis=1).sort_index(axis=1)  # read_profiles gives loads only
 
 
 def check_covers(profiles: pd.DataFrame, when: pd.Timestamp | str, what: str = "the operating time") -> None:
