@@ -1,5 +1,6 @@
 """PSS/E RAW cases: the converted net solves like pypowsybl's own OpenLoadFlow and like the engine."""
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,136 @@ def test_v35_case_reads_and_its_three_winding_star_points_are_no_substations(tmp
     assert (grid.net.trafo["lv_bus"] == stars[0]).sum() == 3
     assert not grid.substations["bus"].isin(stars).any()
     assert sorted(grid.substations["name"]) == ["CONDENS-Y2", "EASTIE-1-N9", "MIDTIE-1-H1", "WESTIE-1-M4"]
+
+
+@pytest.fixture(scope="module")
+def rts_v35(tmp_path_factory) -> tuple[Path, list[str]]:
+    """RTS-GMLC written as v35 by pypowsybl's exporter, and substation blocks for it.
+
+    The exporter numbers buses 1…73 in the v33 file's order and writes an empty substation
+    section; its duplicate fixed shunts are removed. The blocks added are one per IIDM
+    substation (the importer's grouping of buses joined by transformers), named after its
+    first bus in ``RTS-GMLC_bus.csv`` and placed at that bus's latitude/longitude; every bus
+    has two busbar sections joined by a closed coupler, with its loads, machines and branch
+    ends on alternating sections. Returns the bus-branch v35 file and the lines of the file
+    with blocks.
+    """
+    import pypowsybl
+
+    folder = tmp_path_factory.mktemp("rts35")
+    network = pypowsybl.network.load(str(RTS))
+    plain = folder / "rts35.raw"
+    network.save(str(plain), format="PSS/E", parameters={"psse.export.update": "false"})
+    lines = plain.read_text().splitlines()
+    # pypowsybl 1.16.1's exporter writes each switched reactor a second time as a fixed shunt
+    fixed = next(i for i, line in enumerate(lines) if "BEGIN FIXED SHUNT DATA" in line)
+    end = next(i for i in range(fixed + 1, len(lines)) if lines[i].startswith("0 /"))
+    lines = [*lines[: fixed + 1], *lines[end:]]
+    plain.write_text("\n".join(lines) + "\n")
+
+    def records(section: str) -> list[list[str]]:
+        start = next(i for i, line in enumerate(lines) if f"BEGIN {section} DATA" in line)
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("0 /"))
+        return [next(csv.reader([line], quotechar="'")) for line in lines[start + 1 : end]]
+
+    view = network.get_bus_breaker_view_buses(all_attributes=True)
+    station = network.get_voltage_levels()["substation_id"].reindex(view["voltage_level_id"]).to_numpy()
+    members: dict[str, list[int]] = {}
+    for number, name in enumerate(station, start=1):
+        members.setdefault(name, []).append(number)
+    terminals: dict[int, list[str]] = {}
+    for fields in records("LOAD"):
+        terminals.setdefault(int(fields[0]), []).append(f"'L','{fields[1]}'")
+    for fields in records("GENERATOR"):
+        terminals.setdefault(int(fields[0]), []).append(f"'M','{fields[1]}'")
+    for fields in records("BRANCH"):
+        terminals.setdefault(int(fields[0]), []).append(f"'B',{fields[1]},'{fields[2]}'")
+        terminals.setdefault(int(fields[1]), []).append(f"'B',{fields[0]},'{fields[2]}'")
+    places = pd.read_csv(PSSE / "RTS-GMLC_bus.csv", index_col="Bus ID")
+    block = []
+    for number, buses in enumerate(members.values(), start=1):
+        first = int(view.index[buses[0] - 1].removeprefix("B"))
+        block.append(f"{number},'{places.at[first, 'Bus Name'].upper()}',"
+                     f"{places.at[first, 'lat']:.6f},{places.at[first, 'lng']:.6f},0.1")  # fmt: skip
+        node = {bus: 2 * k + 1 for k, bus in enumerate(buses)}
+        for bus in buses:
+            block += [f"{node[bus]},'{bus}-A',{bus},1,1.0,0.0", f"{node[bus] + 1},'{bus}-B',{bus},1,1.0,0.0"]
+        block.append("0 / END OF SUBSTATION NODE DATA, BEGIN SUBSTATION SWITCHING DEVICE DATA")
+        block += [f"{node[bus]},{node[bus] + 1},'1','COUPLER {bus}',2,1,1,1e-4,0.0,0.0,0.0" for bus in buses]
+        block.append("0 / END OF SUBSTATION SWITCHING DEVICE DATA, BEGIN SUBSTATION EQUIPMENT TERMINAL DATA")
+        for bus in buses:
+            block += [f"{bus},{node[bus] + k % 2},{t}" for k, t in enumerate(terminals.get(bus, []))]
+        block.append("0 / END OF SUBSTATION EQUIPMENT TERMINAL DATA")
+    end = next(i for i, line in enumerate(lines) if "END OF SUBSTATION DATA" in line)
+    return plain, [*lines[:end], *block, *lines[end:]]
+
+
+def _with_blocks(tmp_path: Path, lines: list[str], replace: dict[str, str] | None = None) -> Path:
+    path = tmp_path / "with-substations.raw"
+    text = "\n".join(lines) + "\n"
+    for old, new in (replace or {}).items():
+        assert old in text
+        text = text.replace(old, new, 1)
+    path.write_text(text)
+    return path
+
+
+def test_v35_substation_blocks_become_substations_at_their_places(rts_v35, tmp_path):
+    plain, lines = rts_v35
+    grid = load_grid(_with_blocks(tmp_path, lines))
+    without = load_grid(plain)
+    # the blocks replace the detection: 9 transformer stations without them
+    assert set(without.substations["rule"]) == {"transformer LV bus"} and len(without.substations) == 9
+    assert set(grid.substations["rule"]) == {"model substation"} and len(grid.substations) == 51
+    abel = grid.substations.set_index("name").loc["ABEL"]
+    assert abel["bus"] == 1 and (abel["lat"], abel["lon"]) == (33.396103, -113.835642)
+    # a four-bus station (109, 110 at 138 kV; 111, 112 at 230 kV) connects at 110, its larger load
+    assert grid.substations.set_index("name").loc["ALI", ["bus", "n_transformers"]].tolist() == [10, 2]
+    # the bus-branch case is the same; and it is the v33 case the exporter wrote it from
+    for net in (grid.net, without.net):
+        pp.runpp(net, tolerance_mva=1e-9, init="dc")
+    assert np.array_equal(grid.net.res_bus["vm_pu"], without.net.res_bus["vm_pu"])
+    v33 = load_grid(RTS).net
+    pp.runpp(v33, tolerance_mva=1e-9, init="dc")
+    assert np.abs(grid.net.res_bus["vm_pu"].to_numpy() - v33.res_bus["vm_pu"].to_numpy()).max() < 1e-9
+
+
+def test_a_substation_block_whose_open_coupler_splits_a_bus_is_refused(rts_v35, tmp_path):
+    path = _with_blocks(tmp_path, rts_v35[1], {"1,2,'1','COUPLER 1',2,1,": "1,2,'1','COUPLER 1',2,0,"})
+    with pytest.raises(GridError, match=r"substation 'ABEL': its open switching devices split bus 1 in 2"):
+        load_grid(path)
+
+
+def test_a_substation_block_whose_closed_switch_joins_two_buses_is_refused(rts_v35, tmp_path):
+    joined = "0 / END OF SUBSTATION SWITCHING DEVICE DATA"
+    lines = rts_v35[1]
+    ali = next(i for i, line in enumerate(lines) if line.startswith("9,'ALI',") or ",'ALI'," in line)
+    switch_end = next(i for i in range(ali, len(lines)) if lines[i].startswith(joined))
+    edited = [*lines[:switch_end], "1,3,'1','TIE',2,1,1,0.0001,0.0,0.0,0.0", *lines[switch_end:]]
+    with pytest.raises(GridError, match=r"'ALI': its closed switching devices join buses 9 and 10"):
+        load_grid(_with_blocks(tmp_path, edited))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("1,'1-A',1,1,1.0,0.0", "1,'1-A',999,1,1.0,0.0", r"node names bus 999, which is not in the bus data"),
+        ("'ABEL',33.396103,", "'ABEL',133.396103,", r"'ABEL' is at latitude 133.396.*LATI must lie in"),
+        (
+            "'ABEL',33.396103,-113.835642",
+            "'ABEL',0.0,0.0",
+            r"'ABEL' has no place \(LATI, LONG 0, 0\) where 60",
+        ),
+        ("1,1,'L','01'", "1,7,'L','01'", r"terminal at bus 1 names node 7, which is not a node of bus 1"),
+    ],
+)
+def test_bad_substation_blocks_are_refused_naming_the_line(rts_v35, tmp_path, old, new, message):
+    with pytest.raises(GridError, match=r"line \d+: .*" + message):
+        load_grid(_with_blocks(tmp_path, rts_v35[1], {old: new}))
+
+
+def test_a_case_truncated_inside_a_substation_block_is_refused(rts_v35, tmp_path):
+    lines = rts_v35[1]
+    cut = next(i for i, line in enumerate(lines) if "'ADAMS'" in line) + 2
+    with pytest.raises(GridError, match=r"the file ends inside substation 'ADAMS''s node data"):
+        load_grid(_with_blocks(tmp_path, lines[:cut]))

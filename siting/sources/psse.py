@@ -31,8 +31,12 @@ is both slow and wrong on ACTIVSg2000 (0.790 pu minimum, 1,804 MW losses against
 - **Zero-impedance branches** (PSS/E jumpers below THRSHZ, system switching devices) are closed
   bus-bus switches, which pandapower fuses.
 
+- **Substation blocks** (v35): each block becomes a model substation (its buses carry its name,
+  placed at its LATI/LONG), read by ``siting.sources.psse_substations``; the power flow is the
+  bus-branch case of the bus records, and a block whose switches split or join buses is refused.
+
 What the toolkit cannot solve is refused by name: DC lines, FACTS devices and static var
-compensators, and voltage levels in node-breaker topology.
+compensators, GNE devices and induction machines.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +54,8 @@ import pandas as pd
 from pandapower.auxiliary import pandapowerNet
 
 from siting.errors import GridError
+from siting.sources.geo import set_bus_lonlat
+from siting.sources.psse_substations import RawSubstation, read_substation_blocks
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +106,52 @@ def read_psse(path: Path) -> pandapowerNet:
     GridError
         For an unsupported version, a truncated or malformed file (naming the line), duplicate
         bus numbers, a branch or device at a bus that does not exist, and elements the toolkit
-        cannot model (DC lines, FACTS, node-breaker substations).
+        cannot model (DC lines, FACTS, GNE devices, induction machines), and a substation block
+        whose switches split or join buses.
     """
     buses = scan_raw(path)
     import pypowsybl
 
-    try:
-        network = pypowsybl.network.load(str(path))
-    except Exception as err:  # the Java importer raises one generic error type
-        raise GridError(f"{path}: pypowsybl cannot read this PSS/E case ({_first_line(err)})") from err
-    return iidm_to_pandapower(network, buses, str(path), f_hz=buses.attrs["f_hz"])
+    with tempfile.TemporaryDirectory(prefix="siting-raw-") as folder:
+        readable = _bus_branch_copy(path, buses.attrs["substation_lines"], Path(folder))
+        try:
+            network = pypowsybl.network.load(str(readable))
+        except Exception as err:  # the Java importer raises one generic error type
+            raise GridError(f"{path}: pypowsybl cannot read this PSS/E case ({_first_line(err)})") from err
+    net = iidm_to_pandapower(network, buses, str(path), f_hz=buses.attrs["f_hz"])
+    _place_substations(net, buses.attrs["substations"])
+    return net
+
+
+def _bus_branch_copy(path: Path, block: tuple[int, int] | None, folder: Path) -> Path:
+    """The case without its substation records (lines ``block``, 1-based), or ``path`` itself.
+
+    pypowsybl 1.16.1 turns substation blocks into node-breaker voltage levels, and refuses the
+    file ("Not supported in a bus breaker topology") when told to ignore them; siting reads the
+    blocks itself (``siting.sources.psse_substations``) and hands the importer the bus-branch case.
+    """
+    if block is None:
+        return path
+    lines = path.read_text(errors="replace").splitlines(keepends=True)
+    copy = folder / path.name
+    copy.write_text("".join(lines[: block[0] - 1] + lines[block[1] :]))
+    return copy
+
+
+def _place_substations(net: pandapowerNet, substations: tuple[RawSubstation, ...]) -> None:
+    """Name the buses of each v35 substation block after it and place them at its LATI/LONG."""
+    if not substations:
+        return
+    net.bus["substation"] = None
+    lon = pd.Series(np.nan, index=net.bus.index)
+    lat = pd.Series(np.nan, index=net.bus.index)
+    for station in substations:
+        buses = list(station.buses)
+        net.bus.loc[buses, "substation"] = station.name
+        lon[buses], lat[buses] = station.lon, station.lat
+    if lon.notna().any():
+        set_bus_lonlat(net, lon.to_numpy(), lat.to_numpy())
+        net.bus.loc[lon.isna().to_numpy(), "geo"] = None  # GeoJSON cannot hold NaN
 
 
 def scan_raw(path: Path) -> pd.DataFrame:
@@ -139,8 +182,6 @@ def scan_raw(path: Path) -> pd.DataFrame:
             if lines[number].strip() and not lines[number].lstrip().startswith("@!")
         ]
         row = end + 1
-    if not any(line.strip().upper().startswith("Q") for line in lines[row:]):
-        _check_tail(path, lines, row)
     for section in _NOT_MODELLED:
         if records[section]:
             raise GridError(
@@ -149,6 +190,12 @@ def scan_raw(path: Path) -> pd.DataFrame:
             )
     buses = _bus_records(path, records["bus"])
     known = set(buses.index)
+    substations: tuple[RawSubstation, ...] = ()
+    block = None
+    if version >= 35 and _more_sections(lines, row):
+        substations, block, row = _v35_tail(path, lines, row, known)
+    if not any(line.strip().upper().startswith("Q") for line in lines[row:]):
+        _check_tail(path, lines, row)
     for section in ("load", "fixed shunt", "generator"):
         for line, fields in records[section]:
             _check_bus(path, line, section, fields[0], known)
@@ -158,7 +205,51 @@ def scan_raw(path: Path) -> pd.DataFrame:
     _check_transformers(path, records["transformer"], known)
     buses.attrs["f_hz"] = _frequency(lines[head])
     buses.attrs["switched_shunt_mvar"] = _switched_shunts(path, records["switched shunt"], version)
+    buses.attrs["substations"] = substations
+    buses.attrs["substation_lines"] = block
     return buses
+
+
+def _more_sections(lines: list[str], row: int) -> bool:
+    """Whether records follow ``row`` before the closing 'Q' (v35 files may stop after the shunts)."""
+    for line in lines[row:]:
+        text = line.strip()
+        if text.upper() == "Q":
+            return False
+        if text and not text.startswith("@!"):
+            return True
+    return False
+
+
+def _v35_tail(
+    path: Path, lines: list[str], row: int, known: set[int]
+) -> tuple[tuple[RawSubstation, ...], tuple[int, int] | None, int]:
+    """v35's GNE and induction machine sections (refused when not empty), then its substations.
+
+    Returns the substations, the first and last line (1-based) of their records when there are
+    any, and the position after the substation section.
+    """
+    for section in ("GNE device", "induction machine"):
+        end = _section_end(path, lines, row, section)
+        used = [number + 1 for number in range(row, end) if lines[number].strip()
+                and not lines[number].lstrip().startswith("@!")]  # fmt: skip
+        if used:
+            raise GridError(
+                f"{path}: line {used[0]}: {section} data; siting cannot model {section}s — remove the "
+                "section's records or replace each by its P/Q injections"
+            )
+        row = end + 1
+    records = [
+        (number + 1, _fields(lines[number]))
+        for number in range(row, len(lines))
+        if lines[number].strip() and not lines[number].lstrip().startswith("@!")
+        and lines[number].strip().upper() != "Q"
+    ]  # fmt: skip
+    if not records:
+        return (), None, row
+    substations, last = read_substation_blocks(path, records, known)
+    block = (records[0][0], last - 1) if substations else None
+    return tuple(substations), block, last
 
 
 def _switched_shunts(path: Path, records: list[tuple[int, list[str]]], version: int) -> dict[str, float]:
@@ -356,7 +447,8 @@ def _refuse_unsupported(network, source: str) -> None:
     if len(node_breaker):
         raise GridError(
             f"{source}: {len(node_breaker)} voltage level(s) are in node-breaker topology "
-            f"({', '.join(node_breaker[:3])}); save the case without substation blocks (bus-branch)"
+            f"({', '.join(node_breaker[:3])}); read the file with read_psse, which takes substation "
+            "blocks itself"
         )
 
 
