@@ -247,9 +247,7 @@ def run_capacity_benchmark(
             year_s,
             [
                 (s, profile_values(grid, t), None, year.headroom.iat[t, s])
-                for s, t in zip(
-                    rng.choice(len(subs), sample), rng.choice(n_steps, sample), strict=True
-                )
+                for s, t in zip(rng.choice(len(subs), sample), rng.choice(n_steps, sample), strict=True)
             ],
         ),
     ):

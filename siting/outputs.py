@@ -136,9 +136,7 @@ def atomic_folder(target: Path, what: str = "--out") -> Iterator[Path]:
     remove_stale_staging(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}{os.getpid()}-", dir=target.parent)
-        )
+        staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}{os.getpid()}-", dir=target.parent))
         staging.chmod(0o777 & ~_umask())  # mkdtemp makes it owner-only; a report is for others too
     except OSError as err:
         raise UsageError(f"{what} {target}: cannot create the output folder ({err.strerror})") from err

@@ -65,6 +65,7 @@ def load_contingencies(path: Path, net: pandapowerNet, files: tuple[Path, ...] =
     found = read_contingencies(Path(path), net, case=case)
     return Contingencies(tuple(found), tuple(found.values()), str(path))
 
+
 _CON_BRANCH = re.compile(
     r"^\s*OPEN\s+BRANCH\s+FROM\s+BUS\s+(\d+)\s+TO\s+BUS\s+(\d+)(?:\s+CIRCUIT\s+'?\s*(\w+)\s*'?)?",
     re.IGNORECASE,
