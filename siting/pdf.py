@@ -22,7 +22,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from siting.report import ReportInputs
+from siting.report import NO_COORDINATES_NOTE, ReportInputs, located
 from siting.screening import Screening, site_faults, site_sheet
 
 PAGE = landscape(A4)
@@ -54,7 +54,9 @@ def write_pdf(
         Spacer(1, 0.3 * cm),
         _key_values(inputs.headline),
         Spacer(1, 0.3 * cm),
-        _image(_map_png(inputs), FIGURE_WIDTH * 0.75),
+        _image(_map_png(inputs), FIGURE_WIDTH * 0.75)
+        if located(inputs)
+        else Paragraph(_text(NO_COORDINATES_NOTE), styles["Normal"]),
         PageBreak(),
     ]
     for title, frame in (

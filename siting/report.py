@@ -211,6 +211,7 @@ HEADLINE_LABELS = {
     "joint_check_passes": "joint AC check of the selected set",
     "naive_violations": "violations of the naive top-K set",
     "load_scale": "load growth in the simulated year",
+    "selection_notes": "selection notes",
     "scenario": "scenario",
     "load_growth": "load growth at the operating point (capacity, selection)",
     **{
@@ -283,6 +284,7 @@ def headline_numbers(
         if "naive top-K" in joint.index
         else None,
         "load_scale": load_factor,
+        "selection_notes": "; ".join(selection.notes) or None,
     }
     if fleet is not None:
         for row in fleet.summary.itertuples():
@@ -430,7 +432,8 @@ def write_report_files(
         inputs.violations,
         inputs.flex_curve,
     )
-    written = [_write_gpkg(inputs, folder / "results.gpkg"), *_write_parquet(inputs, folder)]
+    written = [*([_write_gpkg(inputs, folder / "results.gpkg")] if located(inputs) else [])]
+    written += _write_parquet(inputs, folder)
     for chart in found:
         chart.save_png(folder / "figures" / f"{chart.name}.png")
         written.append(folder / "figures" / f"{chart.name}.png")
@@ -520,15 +523,16 @@ def _write_parquet(inputs: ReportInputs, folder: Path) -> list[Path]:
 
 def page(inputs: ReportInputs, found: list[Chart], screening: Screening | None = None) -> str:
     """The whole self-contained HTML page."""
-    figure = map_figure(inputs)
-    # JSON inside a script element: with "<" and "/" escaped nothing in it can close the element
-    tiles = json.dumps(basemap_tiles(*_bounds(inputs))).replace("<", "\\u003c").replace("/", "\\u002f")
+    if located(inputs):
+        # JSON inside a script element: with "<" and "/" escaped nothing in it can close the element
+        tiles = json.dumps(basemap_tiles(*_bounds(inputs))).replace("<", "\\u003c").replace("/", "\\u002f")
+        shown = _section(
+            "Map", MAP_NOTE, _BASEMAP_TOGGLE.format(tiles=tiles) + _plotly_div(map_figure(inputs), "map")
+        )
+    else:
+        shown = _section("Map", NO_COORDINATES_NOTE, "")
     sections = [
-        _section(
-            "Map",
-            MAP_NOTE,
-            _BASEMAP_TOGGLE.format(tiles=tiles) + _plotly_div(figure, "map"),
-        ),
+        shown,
         _section("Substations", "Hosting capacity of every substation (MW).", _table(inputs.substations)),
         _section("Selected sites", "", _table(inputs.sites)),
         _section("Fleet by dispatch policy", "", _table(inputs.fleet_summary)),
@@ -553,6 +557,11 @@ def page(inputs: ReportInputs, found: list[Chart], screening: Screening | None =
         head=f"<script>{get_plotlyjs()}</script>\n",
         body=f'<div class="headline"><dl>{headline}</dl></div>\n' + "\n".join(sections),
     )
+
+
+def located(inputs: ReportInputs) -> bool:
+    """Whether the grid's substations have places: without them there is no map and no GIS layer."""
+    return bool(inputs.substations["lon"].notna().any())
 
 
 def map_figure(inputs: ReportInputs) -> go.Figure:
@@ -849,6 +858,10 @@ def _transparent(color: str, alpha: float = 0.12) -> str:
     return f"rgba({red}, {green}, {blue}, {alpha})"
 
 
+NO_COORDINATES_NOTE = (
+    "No map and no GIS layer (results.gpkg): the grid has no bus coordinates. Everything else in "
+    "this report is computed without them; give them with --bus-coords or a substation list with lon/lat."
+)
 MAP_NOTE = (
     "Lines coloured by peak loading, substations by firm (N-1) capacity, selected sites sized by MW; "
     "hover for numbers. Web Mercator axes; without the basemap the page needs no network."

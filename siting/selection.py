@@ -861,13 +861,24 @@ def _fewer_note(table: pd.DataFrame, settings: SelectionSettings, picked: int) -
 
 
 def write_selection(selection: Selection, folder: Path) -> list[str]:
-    """The selection's tables and layers in ``folder``; returns the file names."""
+    """The selection's tables and layers in ``folder``; returns the file names.
+
+    The GIS layers (``sites.gpkg``) need places: a grid without bus coordinates gets the tables only.
+    """
     selection.sites.drop(columns="geometry").to_csv(folder / "sites.csv", index=False)
-    selection.sites.to_file(folder / "sites.gpkg", layer="sites", driver="GPKG")
-    selection.candidates.to_file(folder / "sites.gpkg", layer="candidates", driver="GPKG")
-    if selection.regions is not None:
-        selection.regions.to_file(folder / "sites.gpkg", layer="regions", driver="GPKG")
+    layers = selection.candidates.geometry.notna().any()
+    if layers:
+        selection.sites.to_file(folder / "sites.gpkg", layer="sites", driver="GPKG")
+        selection.candidates.to_file(folder / "sites.gpkg", layer="candidates", driver="GPKG")
+        if selection.regions is not None:
+            selection.regions.to_file(folder / "sites.gpkg", layer="regions", driver="GPKG")
     selection.joint.to_csv(folder / "joint_check.csv", index=False)
     selection.violations.to_csv(folder / "violations.csv", index=False)
     selection.naive.to_csv(folder / "naive.csv", index=False)
-    return ["sites.csv", "sites.gpkg", "joint_check.csv", "violations.csv", "naive.csv"]
+    return [
+        "sites.csv",
+        *(["sites.gpkg"] if layers else []),
+        "joint_check.csv",
+        "violations.csv",
+        "naive.csv",
+    ]

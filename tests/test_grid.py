@@ -136,3 +136,12 @@ def test_grid_without_slack_is_refused(tmp_path, oberrhein):
     pp.to_json(net, str(path))
     with pytest.raises(GridError, match="no in-service external grid"):
         load_grid(path)
+
+
+def test_a_matpower_files_bus_areas_are_kept_as_the_catalog_entry_has_them(texas):
+    from siting.sources.catalog import GRIDS_DIR
+
+    net = read_matpower(GRIDS_DIR / "activsg" / "case_ACTIVSg2000.m")
+    # the catalog entry takes each bus's area from TAMU's bus table; the case's BUS_AREA agrees
+    assert net.bus["area"].tolist() == texas.net.bus["area"].tolist()
+    assert sorted(net.bus["area"].unique()) == list(range(1, 9))

@@ -53,14 +53,16 @@ def test_unknown_policy_and_negative_tolerance_are_refused():
 
 
 @pytest.mark.slow
-def test_selection_runs_without_coordinates_and_says_geography_is_off():
-    from siting.selection import select_sites
+def test_selection_runs_without_coordinates_says_geography_is_off_and_writes_no_layers(tmp_path):
+    from siting.selection import select_sites, write_selection
 
     grid = load_grid(SAVNW)
     capacity = substation_capacity(grid, CapacitySettings(pf=0.9, cap_mw=200.0, n1=True, year=False))
     selection = select_sites(grid, capacity.table)
     assert selection.notes[0].startswith("geography off: the grid has no bus coordinates")
     assert (selection.joint["passes"]).all() and selection.joint["sites"].iloc[0] >= 1
+    written = write_selection(selection, tmp_path)
+    assert "sites.gpkg" not in written and sorted(p.name for p in tmp_path.iterdir()) == sorted(written)
 
 
 def test_contribution_binds_the_overload_only_where_the_added_load_feeds_it():

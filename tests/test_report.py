@@ -265,3 +265,27 @@ def _hover_box(page, trace: str, name: str) -> str:
     page.wait_for_timeout(100)  # plotly drops a hover that follows the previous one within 50 ms
     page.evaluate(f"() => Plotly.Fx.hover('map', [{{curveNumber: {curve}, pointNumber: {point}}}])")
     return page.locator("#map .hoverlayer").text_content()
+
+
+def test_a_grid_without_coordinates_gets_the_report_without_map_or_layers_and_is_told_why(
+    inputs: ReportInputs, report: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    assert 'id="map"' in (report[0] / "index.html").read_text()
+    def unplaced(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        frame = frame.assign(lon=np.nan, lat=np.nan) if "lon" in frame else frame.copy()
+        return frame.set_geometry(gpd.GeoSeries([None] * len(frame), index=frame.index, crs=frame.crs))
+
+    bare = dataclasses.replace(
+        inputs,
+        substations=unplaced(inputs.substations),
+        sites=unplaced(inputs.sites),
+        candidates=unplaced(inputs.candidates),
+        lines=inputs.lines.iloc[:0],  # lines_frame leaves out every line without placed ends
+        regions=None,
+    )
+    written = write_report_files(bare, tmp_path, pdf=True)
+    names = {path.relative_to(tmp_path).as_posix() for path in written}
+    assert "results.gpkg" not in names and {"index.html", "report.pdf", "figures/capacity.png"} <= names
+    page = (tmp_path / "index.html").read_text()
+    assert "No map and no GIS layer (results.gpkg): the grid has no bus coordinates" in page
+    assert 'id="map"' not in page and (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")

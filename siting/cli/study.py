@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k in headline)
     lines = [f"{key:<{width}}  {_shown(value)}" for key, value in headline.items()]
     say("\n".join([f"{study.name}: done in {time.monotonic() - started:.0f} s", *lines]))
-    say(f"\nReport: {out}/index.html (figures/, results.gpkg, timeseries.parquet, manifest.json)")
+    beside = [name for name in ("figures/", "results.gpkg", "timeseries.parquet", "manifest.json")
+              if (out / name).exists()]  # fmt: skip
+    say(f"\nReport: {out}/index.html ({', '.join(beside)})")
     return 0
 
 

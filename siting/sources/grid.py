@@ -409,9 +409,26 @@ def read_matpower(path: Path, f_hz: float = 60.0) -> pandapowerNet:
     if len(net.bus) == 0 or not np.isfinite(net.bus["vn_kv"]).all():
         raise GridError(f"{path}: the MATPOWER bus matrix is empty or has bad base kV values")
     net.bus["bus_number"] = net.bus.index + 1  # what the case and its users call the bus
+    area = _bus_areas(path)
+    if area is not None and len(area) == len(net.bus):  # pandapower keeps ZONE, not BUS_AREA
+        net.bus["area"] = area.astype(int)
     _impedances_to_transformers(net)
     _name_branches(net)
     return net
+
+
+def _bus_areas(path: Path) -> np.ndarray | None:
+    """BUS_AREA of each bus row of a MATPOWER case, so that profiles keyed 'area <n>' find them."""
+    try:
+        if path.suffix.lower() == ".m":
+            from matpowercaseframes import CaseFrames
+
+            return CaseFrames(str(path)).bus["BUS_AREA"].to_numpy()
+        from scipy.io import loadmat
+
+        return np.asarray(loadmat(str(path), squeeze_me=True, struct_as_record=False)["mpc"].bus)[:, 6]
+    except Exception:  # a case pandapower reads but this does not simply has no areas
+        return None
 
 
 def _name_branches(net: pandapowerNet) -> None:
