@@ -514,12 +514,61 @@ def _year_headroom(
     scenarios = profile_scenarios(model.net, grid.profiles)
     states = States(scenarios.element_values, None, scenarios.n)
     limits = state_limits(model, states, normal_limits(model, settings))
-    result = hosting_capacity(
-        model, states, limits, settings, progress=progress, label="(step, substation) pairs"
-    )
-    headroom = pd.DataFrame(_mw(result.hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
+    hc_mw, flows = _guided_year(model, states, limits, settings, len(subs), progress)
+    headroom = pd.DataFrame(_mw(hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
     headroom.columns.name = "substation"
-    return headroom, result.flows + scenarios.n
+    return headroom, flows + scenarios.n
+
+
+GUIDE_STRIDES = (24, 6, 2, 1)  # the year's headroom is searched at every 24th step first, then finer
+
+
+def _guided_year(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    settings: CapacitySettings,
+    n_sites: int,
+    progress: Progress | None,
+) -> tuple[np.ndarray, int]:
+    """Headroom (MW, steps × sites) at every step, searched coarse to fine.
+
+    Headroom moves slowly from step to step: a search from the cap at every 24th usable step,
+    then at every 6th, 2nd and every step, each started at the value interpolated from the steps
+    already known, closes most brackets in two or three flows instead of ten or more. The
+    answers are those of a search from the cap (``siting.engine.search._bracket``).
+    """
+    usable = np.flatnonzero(limits.usable)
+    hc_mw = np.full((states.n, n_sites), np.nan)
+    known = np.zeros(states.n, dtype=bool)
+    flows = 0
+    steps = np.arange(states.n)
+    for stride in GUIDE_STRIDES:
+        rows = np.zeros(states.n, dtype=bool)
+        rows[usable[::stride]] = True
+        rows[usable[-1:]] = True
+        rows &= ~known
+        if not rows.any():
+            continue
+        guess = None
+        if known.any():
+            at = np.flatnonzero(known)
+            guess = np.column_stack([np.interp(steps, at, hc_mw[at, c]) for c in range(n_sites)])
+        result = hosting_capacity(
+            model, states, limits, settings, pairs=_all_pairs(rows, n_sites), progress=progress,
+            label=f"(step, substation) pairs at every {stride}th step" if stride > 1 else
+            "(step, substation) pairs at the other steps", guess_mw=guess,
+        )  # fmt: skip
+        hc_mw[rows] = result.hc_mw[rows]
+        known |= rows
+        flows += result.flows
+    return hc_mw, flows
+
+
+def _all_pairs(rows: np.ndarray, n_sites: int) -> tuple[np.ndarray, np.ndarray]:
+    """(state, site) positions pairing every state in ``rows`` (a mask) with every site."""
+    grid = np.meshgrid(np.flatnonzero(rows), np.arange(n_sites), indexing="ij")
+    return grid[0].ravel(), grid[1].ravel()
 
 
 def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:

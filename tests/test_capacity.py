@@ -123,6 +123,25 @@ def test_capacity_study_on_hv_grid_reports_binding_elements_and_outages(hv_mixed
     assert set(CRITERIA) >= set(table["binding_criterion"])
 
 
+def test_year_headroom_searched_coarse_to_fine_equals_the_search_from_the_cap(illinois):
+    from siting.capacity import _guided_year
+    from siting.engine.flow import profile_scenarios
+
+    week = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4568])  # a summer week
+    # substations whose headroom stays below the 100 MW cap all week: every pair is searched
+    ids = [4, 20, 22, 23, 38, 43, 47, 48, 55, 67, 69, 77, 78, 83, 110]
+    buses = week.substations.set_index("id").loc[ids, "bus"].to_numpy()
+    model = prepare(copy.deepcopy(week.net), buses, week.source)
+    scenarios = profile_scenarios(model.net, week.profiles)
+    states = States(scenarios.element_values, None, scenarios.n)
+    limits = state_limits(model, states, normal_limits(model, SETTINGS))
+    from_cap = hosting_capacity(model, states, limits, SETTINGS)
+    guided, flows = _guided_year(model, states, limits, SETTINGS, len(buses), None)
+    assert np.array_equal(guided, from_cap.hc_mw, equal_nan=True)
+    assert (from_cap.hc_mw < SETTINGS.cap_mw).all()
+    assert flows < 0.5 * from_cap.flows
+
+
 def test_year_headroom_gives_hours_and_flexible_capacity(illinois):
     study = substation_capacity(illinois, CapacitySettings(n1=False, year=True), substations=[0, 5])
     headroom = study.headroom

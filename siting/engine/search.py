@@ -414,12 +414,16 @@ def hosting_capacity(
     pairs: tuple[np.ndarray, ...] | None = None,
     progress: Progress | None = None,
     label: str = "(state, site) pairs",
+    guess_mw: np.ndarray | None = None,
 ) -> HostingResult:
     """Largest added load (MW, on the resolution grid, up to the cap) per usable state and site.
 
     ``sites`` are positions in ``model.site_buses`` (default all); results have one column
     each. ``pairs`` (state positions, column positions) limits the search to those pairs
-    (others stay NaN); by default every usable state is paired with every site.
+    (others stay NaN); by default every usable state is paired with every site. ``guess_mw``
+    (states × columns, NaN for none) is where each pair's search starts instead of the cap: a
+    good guess closes the bracket in two flows, a bad one costs a flow or two; the answer is the
+    same either way.
     """
     n_sites = len(model.site_buses)
     sites = np.arange(n_sites) if sites is None else np.asarray(sites)
@@ -439,8 +443,14 @@ def hosting_capacity(
     batch = max(1, min(MAX_PAIRS_PER_BATCH, MAX_RESULT_CELLS // max(columns, 1)))
     for start in range(0, len(state_of), batch):
         chunk = slice(start, start + batch)
+        guess = None
+        if guess_mw is not None:
+            start_mw = guess_mw[state_of[chunk], site_col[chunk]]
+            guess = np.where(
+                np.isfinite(start_mw), np.floor(np.nan_to_num(start_mw) / settings.resolution_mw + 1e-9), -1
+            ).astype(np.int64)
         k, code, where, count = _bracket(
-            model, states, limits, settings, state_of[chunk], sites[site_col[chunk]], n_sites
+            model, states, limits, settings, state_of[chunk], sites[site_col[chunk]], n_sites, guess
         )
         hc[state_of[chunk], site_col[chunk]] = k * settings.resolution_mw
         criterion[state_of[chunk], site_col[chunk]] = code
@@ -474,17 +484,19 @@ def _bracket(
     state: np.ndarray,
     site: np.ndarray,
     n_sites: int,
+    guess: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once.
 
-    The first probe is the cap. Then each round probes, per pair, where the worst margin
-    crosses zero and the grid value above it: by the secant through the last two feasible
-    values tried when the last round raised the feasible end (the margin near the answer is
-    close to linear in the added load, so this usually lands on it within a round or two),
-    else by linear interpolation between the bracket's ends if the last round at least
-    halved the bracket; otherwise (interpolation stalling, as where one limit's margin is
-    flat and another's falls off a cliff) the round halves the bracket. The second half of
-    the rounds only halve, so every bracket closes. On a margin that falls as load is added
+    The first probe is the cap, or where a pair has a ``guess`` (grid steps, −1: none) that
+    value and, where it is feasible, the one above it. Then each round probes, per pair, where
+    the worst margin crosses zero and the grid value above it: by the secant through the last
+    two feasible values tried when the last round raised the feasible end (the margin near the
+    answer is close to linear in the added load, so this usually lands on it within a round or
+    two), else by linear interpolation between the bracket's ends if the last round at least
+    halved the bracket; otherwise (interpolation stalling, as where one limit's margin is flat
+    and another's falls off a cliff) the round halves the bracket. The second half of the
+    rounds only halve, so every bracket closes. On a margin that falls as load is added
     (feasibility monotone in the added load) the answer is the same whatever the order of
     probes: the largest feasible grid value.
     """
@@ -522,12 +534,17 @@ def _bracket(
         code[rows[down]] = crit[down]
         where[rows[down]] = elem[down]
 
-    everyone = np.arange(n)
-    probe(everyone, np.full(n, top))
+    start = np.full(n, top) if guess is None else np.where(guess >= 0, np.clip(guess, 0, top), top)
+    probe(np.arange(n), start)
     g_lo[:] = np.where(np.isnan(g_lo), limits.base_margin[state], g_lo)
+    upward = np.zeros(n, dtype=bool)
+    if guess is not None:
+        upward = _gallop(probe, guess, start, lo, hi, top)
     rounds = 4 * int(np.ceil(np.log2(top + 1))) + 4
     width = np.full(n, 2 * top + 4)  # each pair's bracket width before the last round (none yet)
-    raised = np.zeros(n, dtype=bool)  # the last round raised the feasible end
+    # the last round raised the feasible end; after galloping up from a guess, the secant
+    # through its last two feasible values
+    raised = upward & (lo > 0)
     for round_number in range(rounds):
         active = np.flatnonzero(hi - lo > 1)
         if len(active) == 0:
@@ -554,6 +571,38 @@ def _bracket(
     code[hi > top] = CAP_REACHED
     where[hi > top] = -1
     return lo, code, where, flows
+
+
+GALLOP_LIMIT = 64  # grid steps: beyond this a guess is too far off to follow
+
+
+def _gallop(
+    probe: Callable[[np.ndarray, np.ndarray], None],
+    guess: np.ndarray,
+    start: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    top: int,
+) -> np.ndarray:
+    """From a probed guess, step 1, 2, 4, … grid values on in the direction its outcome points.
+
+    Feasible at the guess, the search goes up until a value is infeasible; infeasible, down
+    until one is feasible. ``lo``/``hi`` (the brackets) are narrowed by ``probe``. A good guess
+    is bracketed in one more flow, one off by e steps in about log2(e) + 1. Returns the pairs
+    that went up.
+    """
+    upward = (guess >= 0) & (lo == start)
+    last = start.copy()
+    live = np.flatnonzero((guess >= 0) & (hi - lo > 1))
+    step = 1
+    while len(live) and step <= GALLOP_LIMIT:
+        k = np.clip(last[live] + np.where(upward[live], step, -step), 0, top)
+        probe(live, k)
+        last[live] = k
+        same_side = np.where(upward[live], lo[live] == k, hi[live] == k)
+        live = live[same_side & (hi[live] - lo[live] > 1) & (k > 0) & (k < top)]
+        step *= 2
+    return upward
 
 
 def _margin(
