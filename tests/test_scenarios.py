@@ -39,6 +39,7 @@ PLAIN_KEYS = [
     "joint_check_passes",
     "naive_violations",
     "load_scale",
+    "selection_notes",
 ]
 
 
