@@ -24,6 +24,7 @@ from siting.engine.search import (
     States,
     criterion_element_name,
     element_name,
+    every_pair,
     hosting_capacity,
     state_limits,
     worst_margin,
@@ -542,7 +543,6 @@ def _guided_year(
     hc_mw = np.full((states.n, n_sites), np.nan)
     known = np.zeros(states.n, dtype=bool)
     flows = 0
-    steps = np.arange(states.n)
     for stride in GUIDE_STRIDES:
         rows = np.zeros(states.n, dtype=bool)
         rows[usable[::stride]] = True
@@ -552,10 +552,9 @@ def _guided_year(
             continue
         guess = None
         if known.any():
-            at = np.flatnonzero(known)
-            guess = np.column_stack([np.interp(steps, at, hc_mw[at, c]) for c in range(n_sites)])
+            guess = _interpolated_rows(hc_mw, np.flatnonzero(known))
         result = hosting_capacity(
-            model, states, limits, settings, pairs=_all_pairs(rows, n_sites), progress=progress,
+            model, states, limits, settings, pairs=every_pair(rows, n_sites), progress=progress,
             label=f"(step, substation) pairs at every {stride}th step" if stride > 1 else
             "(step, substation) pairs at the other steps", guess_mw=guess,
         )  # fmt: skip
@@ -565,10 +564,18 @@ def _guided_year(
     return hc_mw, flows
 
 
-def _all_pairs(rows: np.ndarray, n_sites: int) -> tuple[np.ndarray, np.ndarray]:
-    """(state, site) positions pairing every state in ``rows`` (a mask) with every site."""
-    grid = np.meshgrid(np.flatnonzero(rows), np.arange(n_sites), indexing="ij")
-    return grid[0].ravel(), grid[1].ravel()
+def _interpolated_rows(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Every row of ``values`` interpolated linearly from the rows ``known`` (sorted positions).
+
+    Rows before the first known row take its values, rows after the last the last's, as
+    ``np.interp`` does, for all columns at once.
+    """
+    rows = np.arange(len(values))
+    right = np.minimum(np.searchsorted(known, rows), len(known) - 1)
+    left = np.maximum(right - 1, 0)
+    x0, x1 = known[left], known[right]
+    weight = np.clip((rows - x0) / np.where(x1 > x0, x1 - x0, 1), 0.0, 1.0)[:, None]
+    return values[x0] * (1 - weight) + values[x1] * weight
 
 
 def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:

@@ -142,6 +142,17 @@ def test_year_headroom_searched_coarse_to_fine_equals_the_search_from_the_cap(il
     assert flows < 0.5 * from_cap.flows
 
 
+def test_guesses_between_known_steps_are_np_interp_of_every_column():
+    from siting.capacity import _interpolated_rows
+
+    rng = np.random.default_rng(3)
+    values = rng.uniform(0, 60, (200, 4))
+    for known in (np.array([17]), np.array([0, 199]), np.sort(rng.choice(200, 23, replace=False))):
+        expected = np.column_stack([np.interp(np.arange(200), known, values[known, c]) for c in range(4)])
+        assert np.allclose(_interpolated_rows(values, known), expected, rtol=0, atol=1e-12)
+        assert np.array_equal(_interpolated_rows(values, known)[known], values[known])
+
+
 def test_year_headroom_gives_hours_and_flexible_capacity(illinois):
     study = substation_capacity(illinois, CapacitySettings(n1=False, year=True), substations=[0, 5])
     headroom = study.headroom

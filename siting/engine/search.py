@@ -405,6 +405,12 @@ def element_name(table: pd.DataFrame, position: int) -> str:
     return str(name) if isinstance(name, str) and name else f"#{table.index[position]}"
 
 
+def every_pair(states: np.ndarray, n_sites: int) -> tuple[np.ndarray, np.ndarray]:
+    """(state, site) positions pairing every state in ``states`` (a mask) with every site."""
+    on_grid = np.meshgrid(np.flatnonzero(states), np.arange(n_sites), indexing="ij")
+    return on_grid[0].ravel(), on_grid[1].ravel()
+
+
 def hosting_capacity(
     model: FlowModel,
     states: States,
@@ -431,8 +437,7 @@ def hosting_capacity(
     criterion = np.full((states.n, len(sites)), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, len(sites)), -1, dtype=np.int64)
     if pairs is None:
-        on_grid = np.meshgrid(np.flatnonzero(limits.usable), np.arange(len(sites)), indexing="ij")
-        state_of, site_col = on_grid[0].ravel(), on_grid[1].ravel()
+        state_of, site_col = every_pair(limits.usable, len(sites))
     else:
         state_of, site_col = (np.asarray(p, dtype=np.int64) for p in pairs)
         keep = limits.usable[state_of]
