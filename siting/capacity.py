@@ -22,9 +22,9 @@ from siting.engine.search import (
     HostingResult,
     StateLimits,
     States,
+    coarse_to_fine,
     criterion_element_name,
     element_name,
-    every_pair,
     hosting_capacity,
     state_limits,
     worst_margin,
@@ -515,67 +515,12 @@ def _year_headroom(
     scenarios = profile_scenarios(model.net, grid.profiles)
     states = States(scenarios.element_values, None, scenarios.n)
     limits = state_limits(model, states, normal_limits(model, settings))
-    hc_mw, flows = _guided_year(model, states, limits, settings, len(subs), progress)
-    headroom = pd.DataFrame(_mw(hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
+    result = coarse_to_fine(
+        model, states, limits, settings, progress=progress, label="(step, substation) pairs"
+    )
+    headroom = pd.DataFrame(_mw(result.hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
     headroom.columns.name = "substation"
-    return headroom, flows + scenarios.n
-
-
-GUIDE_STRIDES = (24, 6, 2, 1)  # the year's headroom is searched at every 24th step first, then finer
-
-
-def _guided_year(
-    model: FlowModel,
-    states: States,
-    limits: StateLimits,
-    settings: CapacitySettings,
-    n_sites: int,
-    progress: Progress | None,
-) -> tuple[np.ndarray, int]:
-    """Headroom (MW, steps × sites) at every step, searched coarse to fine.
-
-    Headroom moves slowly from step to step: a search from the cap at every 24th usable step,
-    then at every 6th, 2nd and every step, each started at the value interpolated from the steps
-    already known, closes most brackets in two or three flows instead of ten or more. The
-    answers are those of a search from the cap (``siting.engine.search._bracket``).
-    """
-    usable = np.flatnonzero(limits.usable)
-    hc_mw = np.full((states.n, n_sites), np.nan)
-    known = np.zeros(states.n, dtype=bool)
-    flows = 0
-    for stride in GUIDE_STRIDES:
-        rows = np.zeros(states.n, dtype=bool)
-        rows[usable[::stride]] = True
-        rows[usable[-1:]] = True
-        rows &= ~known
-        if not rows.any():
-            continue
-        guess = None
-        if known.any():
-            guess = _interpolated_rows(hc_mw, np.flatnonzero(known))
-        result = hosting_capacity(
-            model, states, limits, settings, pairs=every_pair(rows, n_sites), progress=progress,
-            label=f"(step, substation) pairs at every {stride}th step" if stride > 1 else
-            "(step, substation) pairs at the other steps", guess_mw=guess,
-        )  # fmt: skip
-        hc_mw[rows] = result.hc_mw[rows]
-        known |= rows
-        flows += result.flows
-    return hc_mw, flows
-
-
-def _interpolated_rows(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Every row of ``values`` interpolated linearly from the rows ``known`` (sorted positions).
-
-    Rows before the first known row take its values, rows after the last the last's, as
-    ``np.interp`` does, for all columns at once.
-    """
-    rows = np.arange(len(values))
-    right = np.minimum(np.searchsorted(known, rows), len(known) - 1)
-    left = np.maximum(right - 1, 0)
-    x0, x1 = known[left], known[right]
-    weight = np.clip((rows - x0) / np.where(x1 > x0, x1 - x0, 1), 0.0, 1.0)[:, None]
-    return values[x0] * (1 - weight) + values[x1] * weight
+    return headroom, result.flows + scenarios.n
 
 
 def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:

@@ -128,9 +128,9 @@ def flex_chart(curve: pd.DataFrame) -> Chart:
     return Chart(
         "flexibility",
         "How many MW flexibility buys",
-        "The fleet connectable firm (N-1 at peak), N-0 at peak and flexible at each curtailment "
-        "level, against the share of demand it serves over the simulated year (grid-aware dispatch "
-        "with power capping and idle shutdown). Table: flexibility/flex_curve.csv.",
+        "The fleet with every candidate at its own firm (N-1 at peak), N-0 or flexible capacity, "
+        "against the share of demand it serves over the simulated year under grid-aware dispatch "
+        "(power capping and idle shutdown where the grid binds). Table: flexibility/flex_curve.csv.",
         _finish(figure, height=420),
         draw,
     )

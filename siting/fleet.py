@@ -38,7 +38,7 @@ from siting.engine.search import (
     CRITERIA,
     StateLimits,
     States,
-    hosting_capacity,
+    coarse_to_fine,
     solved_blocks,
     state_limits,
     violations_of,
@@ -780,7 +780,7 @@ def _sequential_capacity(
     for site in order if len(usable) else ():
         room = full[usable, site] - idle[usable, site]
         cap = dataclasses.replace(cap_settings, cap_mw=float(room.max()), resolution_mw=HEADROOM_STEP_MW)
-        search = hosting_capacity(
+        search = coarse_to_fine(  # grid-bound steps come in runs: neighbours guide the search
             model,
             dataclasses.replace(sub_states, fixed_site_mw=fixed).take(usable),
             sub_limits.take(usable),

@@ -13,10 +13,13 @@ dropped below the smallest):
 Each fleet then runs the year under the grid-aware policy with the site power modes
 (:class:`siting.fleet.PowerModes`), which is the obligation: at every step each site's power
 fits its substation's headroom with every other site at its dispatched power, and a step
-where the modes cannot meet it is reported as a violation. Demand follows the workload model
-scaled to each fleet (its peak at ``peak_utilisation`` of the fleet's capacity), so the curve
-answers: this many more MW connect, at this cost in served work. Sizes are per substation,
-as the capacity table gives them; the joint check is the year's dispatch itself.
+where the modes cannot meet it is reported as a violation. Where the settings' policies
+include ``blind``, each fleet also runs blind, without the obligation: its violation steps
+and worst loading say what the same MW do to the grid when nobody watches it. Demand follows
+the workload model scaled to each fleet (its peak at ``peak_utilisation`` of the fleet's
+capacity), so the curve answers: this many more MW connect, at this cost in served work.
+Sizes are per substation, as the capacity table gives them; the joint check is the year's
+dispatch itself.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ CURVE_COLUMNS = [
     "idle_floor_steps",
     "grid_limited_steps",
 ]
+BLIND_COLUMNS = ["blind_violation_steps", "blind_worst_loading_percent"]  # with the blind policy
 
 
 def level_column(level: str) -> str:
@@ -118,9 +122,10 @@ def flex_curve(
     demand: pd.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """One row per level (see :data:`CURVE_COLUMNS`): the MW connected and its simulated year.
+    """One row per level: the MW connected and its simulated year.
 
-    ``fleets`` maps a level to its sites (``substation``, ``size_mw``), e.g. from
+    Columns are :data:`CURVE_COLUMNS`, then :data:`BLIND_COLUMNS` when the settings' policies
+    include ``blind``. ``fleets`` maps a level to its sites (``substation``, ``size_mw``), e.g. from
     :func:`level_fleets` or from ``select_sites`` under each criterion. A level with no site
     connects 0 MW and serves nothing. ``demand`` (tokens/s, ``DEMAND_COLUMNS`` on the grid's
     steps, e.g. a demand file) is served by every level; by default each level gets the
@@ -128,7 +133,9 @@ def flex_curve(
     over the year, GPU-hours of work held back by power budgets (capping) and of servers off.
     """
     say = progress or silent
-    settings = dataclasses.replace(settings or FleetSettings(), policies=("grid-aware",))
+    settings = settings or FleetSettings()
+    blind = "blind" in settings.policies
+    settings = dataclasses.replace(settings, policies=("blind", "grid-aware") if blind else ("grid-aware",))
     if demand is not None:
         _check_needs_a_site(demand, settings)
     alone = grid_year(grid, settings)  # shared by every level
@@ -144,7 +151,8 @@ def flex_curve(
         if key not in done:
             say(f"{level}: {len(sites)} sites, {sites['size_mw'].sum():.1f} MW")
             work = modelled_demand(grid, sites, settings) if demand is None else demand
-            summary = simulate(grid, sites, work, settings, progress=progress, alone=alone).summary.iloc[0]
+            policies = simulate(grid, sites, work, settings, progress=progress, alone=alone).summary
+            summary = policies.set_index("policy").loc["grid-aware"]
             total = summary["demand_tokens"]
             done[key] = {
                 "sites": len(sites),
@@ -153,9 +161,14 @@ def flex_curve(
                 "deferred_share": summary["deferred_tokens"] / total,
                 "dropped_share": summary["dropped_tokens"] / total,
             }
+            if blind:
+                unwatched = policies.set_index("policy").loc["blind"]
+                done[key]["blind_violation_steps"] = unwatched["violation_steps"]
+                done[key]["blind_worst_loading_percent"] = unwatched["worst_loading_percent"]
         rows.append({**done[key], "level": level})
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS).fillna(
-        {"energy_mwh": 0.0, "demand_tokens": 0.0, "served_tokens": 0.0}
+    zero = ["energy_mwh", "demand_tokens", "served_tokens"] + (["blind_violation_steps"] if blind else [])
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS + (BLIND_COLUMNS if blind else [])).fillna(
+        dict.fromkeys(zero, 0.0)
     )
 
 

@@ -200,6 +200,15 @@ def write_report(
         return [path.relative_to(staging).as_posix() for path in written]
 
 
+FLEX_LEVELS_NOTE = (
+    "One row per level: every candidate at its own capacity under the level's criterion (at "
+    "most the largest site), not checked together; the simulated year is the check. Grid-aware "
+    "dispatch keeps every limit of normal operation at each step by moving, deferring and capping "
+    "work and powering idle servers down (violation_steps: steps where it could not); the blind_ "
+    "columns are the same fleet dispatched without looking at the grid. Outages are not simulated: "
+    "a level above firm is a flexible interconnection."
+)
+
 HEADLINE_LABELS = {
     "grid": "grid",
     "operating_point": "operating point",
@@ -215,15 +224,19 @@ HEADLINE_LABELS = {
     "scenario": "scenario",
     "load_growth": "load growth at the operating point (capacity, selection)",
     **{
-        f"flex_{level}_mw": f"connectable: {label}"
+        f"flex_{level}_mw": f"connected, every candidate at its own {label}, grid-aware dispatch"
         for level, label in (
-            ("firm", "firm (N-1 at peak)"),
-            ("peak", "N-0 at peak"),
-            ("flex-0.25", "flexible, 0.25 % curtailed"),
-            ("flex-0.5", "flexible, 0.5 % curtailed"),
-            ("flex-1", "flexible, 1 % curtailed"),
-            ("flex-5", "flexible, 5 % curtailed"),
+            ("firm", "firm (N-1 at peak) capacity"),
+            ("peak", "N-0 capacity at peak"),
+            ("flex-0.25", "flexible capacity, 0.25 % curtailed"),
+            ("flex-0.5", "flexible capacity, 0.5 % curtailed"),
+            ("flex-1", "flexible capacity, 1 % curtailed"),
+            ("flex-5", "flexible capacity, 5 % curtailed"),
         )
+    },
+    **{
+        f"flex_{level}_blind_violation_steps": f"the fleet at {level}, blind dispatch: steps breaking a limit"
+        for level in ("firm", "peak", "flex-0.25", "flex-0.5", "flex-1", "flex-5")
     },
     "screening_fleet_trip_mw": "the whole fleet trips at once",
     "screening_fleet_trip_mw_pass": "fleet trip against the load-loss limit",
@@ -352,13 +365,23 @@ def scenario_story(headline: dict[str, object]) -> str:
                 f"{number[f'{policy}_violation_hours']:g} h, "
                 f"{100 * number[f'{policy}_served_share']:.2f} % of the demand served"
             )
-    levels = [key for key in number if key.startswith("flex_") and key.endswith("_mw")]
+    levels = [key.removeprefix("flex_").removesuffix("_mw") for key in number if _is_flex_level(key)]
     if levels:
         connectable = ", ".join(
-            f"{key.removeprefix('flex_').removesuffix('_mw')} {number[key]:,.0f} MW" for key in levels
+            f"{level} {number[f'flex_{level}_mw']:,.0f} MW"
+            + (
+                f" (blind: limits broken in {number[blind]:,.0f} steps)"
+                if (blind := f"flex_{level}_blind_violation_steps") in number
+                else ""
+            )
+            for level in levels
         )
         parts.append(f"connectable at each level: {connectable}")
     return "; ".join(parts) + "."
+
+
+def _is_flex_level(key: str) -> bool:
+    return key.startswith("flex_") and key.endswith("_mw")
 
 
 def scenarios_page(
@@ -541,6 +564,11 @@ def page(inputs: ReportInputs, found: list[Chart], screening: Screening | None =
             for chart in found
         ),
         *([_section("Headroom duration curves", NO_HEADROOM_NOTE, "")] if inputs.headroom is None else []),
+        *(
+            [_section("Flexibility levels", FLEX_LEVELS_NOTE, _table(inputs.flex_curve))]
+            if inputs.flex_curve is not None and len(inputs.flex_curve)
+            else []
+        ),
         _section(
             "Violations",
             f"Up to {MAX_TABLE_ROWS} rows, most steps first.",

@@ -673,7 +673,10 @@ def compute_study(
             {f"screening_{k}": screening.summary[k] for k in SCREENING_HEADLINE if k in screening.summary}
         )
     if curve is not None:
-        headline.update({f"flex_{row.level}_mw": row.connected_mw for row in curve.itertuples()})
+        for row in curve.to_dict("records"):
+            headline[f"flex_{row['level']}_mw"] = row["connected_mw"]
+            if "blind_violation_steps" in row:
+                headline[f"flex_{row['level']}_blind_violation_steps"] = int(row["blind_violation_steps"])
     return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started, screening, curve)
 
 

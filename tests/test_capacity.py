@@ -124,8 +124,8 @@ def test_capacity_study_on_hv_grid_reports_binding_elements_and_outages(hv_mixed
 
 
 def test_year_headroom_searched_coarse_to_fine_equals_the_search_from_the_cap(illinois):
-    from siting.capacity import _guided_year
     from siting.engine.flow import profile_scenarios
+    from siting.engine.search import coarse_to_fine
 
     week = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4568])  # a summer week
     # substations whose headroom stays below the 100 MW cap all week: every pair is searched
@@ -136,21 +136,23 @@ def test_year_headroom_searched_coarse_to_fine_equals_the_search_from_the_cap(il
     states = States(scenarios.element_values, None, scenarios.n)
     limits = state_limits(model, states, normal_limits(model, SETTINGS))
     from_cap = hosting_capacity(model, states, limits, SETTINGS)
-    guided, flows = _guided_year(model, states, limits, SETTINGS, len(buses), None)
-    assert np.array_equal(guided, from_cap.hc_mw, equal_nan=True)
+    guided = coarse_to_fine(model, states, limits, SETTINGS)
+    assert np.array_equal(guided.hc_mw, from_cap.hc_mw, equal_nan=True)
+    assert np.array_equal(guided.criterion, from_cap.criterion)
+    assert np.array_equal(guided.element, from_cap.element)
     assert (from_cap.hc_mw < SETTINGS.cap_mw).all()
-    assert flows < 0.5 * from_cap.flows
+    assert guided.flows < 0.5 * from_cap.flows
 
 
 def test_guesses_between_known_steps_are_np_interp_of_every_column():
-    from siting.capacity import _interpolated_rows
+    from siting.engine.search import interpolated_rows
 
     rng = np.random.default_rng(3)
     values = rng.uniform(0, 60, (200, 4))
     for known in (np.array([17]), np.array([0, 199]), np.sort(rng.choice(200, 23, replace=False))):
         expected = np.column_stack([np.interp(np.arange(200), known, values[known, c]) for c in range(4)])
-        assert np.allclose(_interpolated_rows(values, known), expected, rtol=0, atol=1e-12)
-        assert np.array_equal(_interpolated_rows(values, known)[known], values[known])
+        assert np.allclose(interpolated_rows(values, known), expected, rtol=0, atol=1e-12)
+        assert np.array_equal(interpolated_rows(values, known)[known], values[known])
 
 
 def test_year_headroom_gives_hours_and_flexible_capacity(illinois):

@@ -1,12 +1,21 @@
 """How many MW flexibility buys: sizing per level, the year under the obligation, bad input."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from siting import UsageError
 from siting.fleet import FleetSettings, PowerModes
-from siting.flexcurve import CURVE_COLUMNS, flex_curve, level_column, level_fleets, unused_over_year
+from siting.flexcurve import (
+    BLIND_COLUMNS,
+    CURVE_COLUMNS,
+    flex_curve,
+    level_column,
+    level_fleets,
+    unused_over_year,
+)
 from siting.workload import DEMAND_COLUMNS
 from tests.test_power_modes import _day
 
@@ -64,7 +73,7 @@ def test_flexible_sizing_connects_more_and_keeps_the_obligation_all_day(hv_mixed
     }
     settings = FleetSettings(modes=PowerModes(max_depth=1.0, max_hours=24.0), peak_utilisation=1.0)
     curve = flex_curve(day, fleets, settings).set_index("level")
-    assert list(curve.reset_index().columns) == CURVE_COLUMNS
+    assert list(curve.reset_index().columns) == CURVE_COLUMNS + BLIND_COLUMNS
     assert curve.at["flex-1", "connected_mw"] == 160.0 and curve.at["firm", "connected_mw"] == 10.0
     assert curve.at["flex-5", "sites"] == 0 and curve.at["flex-5", "served_tokens"] == 0
     assert (curve.loc[["firm", "flex-1"], "violation_steps"] == 0).all()
@@ -73,6 +82,14 @@ def test_flexible_sizing_connects_more_and_keeps_the_obligation_all_day(hv_mixed
     assert curve.at["flex-1", "capped_gpu_hours"] + curve.at["flex-1", "shutdown_gpu_hours"] > 0
     assert curve.at["flex-1", "served_tokens"] > 10 * curve.at["firm", "served_tokens"]
     assert curve.at["flex-1", "worst_loading_percent"] <= 100.0 + 1e-6
+    # the same 160 MW dispatched blind break limits the obligation keeps; 10 firm MW break none
+    assert curve.at["flex-1", "blind_violation_steps"] > 0
+    assert curve.at["flex-1", "blind_worst_loading_percent"] > 100.0
+    assert curve.at["firm", "blind_violation_steps"] == 0 and curve.at["flex-5", "blind_violation_steps"] == 0
+    grid_aware_only = flex_curve(
+        day, {"firm": fleets["firm"]}, dataclasses.replace(settings, policies=("grid-aware",))
+    )
+    assert list(grid_aware_only.columns) == CURVE_COLUMNS
 
 
 def test_unused_mw_hours_over_the_day_of_the_peak(hv_mixed):
