@@ -34,7 +34,7 @@ import pandas as pd
 from siting.engine.flow import prepare, solve
 from siting.engine.search import States, worst_margin
 from siting.errors import UsageError
-from siting.fleet import FleetSettings, fleet_sites, grid_year, modelled_demand, simulate
+from siting.fleet import FleetSettings, GridYear, fleet_sites, grid_year, modelled_demand, simulate
 from siting.flexible import flex_column
 from siting.power import site_capacity_tokens_per_s
 from siting.progress import silent
@@ -121,6 +121,7 @@ def flex_curve(
     settings: FleetSettings | None = None,
     demand: pd.DataFrame | None = None,
     progress: Callable[[str], None] | None = None,
+    alone: GridYear | None = None,
 ) -> pd.DataFrame:
     """One row per level: the MW connected and its simulated year.
 
@@ -131,6 +132,8 @@ def flex_curve(
     steps, e.g. a demand file) is served by every level; by default each level gets the
     workload model scaled to its fleet. Shares are of the level's demand; energy in MWh, tokens
     over the year, GPU-hours of work held back by power budgets (capping) and of servers off.
+    ``alone`` is the grid's year without a fleet (:func:`siting.fleet.grid_year`), if already
+    solved.
     """
     say = progress or silent
     settings = settings or FleetSettings()
@@ -138,7 +141,7 @@ def flex_curve(
     settings = dataclasses.replace(settings, policies=("blind", "grid-aware") if blind else ("grid-aware",))
     if demand is not None:
         _check_needs_a_site(demand, settings)
-    alone = grid_year(grid, settings)  # shared by every level
+    alone = alone or grid_year(grid, settings)  # shared by every level
     done: dict[tuple, dict] = {}  # levels that size the same fleet share its year
     rows = []
     for level, table in fleets.items():

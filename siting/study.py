@@ -597,7 +597,7 @@ def compute_study(
     changed the model; it is not modified). A study that is one scenario
     (``study.scenario``) grows the grid's loads first.
     """
-    from siting.fleet import fleet_sites, modelled_demand, simulate
+    from siting.fleet import fleet_sites, grid_year, modelled_demand, simulate
     from siting.flexcurve import flex_curve, level_fleets
     from siting.geography import read_layers
     from siting.screening import screen_sites
@@ -638,8 +638,11 @@ def compute_study(
         sites = fleet_sites(selection.sites, year, source=f"{study.source}: selected sites")
         if demand is None:
             demand = modelled_demand(year, sites, study.fleet)
-        say(f"[3/4] simulating the fleet over {len(year.require_profiles('to simulate')):,} steps")
-        fleet = simulate(year, sites, demand, study.fleet, progress=indented(say))
+        steps = len(year.require_profiles("to simulate"))
+        say(f"[3/4] simulating the fleet over {steps:,} steps")
+        indented(say)(f"grid alone: {steps:,} steps")
+        alone = grid_year(year, study.fleet)  # the fleet and every flexibility level share it
+        fleet = simulate(year, sites, demand, study.fleet, progress=indented(say), alone=alone)
         if study.flex_levels:
             say(f"how many MW flexibility buys: {', '.join(study.flex_levels)}")
             fleets = level_fleets(
@@ -648,7 +651,7 @@ def compute_study(
                 min_mw=study.selection.min_mw,
                 max_mw=study.selection.max_mw,
             )
-            curve = flex_curve(year, fleets, study.fleet, progress=indented(say))
+            curve = flex_curve(year, fleets, study.fleet, progress=indented(say), alone=alone)
     screening = None
     if study.screening is not None:
         say("screening the sites: voltage steps, fleet trip, short circuit, fault ride-through")

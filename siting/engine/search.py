@@ -606,10 +606,10 @@ def _bracket(
     g_lo[:] = np.where(np.isnan(g_lo), limits.base_margin[state], g_lo)
     upward = np.zeros(n, dtype=bool)
     if guess is not None:
-        upward = _gallop(probe, guess, start, lo, hi, top)
+        upward = _step_from_guess(probe, guess, start, lo, hi, top)
     rounds = 4 * int(np.ceil(np.log2(top + 1))) + 4
     width = np.full(n, 2 * top + 4)  # each pair's bracket width before the last round (none yet)
-    # the last round raised the feasible end; after galloping up from a guess, the secant
+    # the last round raised the feasible end; after stepping up from a guess, the secant
     # through its last two feasible values
     raised = upward & (lo > 0)
     for round_number in range(rounds):
@@ -640,10 +640,7 @@ def _bracket(
     return lo, code, where, flows
 
 
-GALLOP_LIMIT = 64  # grid steps: beyond this a guess is too far off to follow
-
-
-def _gallop(
+def _step_from_guess(
     probe: Callable[[np.ndarray, np.ndarray], None],
     guess: np.ndarray,
     start: np.ndarray,
@@ -651,24 +648,19 @@ def _gallop(
     hi: np.ndarray,
     top: int,
 ) -> np.ndarray:
-    """From a probed guess, step 1, 2, 4, … grid values on in the direction its outcome points.
+    """From a probed guess, probe the grid value next to it in the direction its outcome points.
 
-    Feasible at the guess, the search goes up until a value is infeasible; infeasible, down
-    until one is feasible. ``lo``/``hi`` (the brackets) are narrowed by ``probe``. A good guess
-    is bracketed in one more flow, one off by e steps in about log2(e) + 1. Returns the pairs
-    that went up.
+    Feasible at the guess, the value above; infeasible, the one below. A guess that is the
+    answer (or one step off) is bracketed in these two flows; otherwise the secant through the
+    two probes is where the rounds go next. ``lo``/``hi`` (the brackets) are narrowed by
+    ``probe``. Returns the pairs that went up. (Galloping 1, 2, 4, … steps from the guess took
+    more flows on a year of headroom and on the grid-aware dispatch, for the same answers.)
     """
     upward = (guess >= 0) & (lo == start)
-    last = start.copy()
     live = np.flatnonzero((guess >= 0) & (hi - lo > 1))
-    step = 1
-    while len(live) and step <= GALLOP_LIMIT:
-        k = np.clip(last[live] + np.where(upward[live], step, -step), 0, top)
+    k = np.clip(start[live] + np.where(upward[live], 1, -1), 0, top)
+    if len(live):
         probe(live, k)
-        last[live] = k
-        same_side = np.where(upward[live], lo[live] == k, hi[live] == k)
-        live = live[same_side & (hi[live] - lo[live] > 1) & (k > 0) & (k < top)]
-        step *= 2
     return upward
 
 
