@@ -271,6 +271,7 @@ def test_a_grid_without_coordinates_gets_the_report_without_map_or_layers_and_is
     inputs: ReportInputs, report: tuple[Path, list[Path]], tmp_path: Path
 ) -> None:
     assert 'id="map"' in (report[0] / "index.html").read_text()
+
     def unplaced(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         frame = frame.assign(lon=np.nan, lat=np.nan) if "lon" in frame else frame.copy()
         return frame.set_geometry(gpd.GeoSeries([None] * len(frame), index=frame.index, crs=frame.crs))
@@ -289,3 +290,26 @@ def test_a_grid_without_coordinates_gets_the_report_without_map_or_layers_and_is
     page = (tmp_path / "index.html").read_text()
     assert "No map and no GIS layer (results.gpkg): the grid has no bus coordinates" in page
     assert 'id="map"' not in page and (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_the_flexibility_levels_are_charted_and_tabled_with_what_blind_dispatch_does(
+    inputs: ReportInputs, hv_mixed: Grid, tmp_path: Path
+) -> None:
+    """A day of the HV grid with loads × 4.6: eight 20 MW sites break limits dispatched blind,
+    none under the obligation; the report's table says both, per level."""
+    from siting.flexcurve import flex_curve
+    from tests.test_power_modes import _day
+
+    fleets = {"flex-1": pd.DataFrame({"substation": [0, 1, 2, 3, 4, 5, 7, 8], "size_mw": 20.0})}
+    curve = flex_curve(_day(hv_mixed, 4.6), fleets)
+    row = curve.iloc[0]
+    assert row["blind_violation_steps"] > 0 and row["violation_steps"] == 0
+    names = {
+        p.relative_to(tmp_path).as_posix()
+        for p in write_report_files(dataclasses.replace(inputs, flex_curve=curve), tmp_path)
+    }
+    assert "figures/flexibility.png" in names
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    table = page[page.index("<h2>Flexibility levels</h2>") :]
+    assert "blind_violation_steps" in table and "not checked together" in table
+    assert f"<td>{int(row['blind_violation_steps'])}</td>" in table.replace(".0</td>", "</td>")

@@ -181,6 +181,7 @@ def test_the_growth_study_compares_today_with_sourced_growth():
     today, growth = study.scenarios
     assert today.load_scale == 1.0 and growth.load_scale == pytest.approx(1.158)
     assert "Grid Strategies" in growth.description
+    assert study.flex_levels == ("firm",)  # every substation at its own firm capacity, blind and grid-aware
 
 
 def test_a_sweep_case_refuses_scenarios():
@@ -213,11 +214,13 @@ def test_a_scenario_in_a_sentence():
         "grid-aware_violation_hours": 0.0,
         "grid-aware_served_share": 0.9996,
         "flex_firm_mw": 386.6,
+        "flex_firm_blind_violation_steps": 42,
         "flex_flex-0.5_mw": 410.25,
     }
     assert scenario_story(headline) == (
         "firm capacity of all substations 579.6 MW; 10 sites, 200 MW: the joint AC check of the "
         "selected set FAILS; the naive top-K set breaks 1 limit; blind dispatch: 3 element limit(s) "
         "broken in 12 h, 100.00 % of the demand served; grid-aware dispatch: 0 element limit(s) broken "
-        "in 0 h, 99.96 % of the demand served; connectable at each level: firm 387 MW, flex-0.5 410 MW."
+        "in 0 h, 99.96 % of the demand served; connectable at each level: firm 387 MW (blind: limits "
+        "broken in 42 steps), flex-0.5 410 MW."
     )
