@@ -632,7 +632,7 @@ def compute_study(
         grid, capacity.table, study.selection, layers=layers, at=study.capacity.at, progress=indented(say)
     )
     if not len(selection.sites):
-        raise SitingError(f"{study.source}: no substation can host a site of {study.selection.min_mw:g} MW")
+        raise SitingError(f"{study.source}: {_nothing_picked(selection, study.selection.min_mw)}")
     fleet, curve = None, None
     if year is not None:
         sites = fleet_sites(selection.sites, year, source=f"{study.source}: selected sites")
@@ -681,6 +681,16 @@ def compute_study(
             if "blind_violation_steps" in row:
                 headline[f"flex_{row['level']}_blind_violation_steps"] = int(row["blind_violation_steps"])
     return StudyResults(study, grid, capacity, selection, fleet, factor, headline, started, screening, curve)
+
+
+def _nothing_picked(selection: Selection, min_mw: float) -> str:
+    """Why no site was picked: the selection's notes and the best candidate's reason."""
+    best = selection.candidates.sort_values("capacity_mw", ascending=False, kind="stable").iloc[0]
+    parts = [f"no substation can host a site of {min_mw:g} MW", *selection.notes]
+    parts.append(
+        f"the largest candidate, {best['name']} ({best['capacity_mw']:.1f} MW alone): {best['reason']}"
+    )
+    return "; ".join(parts)
 
 
 def _site_peaks(fleet: FleetResult | None, selection: Selection, policy: str) -> np.ndarray | None:

@@ -154,3 +154,25 @@ def test_flex_curve_levels_are_checked_when_the_study_is_read():
         study_from_dict({"grid": "x", "flex_curve": {"levels": ["flex-200"]}})
     with pytest.raises(UsageError, match=r"needs capacity\.year = true"):
         study_from_dict({"grid": "x", "capacity": {"year": False}, "flex_curve": {"levels": ["flex-1"]}})
+
+
+def test_a_study_where_no_site_fits_together_says_why():
+    """case33bw with a capacity table claiming ten times what its buses take: the selection's
+    own AC fits place nothing of 18 MW, and the error names the best candidate's limit."""
+    from siting import load_grid
+    from siting.capacity import CapacitySettings, substation_capacity
+    from siting.selection import SelectionSettings, select_sites
+    from siting.study import _nothing_picked
+
+    grid = load_grid("pandapower:case33bw")
+    table = substation_capacity(grid, CapacitySettings(n1=False, year=False, cap_mw=5)).table
+    claimed = table[table["substation"] != 0].assign(hc_n0_mw=lambda t: t["hc_n0_mw"] * 10)
+    settings = SelectionSettings(criterion="peak", sites=2, min_mw=18, max_mw=20, step_mw=0.5, regions=1)
+    selection = select_sites(grid, claimed, settings)
+    assert selection.sites.empty
+    message = _nothing_picked(selection, settings.min_mw)
+    assert message.startswith("no substation can host a site of 18 MW; picked 0 of the 2 sites")
+    assert message.endswith(
+        "bus 18 (50.0 MW alone): not picked: fits only 16.5 MW next to the chosen sites "
+        "(undervoltage at #17 at peak)"
+    )
