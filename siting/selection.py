@@ -768,11 +768,13 @@ def _joint_check(
         scenarios = fixed.scenarios(usable, q_per_mw=cap_settings.q_per_mw)
         result = solve(model, scenarios)
         flows += len(usable)
-        vm = result.vm_pu
-        worst_low = min(worst_low, np.nanmin(vm))
-        worst_high = max(worst_high, np.nanmax(vm))
-        loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
-        worst_loading = max(worst_loading, np.nanmax(loading))
+        solved = result.converged  # a state that did not converge is a violation below, not a value
+        if solved.any():
+            vm = result.vm_pu[solved]
+            worst_low = min(worst_low, np.nanmin(vm))
+            worst_high = max(worst_high, np.nanmax(vm))
+            loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
+            worst_loading = max(worst_loading, np.nanmax(loading[solved]))
         line, trafo = limits.thermal(usable, scenarios.added_mw)
         found = violations_of(
             model, result, limits.vmin[usable], limits.vmax[usable], line, trafo, tolerance=1e-9
@@ -781,7 +783,11 @@ def _joint_check(
         frames.append(found)
     frames = [frame for frame in frames if len(frame)]
     violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
-    return JointCheck((worst_low, worst_high, worst_loading), violations, flows)
+    # no state solved: no worst value to report (the violations say why)
+    low, high, loading_max = (
+        float(v) if np.isfinite(v) else np.nan for v in (worst_low, worst_high, worst_loading)
+    )
+    return JointCheck((low, high, loading_max), violations, flows)
 
 
 def _flex_joint_check(

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
@@ -170,6 +171,10 @@ def test_a_study_where_no_site_fits_together_says_why():
     settings = SelectionSettings(criterion="peak", sites=2, min_mw=18, max_mw=20, step_mw=0.5, regions=1)
     selection = select_sites(grid, claimed, settings)
     assert selection.sites.empty
+    naive = selection.joint.set_index("set").loc["naive top-K"]  # 2 × 20 MW: no flow converges
+    assert (
+        naive["violations"] == 1 and np.isnan(naive["min_vm_pu"]) and np.isnan(naive["max_loading_percent"])
+    )
     message = _nothing_picked(selection, settings.min_mw)
     assert message.startswith("no substation can host a site of 18 MW; picked 0 of the 2 sites")
     assert message.endswith(
