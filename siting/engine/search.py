@@ -504,7 +504,7 @@ def coarse_to_fine(
         result = hosting_capacity(
             model, states, limits, settings, sites=sites, pairs=every_pair(rows, n_columns),
             progress=progress, guess_mw=guess,
-            label=f"{label}, every {stride}th first" if stride > 1 else f"{label}, the rest",
+            label=f"{label}, every {_ordinal(stride)} first" if stride > 1 else f"{label}, the rest",
         )  # fmt: skip
         hc[rows] = result.hc_mw[rows]
         criterion[rows] = result.criterion[rows]
@@ -512,6 +512,11 @@ def coarse_to_fine(
         known |= rows
         flows += result.flows
     return HostingResult(hc, criterion, element, flows)
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def interpolated_rows(values: np.ndarray, known: np.ndarray) -> np.ndarray:
