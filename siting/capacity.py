@@ -512,15 +512,31 @@ def _year_headroom(
 
     if grid.profiles is None:  # the caller asks for a year only of a grid with profiles
         raise UsageError(f"{grid.name}: has no time-series profiles for the year's headroom")
-    scenarios = profile_scenarios(model.net, grid.profiles)
-    states = States(scenarios.element_values, None, scenarios.n)
-    limits = state_limits(model, states, normal_limits(model, settings))
-    result = coarse_to_fine(
-        model, states, limits, settings, progress=progress, label="(step, substation) pairs"
-    )
-    headroom = pd.DataFrame(_mw(result.hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
+    year = profile_scenarios(model.net, grid.profiles)
+    net = model.net
+    block = max(YEAR_MIN_BLOCK_STEPS, YEAR_BLOCK_CELLS // (len(net.bus) + len(net.line) + len(net.trafo)))
+    hc_mw = np.empty((year.n, len(subs)))
+    flows = year.n
+    for start in range(0, year.n, block):
+        stop = min(start + block, year.n)
+        # views of the year's values: only one block's limits and searches are held at a time
+        states = States(
+            {key: value[start:stop] for key, value in year.element_values.items()}, None, stop - start
+        )
+        limits = state_limits(model, states, normal_limits(model, settings))
+        label = "(step, substation) pairs" + (f", steps {start + 1:,}–{stop:,}" if block < year.n else "")
+        result = coarse_to_fine(model, states, limits, settings, progress=progress, label=label)
+        hc_mw[start:stop] = result.hc_mw
+        flows += result.flows
+    headroom = pd.DataFrame(_mw(hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
     headroom.columns.name = "substation"
-    return headroom, result.flows + scenarios.n
+    return headroom, flows
+
+
+# the year's headroom is searched in blocks of steps: states × (buses + lines + transformers) of
+# per-step limits held at once (their arrays and the searches' inputs: about 1 GB), at least a week
+YEAR_BLOCK_CELLS = 10_000_000
+YEAR_MIN_BLOCK_STEPS = 168
 
 
 def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:

@@ -155,6 +155,19 @@ def test_guesses_between_known_steps_are_np_interp_of_every_column():
         assert np.array_equal(interpolated_rows(values, known)[known], values[known])
 
 
+def test_the_year_searched_in_blocks_of_steps_gives_the_same_headroom(illinois, monkeypatch):
+    week = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4568])
+    settings = CapacitySettings(n1=False, year=True)
+    whole = substation_capacity(week, settings, substations=[4, 20, 38])
+    monkeypatch.setattr("siting.capacity.YEAR_BLOCK_CELLS", 1)
+    monkeypatch.setattr("siting.capacity.YEAR_MIN_BLOCK_STEPS", 50)  # blocks of 50, 50, 50 and 18 steps
+    said: list[str] = []
+    blocks = substation_capacity(week, settings, substations=[4, 20, 38], progress=said.append)
+    assert any("steps 151–168" in line for line in said)
+    assert blocks.headroom.equals(whole.headroom)
+    assert (whole.headroom < settings.cap_mw).to_numpy().any()  # searched, not all at the cap
+
+
 def test_year_headroom_gives_hours_and_flexible_capacity(illinois):
     study = substation_capacity(illinois, CapacitySettings(n1=False, year=True), substations=[0, 5])
     headroom = study.headroom
