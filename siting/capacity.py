@@ -501,6 +501,12 @@ def _firm_limits(model: FlowModel, point: OperatingPoint, settings: CapacitySett
     return deviation_band(limits, pre.vm_pu[0], load_bus_positions(model.net), settings.deviation_limit_pu)
 
 
+# the year's headroom is searched in blocks of steps: states × (buses + lines + transformers) of
+# per-step limits held at once (their arrays and the searches' inputs: about 1 GB), at least a week
+YEAR_BLOCK_CELLS = 10_000_000
+YEAR_MIN_BLOCK_STEPS = 168
+
+
 def _year_headroom(
     model: FlowModel,
     grid: Grid,
@@ -531,12 +537,6 @@ def _year_headroom(
     headroom = pd.DataFrame(_mw(hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
     headroom.columns.name = "substation"
     return headroom, flows
-
-
-# the year's headroom is searched in blocks of steps: states × (buses + lines + transformers) of
-# per-step limits held at once (their arrays and the searches' inputs: about 1 GB), at least a week
-YEAR_BLOCK_CELLS = 10_000_000
-YEAR_MIN_BLOCK_STEPS = 168
 
 
 def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:
