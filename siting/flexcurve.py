@@ -155,7 +155,8 @@ def flex_curve(
             say(f"{level}: {len(sites)} sites, {sites['size_mw'].sum():.1f} MW")
             work = modelled_demand(grid, sites, settings) if demand is None else demand
             policies = simulate(grid, sites, work, settings, progress=progress, alone=alone).summary
-            summary = policies.set_index("policy").loc["grid-aware"]
+            policies = policies.set_index("policy")
+            summary = policies.loc["grid-aware"]
             total = summary["demand_tokens"]
             done[key] = {
                 "sites": len(sites),
@@ -165,7 +166,7 @@ def flex_curve(
                 "dropped_share": summary["dropped_tokens"] / total,
             }
             if blind:
-                unwatched = policies.set_index("policy").loc["blind"]
+                unwatched = policies.loc["blind"]
                 done[key]["blind_violation_steps"] = unwatched["violation_steps"]
                 done[key]["blind_worst_loading_percent"] = unwatched["worst_loading_percent"]
         rows.append({**done[key], "level": level})

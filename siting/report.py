@@ -209,6 +209,15 @@ FLEX_LEVELS_NOTE = (
     "a level above firm is a flexible interconnection."
 )
 
+FLEX_LEVEL_LABELS = (  # the flexibility curve's levels (siting.flexcurve.LEVELS), as the headline names them
+    ("firm", "firm (N-1 at peak) capacity"),
+    ("peak", "N-0 capacity at peak"),
+    ("flex-0.25", "flexible capacity, 0.25 % curtailed"),
+    ("flex-0.5", "flexible capacity, 0.5 % curtailed"),
+    ("flex-1", "flexible capacity, 1 % curtailed"),
+    ("flex-5", "flexible capacity, 5 % curtailed"),
+)
+
 HEADLINE_LABELS = {
     "grid": "grid",
     "operating_point": "operating point",
@@ -225,18 +234,11 @@ HEADLINE_LABELS = {
     "load_growth": "load growth at the operating point (capacity, selection)",
     **{
         f"flex_{level}_mw": f"connected, every candidate at its own {label}, grid-aware dispatch"
-        for level, label in (
-            ("firm", "firm (N-1 at peak) capacity"),
-            ("peak", "N-0 capacity at peak"),
-            ("flex-0.25", "flexible capacity, 0.25 % curtailed"),
-            ("flex-0.5", "flexible capacity, 0.5 % curtailed"),
-            ("flex-1", "flexible capacity, 1 % curtailed"),
-            ("flex-5", "flexible capacity, 5 % curtailed"),
-        )
+        for level, label in FLEX_LEVEL_LABELS
     },
     **{
         f"flex_{level}_blind_violation_steps": f"the fleet at {level}, blind dispatch: steps breaking a limit"
-        for level in ("firm", "peak", "flex-0.25", "flex-0.5", "flex-1", "flex-5")
+        for level, _ in FLEX_LEVEL_LABELS
     },
     "screening_fleet_trip_mw": "the whole fleet trips at once",
     "screening_fleet_trip_mw_pass": "fleet trip against the load-loss limit",
@@ -365,7 +367,11 @@ def scenario_story(headline: dict[str, object]) -> str:
                 f"{number[f'{policy}_violation_hours']:g} h, "
                 f"{100 * number[f'{policy}_served_share']:.2f} % of the demand served"
             )
-    levels = [key.removeprefix("flex_").removesuffix("_mw") for key in number if _is_flex_level(key)]
+    levels = [
+        key.removeprefix("flex_").removesuffix("_mw")
+        for key in number
+        if key.startswith("flex_") and key.endswith("_mw")
+    ]
     if levels:
         connectable = ", ".join(
             f"{level} {number[f'flex_{level}_mw']:,.0f} MW"
@@ -378,10 +384,6 @@ def scenario_story(headline: dict[str, object]) -> str:
         )
         parts.append(f"connectable at each level: {connectable}")
     return "; ".join(parts) + "."
-
-
-def _is_flex_level(key: str) -> bool:
-    return key.startswith("flex_") and key.endswith("_mw")
 
 
 def scenarios_page(

@@ -104,3 +104,11 @@ def test_unused_mw_hours_over_the_day_of_the_peak(hv_mixed):
     assert hourly["unused_mwh_share"] == pytest.approx(found["unused_mwh_share"], abs=0.03)
     with pytest.raises(UsageError, match="every 0"):
         unused_over_year(day, every=0)
+
+
+def test_every_level_has_its_headline_labels():
+    from siting.flexcurve import LEVELS
+    from siting.report import FLEX_LEVEL_LABELS, HEADLINE_LABELS
+
+    assert [level for level, _ in FLEX_LEVEL_LABELS] == list(LEVELS)
+    assert all(f"flex_{level}_blind_violation_steps" in HEADLINE_LABELS for level in LEVELS)
