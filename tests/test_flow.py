@@ -180,12 +180,12 @@ def test_reactive_limits_asked_for_on_a_model_without_them_are_off_and_said(illi
     assert_agrees(solve(model, Scenarios(n=1)), 0, reference(net))
 
 
-def distributed_reference(net, weights, bus, p_mw, q_lims=False):
+def distributed_reference(net, weights, bus, p_mw, q_lims=False, outage=None):
     """runpp(distributed_slack=True) with ``weights`` on the generators, none on the slack, and
     the slack's base-case output held at its bus (what Balance('participation') means)."""
     base = copy.deepcopy(net)
     pp.runpp(base)
-    ref = copy.deepcopy(net)
+    ref = scenario_net(net, None, outage)
     ref.gen["slack_weight"] = weights
     ref.ext_grid["slack_weight"] = 0.0
     pp.create_sgen(ref, ref.ext_grid.bus.iloc[0], float(base.res_ext_grid.p_mw.sum()))
@@ -219,6 +219,22 @@ def test_participation_with_reactive_limits_matches_pandapower(illinois):
     result = solve(model, Scenarios(n=1, site_p_mw=np.array([[150.0]])))
     share = participation_weights(net, Balance("participation"))
     assert_agrees(result, 0, distributed_reference(net, share, bus, 150.0, q_lims=True))
+
+
+def test_participation_makes_up_a_generator_lost_with_its_transformer(illinois):
+    """Gen 28 (134 MW, the largest share of Pmax headroom) leaves with its step-up transformer:
+    the other participants take over its output and the site's, as in runpp's distributed slack."""
+    net = illinois.net
+    bus = int(net.load.bus.iloc[5])
+    step_up = ("trafo", int(net.trafo.index[net.trafo.lv_bus.eq(134) | net.trafo.hv_bus.eq(134)][0]))
+    balance = Balance("participation")
+    model = prepare(copy.deepcopy(net), [bus], "il", balance=balance)
+    assert 1.0 < model.balance_gain < 1.2  # losses make a participating MW worth more than one
+    result = solve(model, Scenarios(n=2, site_p_mw=np.array([[0.0], [60.0]]), outages=(step_up, step_up)))
+    share = participation_weights(net, balance)
+    assert share[28] == share.max()
+    for row, p_mw in enumerate((0.0, 60.0)):
+        assert_agrees(result, row, distributed_reference(net, share, bus, p_mw, outage=step_up))
 
 
 @pytest.mark.parametrize(

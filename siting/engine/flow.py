@@ -198,6 +198,9 @@ class FlowModel:
     balance: Balance = Balance()
     pv_share: np.ndarray | None = None  # participation: share of each PV bus in the balance
     slack_p_mw: float = 0.0  # participation: the slacks' output in the model's base case
+    # participation: MW the slacks' output falls per MW the participants add, in the base case
+    # (not 1: moving generation changes losses)
+    balance_gain: float = 1.0
     # outages solved on the compensated model (pgm_model.build_compensators) instead of by status
     compensated: bool = False
     # built on first use and shared by the model's copies: the compensated model, its bridges
@@ -286,7 +289,7 @@ def prepare(
             raise UsageError("balance = 'participation': no weighted generator at a voltage-controlled bus")
         pv_share /= pv_share.sum()  # type: ignore[misc]  # numpy types bincount as int; weighted, it is float
         slack_p = float(net.res_ext_grid["p_mw"].sum())
-    return FlowModel(
+    model = FlowModel(
         net=net,
         pgm=pgm,
         solver=solver,
@@ -304,6 +307,22 @@ def prepare(
         pv_share=pv_share,
         slack_p_mw=slack_p,
     )
+    if pv_share is None:
+        return model
+    return dataclasses.replace(model, balance_gain=_balance_gain(model))
+
+
+GAIN_PROBE_MW = 10.0  # participants' shift that measures the balance gain
+GAIN_RANGE = (0.2, 5.0)  # a secant slope outside this is not trusted: the balance falls back to 1
+
+
+def _balance_gain(model: FlowModel) -> float:
+    """``FlowModel.balance_gain``: the base case solved with the participants ``GAIN_PROBE_MW`` up."""
+    update = _update(model, Scenarios(1))
+    update[ComponentType.sym_gen]["p_specified"] += GAIN_PROBE_MW * model.pv_share * MEGA
+    result, converged = _run_pgm(model, update, {ComponentType.source: ["p"]})
+    gain = (model.slack_p_mw - result[ComponentType.source]["p"].sum() / MEGA) / GAIN_PROBE_MW
+    return float(gain) if converged[0] and GAIN_RANGE[0] < gain < GAIN_RANGE[1] else 1.0
 
 
 def _solver(pgm: PgmModel, net: pandapowerNet, source: str) -> PowerGridModel:
@@ -774,25 +793,35 @@ def _run_pgm(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.nd
 def _run_balanced(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, np.ndarray]:
     """``_run_pgm``, and with participation the outer balance loop.
 
-    The slack's excess over its base-case output moves to the participating generators, in their
-    shares, until it is within ``BALANCE_TOLERANCE_MW`` (each round a slack-bus solve; losses make
-    it more than one).
+    The participating generators, in their shares, take over whatever the slack gives beyond its
+    base-case output, until that is within ``BALANCE_TOLERANCE_MW``. The first solve already has
+    them carrying the scenario's net change of injections; losses leave an excess that each
+    round removes by a secant step on the slack's response to the shift, the first with the
+    model's ``balance_gain`` (each round one solve of the scenarios still out of balance).
     """
     if model.pv_share is None:
         return _run_pgm(model, update, outputs)
     outputs = {**outputs, ComponentType.source: ["p"]}
     gens = update[ComponentType.sym_gen]
     base_p = gens["p_specified"].copy()
-    shift = np.zeros(len(base_p))  # MW each scenario's participating generators add in total
+    shift = _injection_change_mw(model, update)  # MW the participants add in each scenario, in total
+    gens["p_specified"] = base_p + shift[:, None] * model.pv_share * MEGA
     result, converged = _run_pgm(model, update, outputs)
     active = np.flatnonzero(converged)
+    last_shift, last_excess = np.full(len(shift), np.nan), np.full(len(shift), np.nan)
     for _ in range(BALANCE_ROUNDS):
         excess = result[ComponentType.source]["p"][active].sum(axis=1) / MEGA - model.slack_p_mw
-        active = active[np.abs(excess) > BALANCE_TOLERANCE_MW]
-        excess = excess[np.abs(excess) > BALANCE_TOLERANCE_MW]
+        unsettled = np.abs(excess) > BALANCE_TOLERANCE_MW
+        active, excess = active[unsettled], excess[unsettled]
         if not len(active):
             return result, converged
-        shift[active] += excess
+        # the slack's excess falls by (1 - marginal losses) per MW moved: the secant measures it
+        slope = (last_excess[active] - excess) / (shift[active] - last_shift[active])
+        trusted = np.isfinite(slope) & (slope > GAIN_RANGE[0]) & (slope < GAIN_RANGE[1])
+        slope = np.where(trusted, slope, model.balance_gain)
+        last_shift, last_excess = shift.copy(), np.full(len(shift), np.nan)
+        last_excess[active] = excess
+        shift[active] += excess / slope
         gens["p_specified"][active] = base_p[active] + shift[active, None] * model.pv_share * MEGA
         partial, partial_converged = _run_pgm(model, _take_update(update, active), outputs)
         _put(result, active, partial)
@@ -800,6 +829,20 @@ def _run_balanced(model: FlowModel, update: dict, outputs: dict) -> tuple[dict, 
         active = active[partial_converged]
     converged[active] = False  # the balance did not settle
     return result, converged
+
+
+def _injection_change_mw(model: FlowModel, update: dict) -> np.ndarray:
+    """Each scenario's demand minus generation, against the base case's (MW).
+
+    What the slack would add without participation, before losses; outages that island
+    generation or demand are not in it (the balance rounds take them up).
+    """
+    given = model.pgm.input_data
+    load = update[ComponentType.sym_load]["p_specified"].sum(axis=1)
+    generation = update[ComponentType.sym_gen]["p_specified"].sum(axis=1)
+    base_load = given[ComponentType.sym_load]["p_specified"].sum()
+    base_generation = given[ComponentType.sym_gen]["p_specified"].sum()
+    return ((load - base_load) - (generation - base_generation)) / MEGA
 
 
 def _put(result: dict, rows: np.ndarray, part: dict) -> None:
