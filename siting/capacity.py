@@ -545,31 +545,41 @@ def _hours_per_year(headroom: pd.DataFrame, threshold: float) -> np.ndarray:
     return counts.mean().to_numpy()
 
 
+LOAD_MARGIN_CHUNK = 10  # growth factors solved together; the sweep stops at the first chunk that fails
+
+
 def load_margin(
     model: FlowModel, point: OperatingPoint, limits: StateLimits, top: float = 4.0, step: float = 0.01
 ) -> tuple[float, int]:
     """Largest uniform growth λ (to ``step``) with every existing load × λ within ``limits``.
 
-    ``limits`` are those of the operating point itself, from ``state_limits``. Returns λ and the
-    number of power flows run.
+    ``limits`` are those of the operating point itself, from ``state_limits``. The factors 1,
+    1 + ``step``, … up to ``top`` are solved in chunks of ``LOAD_MARGIN_CHUNK`` until one breaks
+    a limit: λ is the factor before the first that does (the factors above it are not needed,
+    and those far beyond the grid's limit are the slowest to fail). Returns λ and the number of
+    power flows run.
     """
     net = model.net
     factors = np.arange(1.0, top + step / 2, step)
-    values = {}
+    base = {}
     for column in ("p_mw", "q_mvar"):
-        base = point.values.get(("load", column), net.load[column].to_numpy(float))
-        base = np.where(np.isnan(base), net.load[column].to_numpy(float), base)
-        values[("load", column)] = np.outer(factors, base)
-    for key, value in point.values.items():
-        if key[0] != "load":
-            values[key] = np.repeat(value[None, :], len(factors), axis=0)
-    states = States(values, None, len(factors))
-    base_state = np.zeros(len(factors), dtype=int)
-    result = solve(model, states.scenarios(np.arange(len(factors))))
-    margin, _, _ = worst_margin(result, limits, base_state)
-    ok = margin >= 0
-    first_bad = int(np.argmin(ok)) if not ok.all() else len(factors)
-    return (round(float(factors[first_bad - 1]), 4) if first_bad > 0 else 1.0), len(factors)
+        given = point.values.get(("load", column), net.load[column].to_numpy(float))
+        base[column] = np.where(np.isnan(given), net.load[column].to_numpy(float), given)
+    flows = 0
+    for start in range(0, len(factors), LOAD_MARGIN_CHUNK):
+        chunk = factors[start : start + LOAD_MARGIN_CHUNK]
+        values = {("load", column): np.outer(chunk, base[column]) for column in base}
+        for key, value in point.values.items():
+            if key[0] != "load":
+                values[key] = np.repeat(value[None, :], len(chunk), axis=0)
+        states = States(values, None, len(chunk))
+        result = solve(model, states.scenarios(np.arange(len(chunk))))
+        flows += len(chunk)
+        margin, _, _ = worst_margin(result, limits, np.zeros(len(chunk), dtype=int))
+        if not (margin >= 0).all():
+            first_bad = start + int(np.argmin(margin >= 0))
+            return (round(float(factors[first_bad - 1]), 4) if first_bad > 0 else 1.0), flows
+    return round(float(factors[-1]), 4), flows
 
 
 def _named_states(violations: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

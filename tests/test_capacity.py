@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandapower as pp
 import pandas as pd
 import pytest
 
@@ -121,6 +122,35 @@ def test_capacity_study_on_hv_grid_reports_binding_elements_and_outages(hv_mixed
     assert len(study.skipped_outages) == 26 and set(study.skipped_outages["reason"]) == {"islands load"}
     assert 1.0 < study.load_margin < 3.0
     assert set(CRITERIA) >= set(table["binding_criterion"])
+
+
+def test_load_margin_is_the_last_growth_within_limits_by_runpp(hv_mixed):
+    """λ keeps every limit in runpp; λ + 0.01 breaks one; the sweep stopped soon after λ."""
+    from siting.capacity import LOAD_MARGIN_CHUNK, load_margin
+
+    point = operating_point(hv_mixed, "case:hL")
+    model = prepare(copy.deepcopy(hv_mixed.net), [], "hv")
+    limits = normal_limits(model, CapacitySettings())
+    peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
+    margin, flows = load_margin(model, point, state_limits(model, peak, limits))
+    assert flows == LOAD_MARGIN_CHUNK * (round((margin - 1.0) / 0.01) // LOAD_MARGIN_CHUNK + 1) < 301
+
+    def within_limits(factor: float) -> bool:
+        net = copy.deepcopy(hv_mixed.net)
+        for (table, column), value in point.values.items():
+            net[table][column] = np.where(np.isnan(value), net[table][column], value)
+        net.load[["p_mw", "q_mvar"]] *= factor
+        pp.runpp(net)
+        vm = net.res_bus.vm_pu.to_numpy()
+        return bool(
+            (vm >= limits.vmin_pu - 1e-9).all()
+            and (vm <= limits.vmax_pu + 1e-9).all()
+            and (net.res_line.loading_percent.to_numpy() <= limits.line_percent + 1e-9).all()
+            and (net.res_trafo.loading_percent.to_numpy() <= limits.trafo_percent + 1e-9).all()
+        )
+
+    assert 1.0 < margin < 3.0
+    assert within_limits(margin) and not within_limits(margin + 0.01)
 
 
 def test_year_headroom_searched_coarse_to_fine_equals_the_search_from_the_cap(illinois):
