@@ -185,6 +185,17 @@ def test_guesses_between_known_steps_are_np_interp_of_every_column():
         assert np.array_equal(interpolated_rows(values, known)[known], values[known])
 
 
+def test_guesses_placed_by_demand_follow_it_between_the_known_steps():
+    from siting.engine.search import interpolated_rows
+
+    values = np.array([[10.0], [0.0], [0.0], [0.0], [30.0]])
+    known = np.array([0, 4])
+    demand = np.array([100.0, 190.0, 150.0, 300.0, 200.0])  # step 3 beyond its neighbours: clipped
+    assert interpolated_rows(values, known, demand)[:, 0].tolist() == [10.0, 28.0, 20.0, 30.0, 30.0]
+    flat = np.full(5, 7.0)  # neighbours with the same demand: by position
+    assert interpolated_rows(values, known, flat)[:, 0].tolist() == [10.0, 15.0, 20.0, 25.0, 30.0]
+
+
 def test_the_year_searched_in_blocks_of_steps_gives_the_same_headroom(illinois, monkeypatch):
     week = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4568])
     settings = CapacitySettings(n1=False, year=True)

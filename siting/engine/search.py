@@ -492,6 +492,7 @@ def coarse_to_fine(
     criterion = np.full((states.n, n_columns), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, n_columns), -1, dtype=np.int64)
     known = np.zeros(states.n, dtype=bool)
+    demand = net_demand_mw(model, states)
     flows = 0
     for stride in GUIDE_STRIDES:
         rows = np.zeros(states.n, dtype=bool)
@@ -500,7 +501,7 @@ def coarse_to_fine(
         rows &= ~known
         if not rows.any():
             continue
-        guess = interpolated_rows(hc, np.flatnonzero(known)) if known.any() else None
+        guess = interpolated_rows(hc, np.flatnonzero(known), demand) if known.any() else None
         result = hosting_capacity(
             model, states, limits, settings, sites=sites, pairs=every_pair(rows, n_columns),
             progress=progress, guess_mw=guess,
@@ -519,18 +520,47 @@ def _ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def interpolated_rows(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Every row of ``values`` interpolated linearly from the rows ``known`` (sorted positions).
+def interpolated_rows(values: np.ndarray, known: np.ndarray, along: np.ndarray | None = None) -> np.ndarray:
+    """Every row of ``values`` interpolated linearly between the ``known`` rows around it.
 
-    Rows before the first known row take its values, rows after the last the last's, as
-    ``np.interp`` does, for all columns at once.
+    ``known``: sorted positions. Rows before the first known row take its values, rows after the
+    last the last's, as ``np.interp`` does, for all columns at once. ``along`` (one number per
+    row, e.g. each state's demand) places a row between its two known neighbours by that
+    number instead of by position, clipped to them; where both neighbours have the same
+    number, by position.
     """
     rows = np.arange(len(values))
     right = np.minimum(np.searchsorted(known, rows), len(known) - 1)
     left = np.maximum(right - 1, 0)
     x0, x1 = known[left], known[right]
-    weight = np.clip((rows - x0) / np.where(x1 > x0, x1 - x0, 1), 0.0, 1.0)[:, None]
+    weight = (rows - x0) / np.where(x1 > x0, x1 - x0, 1)
+    if along is not None:
+        span = along[x1] - along[x0]
+        by_value = (along - along[x0]) / np.where(span != 0, span, 1)
+        weight = np.where(span != 0, by_value, weight)
+    weight = np.clip(weight, 0.0, 1.0)[:, None]
     return values[x0] * (1 - weight) + values[x1] * weight
+
+
+def net_demand_mw(model: FlowModel, states: States) -> np.ndarray:
+    """Each state's demand less its static generation, with any load fixed at the sites (MW)."""
+    net = model.net
+    demand = np.zeros(states.n)
+    for table, sign in (("load", 1.0), ("sgen", -1.0)):
+        if not len(net[table]):
+            continue
+        given = net[table]["p_mw"].to_numpy(float) * net[table]["in_service"].to_numpy(float)
+        value = states.values.get((table, "p_mw"))
+        rows = (
+            np.broadcast_to(given, (states.n, len(given)))
+            if value is None
+            else np.where(np.isnan(value), given, value)
+        )
+        demand += sign * (rows * net[table]["scaling"].to_numpy(float)).sum(axis=1)
+    if states.fixed_site_mw is not None:
+        fixed = np.asarray(states.fixed_site_mw, dtype=float)
+        demand += fixed.sum(axis=-1) if fixed.ndim == 2 else fixed.sum()
+    return demand
 
 
 def worst_state(result: HostingResult) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
