@@ -168,6 +168,9 @@ class HostingResult:
     criterion: np.ndarray  # codes into CRITERIA
     element: np.ndarray  # index into the bus/line/trafo table of the criterion, -1 if none
     flows: int  # power flows run
+    # how fast the worst margin falls per MW added, between the answer and a step above it
+    # (NaN where the search did not end between two converged flows)
+    margin_slope: np.ndarray | None = None
 
 
 def state_limits(
@@ -421,6 +424,7 @@ def hosting_capacity(
     progress: Progress | None = None,
     label: str = "(state, site) pairs",
     guess_mw: np.ndarray | None = None,
+    guess_slope: np.ndarray | None = None,
 ) -> HostingResult:
     """Largest added load (MW, on the resolution grid, up to the cap) per usable state and site.
 
@@ -429,13 +433,16 @@ def hosting_capacity(
     (others stay NaN); by default every usable state is paired with every site. ``guess_mw``
     (states × columns, NaN for none) is where each pair's search starts instead of the cap: a
     good guess closes the bracket in two flows, a bad one costs a flow or two; the answer is the
-    same either way.
+    same either way. ``guess_slope`` (states × columns, per MW, NaN for none), e.g. a neighbouring
+    state's ``margin_slope``, turns the margin found at the guess into a step straight to where
+    it crosses zero.
     """
     n_sites = len(model.site_buses)
     sites = np.arange(n_sites) if sites is None else np.asarray(sites)
     hc = np.full((states.n, len(sites)), np.nan)
     criterion = np.full((states.n, len(sites)), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, len(sites)), -1, dtype=np.int64)
+    slope = np.full((states.n, len(sites)), np.nan)
     if pairs is None:
         state_of, site_col = every_pair(limits.usable, len(sites))
     else:
@@ -448,22 +455,33 @@ def hosting_capacity(
     batch = max(1, min(MAX_PAIRS_PER_BATCH, MAX_RESULT_CELLS // max(columns, 1)))
     for start in range(0, len(state_of), batch):
         chunk = slice(start, start + batch)
-        guess = None
+        guess = step_slope = None
         if guess_mw is not None:
             start_mw = guess_mw[state_of[chunk], site_col[chunk]]
             guess = np.where(
                 np.isfinite(start_mw), np.floor(np.nan_to_num(start_mw) / settings.resolution_mw + 1e-9), -1
             ).astype(np.int64)
-        k, code, where, count = _bracket(
-            model, states, limits, settings, state_of[chunk], sites[site_col[chunk]], n_sites, guess
+        if guess_slope is not None:
+            step_slope = guess_slope[state_of[chunk], site_col[chunk]] * settings.resolution_mw
+        k, code, where, pair_slope, count = _bracket(
+            model,
+            states,
+            limits,
+            settings,
+            state_of[chunk],
+            sites[site_col[chunk]],
+            n_sites,
+            guess,
+            step_slope,
         )
         hc[state_of[chunk], site_col[chunk]] = k * settings.resolution_mw
         criterion[state_of[chunk], site_col[chunk]] = code
         element[state_of[chunk], site_col[chunk]] = where
+        slope[state_of[chunk], site_col[chunk]] = pair_slope / settings.resolution_mw
         flows += count
         if progress is not None:
             tally(progress, label, min(start + batch, len(state_of)), len(state_of))
-    return HostingResult(hc, criterion, element, flows)
+    return HostingResult(hc, criterion, element, flows, slope)
 
 
 GUIDE_STRIDES = (24, 6, 2, 1)  # coarse to fine: every 24th state first, then every 6th, 2nd, all
@@ -483,14 +501,16 @@ def coarse_to_fine(
     For states in time order, where the capacity moves slowly from one to the next (a year of
     steps): a search from the cap at every 24th usable state, then at every 6th, 2nd and every
     state, each started at the value interpolated from the states already known, closes most
-    brackets in two or three flows instead of ten or more. The answers are those of a search
-    from the cap.
+    brackets in two or three flows instead of ten or more: the guess is placed between the known
+    neighbours by net demand, and their margin slopes step from the margin at the guess to where
+    it crosses zero. The answers are those of a search from the cap.
     """
     n_columns = len(model.site_buses) if sites is None else len(sites)
     usable = np.flatnonzero(limits.usable)
     hc = np.full((states.n, n_columns), np.nan)
     criterion = np.full((states.n, n_columns), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, n_columns), -1, dtype=np.int64)
+    slope = np.full((states.n, n_columns), np.nan)
     known = np.zeros(states.n, dtype=bool)
     demand = net_demand_mw(model, states)
     flows = 0
@@ -501,18 +521,23 @@ def coarse_to_fine(
         rows &= ~known
         if not rows.any():
             continue
-        guess = interpolated_rows(hc, np.flatnonzero(known), demand) if known.any() else None
+        guess = guess_slope = None
+        if known.any():
+            guess = interpolated_rows(hc, np.flatnonzero(known), demand)
+            guess_slope = interpolated_rows(slope, np.flatnonzero(known), demand)
         result = hosting_capacity(
             model, states, limits, settings, sites=sites, pairs=every_pair(rows, n_columns),
-            progress=progress, guess_mw=guess,
+            progress=progress, guess_mw=guess, guess_slope=guess_slope,
             label=f"{label}, every {_ordinal(stride)} first" if stride > 1 else f"{label}, the rest",
         )  # fmt: skip
         hc[rows] = result.hc_mw[rows]
         criterion[rows] = result.criterion[rows]
         element[rows] = result.element[rows]
+        if result.margin_slope is not None:
+            slope[rows] = result.margin_slope[rows]
         known |= rows
         flows += result.flows
-    return HostingResult(hc, criterion, element, flows)
+    return HostingResult(hc, criterion, element, flows, slope)
 
 
 def _ordinal(n: int) -> str:
@@ -587,11 +612,13 @@ def _bracket(
     site: np.ndarray,
     n_sites: int,
     guess: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    guess_slope: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once.
 
     The first probe is the cap, or where a pair has a ``guess`` (grid steps, −1: none) that
-    value and, where it is feasible, the one above it. Then each round probes, per pair, where
+    value and then the step ``_step_from_guess`` takes from it (with ``guess_slope``, the margin
+    fall per grid step, straight to where the margin crosses zero). Then each round probes, per pair, where
     the worst margin crosses zero and the grid value above it: by the secant through the last
     two feasible values tried when the last round raised the feasible end (the margin near the
     answer is close to linear in the added load, so this usually lands on it within a round or
@@ -641,7 +668,8 @@ def _bracket(
     g_lo[:] = np.where(np.isnan(g_lo), limits.base_margin[state], g_lo)
     upward = np.zeros(n, dtype=bool)
     if guess is not None:
-        upward = _step_from_guess(probe, guess, start, lo, hi, top)
+        at_guess = np.where(lo == start, g_lo, g_hi)
+        upward = _step_from_guess(probe, guess, start, lo, hi, top, at_guess, guess_slope)
     rounds = 4 * int(np.ceil(np.log2(top + 1))) + 4
     width = np.full(n, 2 * top + 4)  # each pair's bracket width before the last round (none yet)
     # the last round raised the feasible end; after stepping up from a guess, the secant
@@ -672,7 +700,8 @@ def _bracket(
         raised[active] = lo[active] > old_lo
     code[hi > top] = CAP_REACHED
     where[hi > top] = -1
-    return lo, code, where, flows
+    slope = np.where((hi == lo + 1) & np.isfinite(g_hi), g_lo - g_hi, np.nan)
+    return lo, code, where, slope, flows
 
 
 def _step_from_guess(
@@ -682,20 +711,34 @@ def _step_from_guess(
     lo: np.ndarray,
     hi: np.ndarray,
     top: int,
+    at_guess: np.ndarray,
+    slope: np.ndarray | None = None,
 ) -> np.ndarray:
-    """From a probed guess, probe the grid value next to it in the direction its outcome points.
+    """From a probed guess, probe next to where the margin crosses zero.
 
-    Feasible at the guess, the value above; infeasible, the one below. A guess that is the
-    answer (or one step off) is bracketed in these two flows; otherwise the secant through the
-    two probes is where the rounds go next. ``lo``/``hi`` (the brackets) are narrowed by
-    ``probe``. Returns the pairs that went up. (Galloping 1, 2, 4, … steps from the guess took
-    more flows on a year of headroom and on the grid-aware dispatch, for the same answers.)
+    Where a ``slope`` (margin fall per grid step, > 0) is known, the crossing is the guess plus
+    its margin (``at_guess``) over the slope: the grid value there and the one above close the
+    bracket if the margin is as straight as the slope says (one probe if that value is the
+    guess). Elsewhere, feasible at the guess, the value above; infeasible, the one below. A
+    guess that is the answer (or one step off) is bracketed in these two flows; otherwise the
+    secant through the probes is where the rounds go next. ``lo``/``hi`` (the brackets) are
+    narrowed by ``probe``. Returns the pairs that went up. (Galloping 1, 2, 4, … steps from the
+    guess took more flows on a year of headroom and on the grid-aware dispatch.)
     """
     upward = (guess >= 0) & (lo == start)
     live = np.flatnonzero((guess >= 0) & (hi - lo > 1))
-    k = np.clip(start[live] + np.where(upward[live], 1, -1), 0, top)
-    if len(live):
-        probe(live, k)
+    step = np.where(upward[live], 1, -1)
+    first = start[live] + np.minimum(step, 0)  # the pair of values [first, first + 1] to probe
+    if slope is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            crossing = np.floor(start[live] + at_guess[live] / slope[live])
+        steered = np.isfinite(crossing) & (slope[live] > 0)
+        first = np.where(steered, np.clip(crossing, lo[live], hi[live] - 1), first).astype(np.int64)
+    rows = np.concatenate([live, live])
+    k = np.concatenate([first, first + 1])
+    wanted = (k > lo[rows]) & (k < hi[rows])  # not the guess itself, nor beyond the bracket
+    if wanted.any():
+        probe(rows[wanted], k[wanted])
     return upward
 
 
