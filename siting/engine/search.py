@@ -617,17 +617,18 @@ def _bracket(
     """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once.
 
     The first probe is the cap, or where a pair has a ``guess`` (grid steps, −1: none) that
-    value and then the step ``_step_from_guess`` takes from it (with ``guess_slope``, the margin
-    fall per grid step, straight to where the margin crosses zero). Then each round probes, per pair, where
-    the worst margin crosses zero and the grid value above it: by the secant through the last
-    two feasible values tried when the last round raised the feasible end (the margin near the
-    answer is close to linear in the added load, so this usually lands on it within a round or
-    two), else by linear interpolation between the bracket's ends if the last round at least
-    halved the bracket; otherwise (interpolation stalling, as where one limit's margin is flat
-    and another's falls off a cliff) the round halves the bracket. The second half of the
-    rounds only halve, so every bracket closes. On a margin that falls as load is added
-    (feasibility monotone in the added load) the answer is the same whatever the order of
-    probes: the largest feasible grid value.
+    value and then the step ``_step_from_guess`` takes from it (with ``guess_slope``, the
+    margin fall per grid step, straight to where the margin crosses zero). Then each round
+    probes, per pair, where the worst margin crosses zero and the grid value above it: by the
+    secant through the last two feasible values tried when the last round raised the feasible
+    end (the margin near the answer is close to linear in the added load, so this usually lands
+    on it within a round or two), else by linear interpolation between the bracket's ends if
+    the last round at least halved the bracket; otherwise (interpolation stalling, as where one
+    limit's margin is flat and another's falls off a cliff) the round halves the bracket. The
+    second half of the rounds only halve, so every bracket closes. On a margin that falls as
+    load is added (feasibility monotone in the added load) the answer is the same whatever the
+    order of probes: the largest feasible grid value. Also returns each pair's margin fall
+    over its last grid step (NaN where that step was not between two converged flows).
     """
     top = settings.steps
     n = len(state)
@@ -669,7 +670,7 @@ def _bracket(
     upward = np.zeros(n, dtype=bool)
     if guess is not None:
         at_guess = np.where(lo == start, g_lo, g_hi)
-        upward = _step_from_guess(probe, guess, start, lo, hi, top, at_guess, guess_slope)
+        upward = _step_from_guess(probe, guess, start, lo, hi, at_guess, guess_slope)
     rounds = 4 * int(np.ceil(np.log2(top + 1))) + 4
     width = np.full(n, 2 * top + 4)  # each pair's bracket width before the last round (none yet)
     # the last round raised the feasible end; after stepping up from a guess, the secant
@@ -710,7 +711,6 @@ def _step_from_guess(
     start: np.ndarray,
     lo: np.ndarray,
     hi: np.ndarray,
-    top: int,
     at_guess: np.ndarray,
     slope: np.ndarray | None = None,
 ) -> np.ndarray:
