@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ from siting.sources.opendss import read_opendss
 FEEDERS = GRIDS_DIR / "opendss"
 IEEE13 = FEEDERS / "IEEETestCases" / "13Bus" / "IEEE13Nodeckt.dss"
 IEEE123 = FEEDERS / "IEEETestCases" / "123Bus" / "Siting_IEEE123.dss"
+# not shipped (see grids/README.md): used where the shared data sits next to the repository
+IEEE9500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "grids" / "opendss" / "ieee9500"
 
 
 @pytest.fixture(scope="module")
@@ -147,14 +151,77 @@ def test_load_shape_shorter_than_the_year(tmp_path):
 
 
 def test_9500_node_generators_file_is_refused_with_opendss_message():
-    master = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grids" / "opendss" / "ieee9500"
-    master = master / "Master-unbal-initial-config.dss"
+    master = IEEE9500 / "Master-unbal-initial-config.dss"
     if not master.exists():
         pytest.skip(f"the IEEE 9500-node feeder is not at {master.parent.name}/ next to the repository")
     with pytest.raises(GridError) as err:
         read_opendss(master)
     text = str(err.value)
     assert "Generators.dss" in text and "line: 7" in text and '"7" is not a valid value' in text
+
+
+REGULATOR_FAR_OUT = (
+    CIRCUIT
+    + "New Line.feeder bus1=src bus2=far phases=3 r1=0.3 x1=0.6 length=5 units=km\n"
+    + "New Transformer.reg phases=3 windings=2 buses=(far, reg) conns=(wye, wye) kvs=(12.47, 12.47) "
+    + "kvas=(10000, 10000) xhl=0.1 %loadloss=0.01 taps=(1.0, 1.05)\n"
+    + "New Line.lateral bus1=reg bus2=b phases=3 r1=0.3 x1=0.6 length=1 units=km\n"
+    + "New Load.l bus1=b kV=12.47 kW=1000 kvar=300 model=1\n"
+    + "Set voltagebases=[12.47]\nCalcvoltagebases\n"
+)
+
+
+def test_near_ideal_regulator_far_out_on_a_feeder_solves_from_a_flat_start(tmp_path, monkeypatch):
+    """A 0.1 % regulator at a 5 % tap behind 5 km of line: at the flat start its circulating
+    term 2·(t − 1)²/z outweighs the line's stiffness and Newton-Raphson diverges, unless the
+    converter raises its impedance; raised, the model still carries OpenDSS's solution."""
+    from pandapower.powerflow import LoadflowNotConverged
+
+    from siting.sources import opendss
+
+    master = _master(tmp_path, REGULATOR_FAR_OUT)
+    monkeypatch.setattr(opendss, "FLAT_START_SHARE", math.inf)  # the impedance as OpenDSS has it
+    as_given = read_opendss(master)
+    assert as_given.net.trafo["vk_percent"].iloc[0] == pytest.approx(0.1, rel=0.01)
+    with pytest.raises(LoadflowNotConverged):
+        pp.runpp(as_given.net)
+    monkeypatch.undo()
+    circuit = read_opendss(master)
+    p, q, _ = _solved(circuit)
+    reasons = circuit.unrepresented.set_index("element")["reason"]
+    assert "solvable from a flat start" in reasons["transformer.reg"]
+    assert 0.3 < circuit.net.trafo["vk_percent"].iloc[0] < 1.0
+    assert p == pytest.approx(circuit.head_p_mw, rel=1e-3)
+    assert q == pytest.approx(circuit.head_q_mvar, rel=1e-2)
+    vm = circuit.net.res_bus["vm_pu"].to_numpy()
+    assert np.abs(vm - circuit.vm_pu["mean"].to_numpy()).max() < 1e-3
+
+
+@pytest.mark.slow
+def test_ieee9500_balanced_model_solves_and_matches_opendss(tmp_path):
+    """The IEEE 9500-node feeder (one 115 kV source, three substations, regulators far out on
+    the feeders), with the one word DSS-Extensions refuses removed, solves in pandapower."""
+    if not IEEE9500.exists():
+        pytest.skip(f"the IEEE 9500-node feeder is not at {IEEE9500.parent.name}/ next to the repository")
+    for path in IEEE9500.iterdir():
+        if path.is_file():
+            shutil.copyfile(path, tmp_path / path.name)  # the shared copy is read-only
+    generators = tmp_path / "Generators.dss"
+    lines = generators.read_text().splitlines(keepends=True)
+    assert " Mode=7" in lines[6]
+    lines[6] = lines[6].replace(" Mode=7", "")  # PVSystem model 7, which DSS-Extensions refuses
+    generators.write_text("".join(lines))
+    circuit = read_opendss(tmp_path / "Master-unbal-initial-config.dss")
+    assert circuit.head_p_mw == pytest.approx(10.008, abs=1e-3)  # OpenDSS's own answer
+    p, q, losses = _solved(circuit)
+    raised = circuit.unrepresented[circuit.unrepresented["reason"].str.contains("flat start")]
+    assert raised["element"].str.startswith("transformer.vreg3_a").any()
+    assert p == pytest.approx(circuit.head_p_mw, rel=0.005)
+    assert q == pytest.approx(circuit.head_q_mvar, rel=0.02)
+    assert losses == pytest.approx(circuit.losses_mw, rel=0.1)  # single-phase 120 V loads: unbalanced
+    three_phase = (circuit.net.bus["phases"] == 3).to_numpy()
+    vm = circuit.net.res_bus["vm_pu"].to_numpy()
+    assert np.abs(vm - circuit.vm_pu["mean"].to_numpy())[three_phase].max() < 0.002
 
 
 @pytest.mark.slow

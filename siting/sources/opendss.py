@@ -20,6 +20,9 @@ built from the solved circuit's own element data:
   centre-tapped (split-phase) unit is its primary-to-whole-secondary equivalent
   ``z1 + (z2 + z3)/4`` (star impedances), which is the drop seen by 240 V load and by 120 V
   load shared equally by both halves. Phase shifts are dropped (radial feeders, one source).
+  A near-ideal regulator at an off-nominal tap behind a weak network (far out on a feeder)
+  gets a larger impedance, so that Newton-Raphson solves the model from a flat start
+  (``_Builder.solvable_taps``).
 * **Loads** at their solved power, each keeping its voltage dependence (OpenDSS model 1
   constant power, 2 constant impedance, 5 constant current, 3 constant-P/quadratic-Q,
   4 exponential by its CVR exponents as the constant-current/impedance mix with the same
@@ -45,6 +48,8 @@ import numpy as np
 import pandapower as pp
 import pandas as pd
 from pandapower.auxiliary import pandapowerNet
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from siting.errors import GridError, UsageError
 
@@ -52,6 +57,12 @@ from siting.errors import GridError, UsageError
 # such a branch makes Newton-Raphson diverge, so short-circuit impedances are at least this.
 MIN_VK_PERCENT = 0.1
 SWITCH_OHM = 1e-3  # a line with a smaller positive-sequence impedance is a switch
+# An off-nominal tap on a near-ideal regulator puts a term of 2·(t − 1)²/z (per unit) into the
+# flat-start Jacobian that cancels the short-circuit stiffness 1/Z_sc of the network feeding it
+# (IEEE 9500's vreg3: 97 % of it, and Newton-Raphson diverges). Regulator impedances are raised
+# until the term is at most this share of the stiffness (see _Builder.solvable_taps); a quarter,
+# as the terms of regulators in series add up (IEEE 9500 still diverges with two at 65 %).
+FLAT_START_SHARE = 0.25
 # A planar coordinate map is stored as lon/lat degrees around (0, 0): one model unit = this many degrees.
 PLANAR_DEGREES_PER_UNIT = 1.0 / 111_320.0
 PHASE_NODES = (1, 2, 3)
@@ -159,6 +170,7 @@ def read_opendss(master: Path, year: int | None = None) -> DssCircuit:
     builder.loads()
     builder.shunts()
     builder.series_branches()
+    builder.solvable_taps()
     builder.generators()
     builder.others()
     builder.mark_substations()
@@ -411,6 +423,48 @@ class _Builder:
                 max_i_ka=np.where(frame["ika"] > 0, frame["ika"], np.inf),
                 in_service=frame["closed"].to_numpy(),
                 name=frame["name"].to_numpy(),
+            )
+
+    def solvable_taps(self) -> None:
+        """Raise the impedance of transformers whose off-nominal tap defeats a flat start.
+
+        At a flat start (every bus at the source voltage) a transformer of per-unit impedance
+        ``z`` and off-nominal ratio ``t`` carries a circulating current that OpenDSS's solution
+        does not have, and Newton-Raphson's Jacobian there has, to first order in ``t − 1``,
+        ``2·(t − 1)²/|z|`` taken off the short-circuit stiffness ``1/|Z_sc|`` with which the
+        network holds the transformer's terminals. A regulator modelled as near-ideal (IEEE
+        9500: 0.1 % on 10 MVA per phase) far out on a feeder, where ``|Z_sc|`` is large, brings
+        the Jacobian close to singular, and the first step throws the voltages far off. Such a
+        transformer's impedance is raised (its X/R kept) until the term is at most
+        ``FLAT_START_SHARE`` of the stiffness, ``|z| ≥ 2·(t − 1)²·|Z_sc|/FLAT_START_SHARE``:
+        the series impedance grows by at most ``8·(t − 1)²`` of the network's in front of it
+        (IEEE 9500's vreg3, tap offset 2.8 %: 0.1 → 0.41 %, 0.6 % of the 0.022 pu before it).
+        """
+        net = self.net
+        trafo = net.trafo
+        if trafo.empty:
+            return
+        vn = net.bus["vn_kv"]
+        ratio = (trafo["vn_hv_kv"].to_numpy() / vn.loc[trafo["hv_bus"]].to_numpy()) / (
+            trafo["vn_lv_kv"].to_numpy() / vn.loc[trafo["lv_bus"]].to_numpy()
+        )
+        z_pu = trafo["vk_percent"].to_numpy() / 100 * net.sn_mva / trafo["sn_mva"].to_numpy()
+        z_source = pd.Series(_source_impedance_pu(net), index=net.bus.index)
+        # the terminal on the source side is the one the network holds (the other is behind z)
+        z_sc = np.fmin(z_source.loc[trafo["hv_bus"]].to_numpy(), z_source.loc[trafo["lv_bus"]].to_numpy())
+        needed = 2 * (ratio - 1) ** 2 * z_sc / FLAT_START_SHARE
+        for k in np.flatnonzero(needed > z_pu):
+            row = trafo.index[k]
+            vk = float(trafo.at[row, "vk_percent"])
+            raised = needed[k] / z_pu[k] * vk
+            net.trafo.at[row, "vkr_percent"] *= raised / vk
+            net.trafo.at[row, "vk_percent"] = raised
+            self.unrepresented.append(
+                (
+                    str(trafo.at[row, "name"]),
+                    f"approximated: impedance {vk:.4g} % raised to {raised:.3g} % (off-nominal tap "
+                    f"{ratio[k]:.4f}, {z_sc[k]:.3g} pu from the source: solvable from a flat start)",
+                )
             )
 
     # -- transformers ----------------------------------------------------------------------
@@ -759,6 +813,49 @@ def _reach(net: pandapowerNet, start: list[int]) -> set[int]:
                 seen.add(other)
                 todo.append(other)
     return seen
+
+
+def _source_impedance_pu(net: pandapowerNet) -> np.ndarray:
+    """Per ``net.bus`` row: the impedance (per unit on ``net.sn_mva``) between the bus and a source.
+
+    The smallest sum of branch impedance magnitudes over a path of in-service lines and
+    transformers (series impedance; parallel branches combined) to an external grid, through
+    closed bus-bus switches at no impedance: a radial feeder's short-circuit impedance (a
+    little more where X/R changes along the path), an upper bound on a meshed one's. Infinite
+    where no source is reached.
+    """
+    n = len(net.bus)
+    position = pd.Series(np.arange(n), index=net.bus.index)
+    switches = net.switch[(net.switch["et"] == "b") & net.switch["closed"].astype(bool)]
+    fused = coo_matrix(
+        (np.ones(len(switches)), (position[switches["bus"]], position[switches["element"]])), shape=(n, n)
+    )
+    _, node = connected_components(fused, directed=False)  # one node per group of switched buses
+    line = net.line[net.line["in_service"].astype(bool)]
+    trafo = net.trafo[net.trafo["in_service"].astype(bool)]
+    z_line = (line["r_ohm_per_km"] + 1j * line["x_ohm_per_km"]) * line["length_km"] / line["parallel"]
+    z_line = z_line * net.sn_mva / net.bus["vn_kv"].loc[line["from_bus"]].to_numpy() ** 2
+    vk, vkr = trafo["vk_percent"] / 100, trafo["vkr_percent"] / 100
+    z_trafo = (vkr + 1j * np.sqrt(np.maximum(vk**2 - vkr**2, 0))) * net.sn_mva / trafo["sn_mva"]
+    a = node[np.concatenate([position[line["from_bus"]], position[trafo["hv_bus"]]])]
+    b = node[np.concatenate([position[line["to_bus"]], position[trafo["lv_bus"]]])]
+    branches = pd.DataFrame(
+        {
+            "a": np.minimum(a, b),
+            "b": np.maximum(a, b),
+            "y": 1 / np.concatenate([z_line.to_numpy(), z_trafo.to_numpy()]),
+        }
+    )
+    pairs = branches[branches["a"] != branches["b"]].groupby(["a", "b"])["y"].sum()
+    a, b = pairs.index.get_level_values(0), pairs.index.get_level_values(1)
+    m = int(node.max()) + 1
+    # a zero weight would be no edge at all in a sparse graph: a negligible one instead
+    graph = coo_matrix((np.maximum(np.abs(1 / pairs.to_numpy()), 1e-12), (a, b)), shape=(m, m))
+    in_service = net.ext_grid["in_service"].astype(bool)
+    sources = np.unique(node[position[net.ext_grid.loc[in_service, "bus"]]])
+    if not len(sources):
+        return np.full(n, np.inf)
+    return dijkstra(graph.tocsr(), directed=False, indices=sources, min_only=True)[node]
 
 
 def _line_matrices(dss, phases: int) -> tuple[np.ndarray, np.ndarray]:
