@@ -17,8 +17,7 @@ from siting.sources.opendss import read_opendss
 FEEDERS = GRIDS_DIR / "opendss"
 IEEE13 = FEEDERS / "IEEETestCases" / "13Bus" / "IEEE13Nodeckt.dss"
 IEEE123 = FEEDERS / "IEEETestCases" / "123Bus" / "Siting_IEEE123.dss"
-# not shipped (see grids/README.md): used where the shared data sits next to the repository
-IEEE9500 = Path(__file__).resolve().parents[2] / "shared" / "data" / "grids" / "opendss" / "ieee9500"
+IEEE9500 = FEEDERS / "ieee9500" / "Master-unbal-initial-config.dss"
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +149,16 @@ def test_load_shape_shorter_than_the_year(tmp_path):
         read_opendss(_master(tmp_path, text), year=2021)
 
 
-def test_9500_node_generators_file_is_refused_with_opendss_message():
-    master = IEEE9500 / "Master-unbal-initial-config.dss"
-    if not master.exists():
-        pytest.skip(f"the IEEE 9500-node feeder is not at {master.parent.name}/ next to the repository")
+def test_9500_node_generators_file_is_refused_with_opendss_message(tmp_path):
+    """The feeder as published: its Generators.dss line 7 gives PVFarm1 ``Mode=7``, which
+    DSS-Extensions refuses (the shipped copy has the word removed, see grids/README.md)."""
+    shutil.copytree(IEEE9500.parent, tmp_path, dirs_exist_ok=True)
+    generators = tmp_path / "Generators.dss"
+    lines = generators.read_text().splitlines(keepends=True)
+    lines[6] = lines[6].replace("Pmpp=1000 ", "Pmpp=1000 Mode=7 ")
+    generators.write_text("".join(lines))
     with pytest.raises(GridError) as err:
-        read_opendss(master)
+        read_opendss(tmp_path / IEEE9500.name)
     text = str(err.value)
     assert "Generators.dss" in text and "line: 7" in text and '"7" is not a valid value' in text
 
@@ -198,20 +201,15 @@ def test_near_ideal_regulator_far_out_on_a_feeder_solves_from_a_flat_start(tmp_p
 
 
 @pytest.mark.slow
-def test_ieee9500_balanced_model_solves_and_matches_opendss(tmp_path):
+def test_ieee9500_balanced_model_solves_and_matches_opendss():
     """The IEEE 9500-node feeder (one 115 kV source, three substations, regulators far out on
-    the feeders), with the one word DSS-Extensions refuses removed, solves in pandapower."""
-    if not IEEE9500.exists():
-        pytest.skip(f"the IEEE 9500-node feeder is not at {IEEE9500.parent.name}/ next to the repository")
-    for path in IEEE9500.iterdir():
-        if path.is_file():
-            shutil.copyfile(path, tmp_path / path.name)  # the shared copy is read-only
-    generators = tmp_path / "Generators.dss"
-    lines = generators.read_text().splitlines(keepends=True)
-    assert " Mode=7" in lines[6]
-    lines[6] = lines[6].replace(" Mode=7", "")  # PVSystem model 7, which DSS-Extensions refuses
-    generators.write_text("".join(lines))
-    circuit = read_opendss(tmp_path / "Master-unbal-initial-config.dss")
+    the feeders) solves in pandapower and carries OpenDSS's solution; its three 69/12.47 kV
+    substations are stations of their own beside the 115/69 kV one at the source."""
+    circuit = read_opendss(IEEE9500)
+    stations = circuit.net.trafo.dropna(subset=["substation"]).groupby("substation")["lv_bus"].first()
+    assert sorted(stations.index) == ["hvmv69_11sub1", "hvmv69_11sub2", "hvmv69_11sub3", "substation"]
+    kv = circuit.net.bus.loc[stations.to_numpy(), "vn_kv"].round(2).tolist()
+    assert sorted(kv) == [12.47, 12.47, 12.47, 69.0]
     assert circuit.head_p_mw == pytest.approx(10.008, abs=1e-3)  # OpenDSS's own answer
     p, q, losses = _solved(circuit)
     raised = circuit.unrepresented[circuit.unrepresented["reason"].str.contains("flat start")]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,10 @@ SWITCH_OHM = 1e-3  # a line with a smaller positive-sequence impedance is a swit
 # until the term is at most this share of the stiffness (see _Builder.solvable_taps); a quarter,
 # as the terms of regulators in series add up (IEEE 9500 still diverges with two at 65 %).
 FLAT_START_SHARE = 0.25
+# A transformer from above this to a primary voltage at or below it (and at least PRIMARY_KV)
+# is a distribution substation (kV, line to line): 35 kV is where US sub-transmission ends.
+DISTRIBUTION_KV = 35.0
+PRIMARY_KV = 1.0
 # A planar coordinate map is stored as lon/lat degrees around (0, 0): one model unit = this many degrees.
 PLANAR_DEGREES_PER_UNIT = 1.0 / 111_320.0
 PHASE_NODES = (1, 2, 3)
@@ -653,10 +658,14 @@ class _Builder:
                 self.unrepresented.append((name.lower(), f"{kind} elements are not represented"))
 
     def mark_substations(self) -> None:
-        """Substations: transformers with a winding at a source's voltage zone, with their buses.
+        """Substations: transformers at a source's voltage zone or stepping down to a primary.
 
-        The source zone is what a source reaches through lines and switches alone. Without
-        such a transformer the source bus itself (with any regulator it feeds) is the station.
+        Each comes with the buses at its ends. The source zone is what a source reaches through
+        lines and switches alone. Without such a transformer the source bus itself (with any
+        regulator it feeds) is the station.
+        A step-down from above ``DISTRIBUTION_KV`` to a primary voltage at or below it (the
+        IEEE 9500 feeder's three 69/12.47 kV substations behind its 115/69 kV one) is a station
+        of its own, named after the transformer.
         """
         net = self.net
         zone = _reach(net, [self.bus_index[b] for b in self.source_buses])
@@ -669,11 +678,21 @@ class _Builder:
             own_zone = _reach(net, [self.bus_index[bus]])
             own = trafo.index[at_source & (trafo["hv_bus"].isin(own_zone) | trafo["lv_bus"].isin(own_zone))]
             if len(own):
-                net.trafo.loc[own, "substation"] = station
-                ends = np.concatenate([trafo.loc[own, "hv_bus"], trafo.loc[own, "lv_bus"]])
-                net.bus.loc[ends, "substation"] = station
+                self._station(own, station)
             else:
                 net.bus.loc[self.bus_index[bus], "substation"] = station
+        hv_kv = net.bus.loc[trafo["hv_bus"], "vn_kv"].to_numpy()
+        lv_kv = net.bus.loc[trafo["lv_bus"], "vn_kv"].to_numpy()
+        step_down = (hv_kv > DISTRIBUTION_KV) & (lv_kv <= DISTRIBUTION_KV) & (lv_kv >= PRIMARY_KV)
+        for row in trafo.index[step_down & trafo["substation"].isna().to_numpy()]:
+            self._station([row], str(trafo.at[row, "name"]).removeprefix("transformer."))
+
+    def _station(self, rows: Sequence[int] | pd.Index, station: str) -> None:
+        """Transformers ``rows`` and the buses at their ends make up ``station``."""
+        net = self.net
+        net.trafo.loc[rows, "substation"] = station
+        ends = np.concatenate([net.trafo.loc[rows, "hv_bus"], net.trafo.loc[rows, "lv_bus"]])
+        net.bus.loc[ends, "substation"] = station
 
     # -- profiles --------------------------------------------------------------------------
     def has_shapes(self) -> bool:
@@ -927,7 +946,7 @@ def refuse_gis_layers(grid) -> None:
         )
 
 
-def feeder_candidates(grid, min_kv: float = 1.0):
+def feeder_candidates(grid, min_kv: float = PRIMARY_KV):
     """Three-phase primary buses at or above ``min_kv`` (line-to-line kV) as connection points.
 
     Returns a table with the columns of ``grid.substations`` (one row per bus), so that
