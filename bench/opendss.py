@@ -28,7 +28,7 @@ from siting.sources.grid import load_grid
 from siting.sources.opendss import feeder_candidates, read_opendss
 from siting.verify_dss import verify_capacities
 
-FEEDERS = ("ieee13", "ieee123", "epri-ckt5", "epri-ckt24")
+FEEDERS = ("ieee13", "ieee123", "epri-ckt5", "epri-ckt24", "ieee9500")
 
 
 def quality(name: str) -> dict:
