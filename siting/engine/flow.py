@@ -309,17 +309,20 @@ def prepare(
     )
     if pv_share is None:
         return model
-    return dataclasses.replace(model, balance_gain=_balance_gain(model))
+    return dataclasses.replace(model, balance_gain=_balance_gain(model, pv_share))
 
 
 GAIN_PROBE_MW = 10.0  # participants' shift that measures the balance gain
 GAIN_RANGE = (0.2, 5.0)  # a secant slope outside this is not trusted: the balance falls back to 1
 
 
-def _balance_gain(model: FlowModel) -> float:
-    """``FlowModel.balance_gain``: the base case solved with the participants ``GAIN_PROBE_MW`` up."""
+def _balance_gain(model: FlowModel, share: np.ndarray) -> float:
+    """``FlowModel.balance_gain``: the base case with the participants ``GAIN_PROBE_MW`` up.
+
+    ``share``: each PV bus's share of the balance.
+    """
     update = _update(model, Scenarios(1))
-    update[ComponentType.sym_gen]["p_specified"] += GAIN_PROBE_MW * model.pv_share * MEGA
+    update[ComponentType.sym_gen]["p_specified"] += GAIN_PROBE_MW * share * MEGA
     result, converged = _run_pgm(model, update, {ComponentType.source: ["p"]})
     gain = (model.slack_p_mw - result[ComponentType.source]["p"].sum() / MEGA) / GAIN_PROBE_MW
     return float(gain) if converged[0] and GAIN_RANGE[0] < gain < GAIN_RANGE[1] else 1.0
