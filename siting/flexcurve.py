@@ -78,9 +78,9 @@ def level_column(level: str) -> str:
         except ValueError:
             percent = float("nan")
         if not 0 < percent < 100:
-            raise UsageError(f"level {level}: a flex percentage must be in (0, 100), e.g. flex-0.5")
+            raise UsageError(f"level {level!r}: a flex percentage must be in (0, 100), e.g. flex-0.5")
         return flex_column(percent / 100)
-    raise UsageError(f"level {level}: use firm, peak or flex-<percent> (e.g. flex-0.5)")
+    raise UsageError(f"level {level!r}: use firm, peak or flex-<percent> (e.g. flex-0.5)")
 
 
 def level_fleets(

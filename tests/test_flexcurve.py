@@ -41,14 +41,14 @@ def test_levels_size_each_candidate_within_the_site_range():
 
 @pytest.mark.parametrize("level", ["flex-0", "flex-100", "flex-150", "flex--1", "flex-x"])
 def test_a_flex_percentage_outside_0_100_is_refused(level):
-    with pytest.raises(UsageError, match=rf"level {level}: a flex percentage must be in \(0, 100\)"):
+    with pytest.raises(UsageError, match=rf"level '{level}': a flex percentage must be in \(0, 100\)"):
         level_column(level)
 
 
 def test_levels_the_table_cannot_size_are_refused():
     with pytest.raises(UsageError, match="level flex-5: the capacity table has no flex_5pct_mw"):
         level_fleets(CAPACITY, ("flex-5",))
-    with pytest.raises(UsageError, match="level n-2: use firm, peak or flex-<percent>"):
+    with pytest.raises(UsageError, match="level 'n-2': use firm, peak or flex-<percent>"):
         level_fleets(CAPACITY, ("n-2",))
 
 
