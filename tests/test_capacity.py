@@ -171,7 +171,9 @@ def test_year_headroom_searched_coarse_to_fine_equals_the_search_from_the_cap(il
     assert np.array_equal(guided.criterion, from_cap.criterion)
     assert np.array_equal(guided.element, from_cap.element)
     assert (from_cap.hc_mw < SETTINGS.cap_mw).all()
-    assert guided.flows < 0.5 * from_cap.flows
+    # placed by demand and stepped by the neighbours' margin slope: 8,011 flows against 26,881 from
+    # the cap (12,324 with guesses placed by position and a one-step probe)
+    assert guided.flows < 0.35 * from_cap.flows
 
 
 def test_guesses_between_known_steps_are_np_interp_of_every_column():
