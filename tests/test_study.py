@@ -151,7 +151,7 @@ def test_a_study_with_screening_writes_its_tables_sheets_and_pdf(tmp_path):
 def test_flex_curve_levels_are_checked_when_the_study_is_read():
     study = study_from_dict({"grid": "x", "flex_curve": {"levels": ["firm", "peak", "flex-0.5"]}})
     assert study.flex_levels == ("firm", "peak", "flex-0.5")
-    with pytest.raises(UsageError, match=r"flex_curve\.levels: level flex-200: a flex percentage"):
+    with pytest.raises(UsageError, match=r"flex_curve\.levels: level 'flex-200': a flex percentage"):
         study_from_dict({"grid": "x", "flex_curve": {"levels": ["flex-200"]}})
     with pytest.raises(UsageError, match=r"needs capacity\.year = true"):
         study_from_dict({"grid": "x", "capacity": {"year": False}, "flex_curve": {"levels": ["flex-1"]}})
