@@ -523,13 +523,14 @@ def _year_headroom(
     block = max(YEAR_MIN_BLOCK_STEPS, YEAR_BLOCK_CELLS // (len(net.bus) + len(net.line) + len(net.trafo)))
     hc_mw = np.empty((year.n, len(subs)))
     flows = year.n
+    normal = normal_limits(model, settings)  # the same for every block
     for start in range(0, year.n, block):
         stop = min(start + block, year.n)
         # views of the year's values: only one block's limits and searches are held at a time
         states = States(
             {key: value[start:stop] for key, value in year.element_values.items()}, None, stop - start
         )
-        limits = state_limits(model, states, normal_limits(model, settings))
+        limits = state_limits(model, states, normal)
         label = "(step, substation) pairs" + (f", steps {start + 1:,}–{stop:,}" if block < year.n else "")
         result = coarse_to_fine(model, states, limits, settings, progress=progress, label=label)
         hc_mw[start:stop] = result.hc_mw
