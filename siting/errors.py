@@ -39,6 +39,8 @@ class SettingError(UsageError):
     def named(self, name: str, value: object | None = None) -> UsageError:
         """The same error, naming the input as the caller knows it (a flag, a file and key)."""
         shown = self.value if value is None else value
+        if isinstance(shown, str) and not shown.isprintable():  # a line break would split the message
+            shown = repr(shown)
         return UsageError(f"{name} {shown}: {self.rule}")
 
 
