@@ -763,21 +763,46 @@ def _sequential_capacity(
     """Tokens/s each site may serve at steps ``rows``, site by site in ``order``.
 
     Each gets the most power its substation takes with earlier sites at theirs and later ones at
-    their lowest power.
+    their lowest power. Where the grid binds, most of the first sites in order still fit at full
+    power: the longest such run is found by bisection (a few flows a step instead of one a site),
+    and the search goes on from the site after it.
     """
     sub_states = states.take(rows)
     sub_limits = limits.take(rows)
-    idle = fleet.tight_power_mw(np.zeros((len(rows), len(fleet.size_mw))), rows)
-    fixed = idle.copy()
-    at_idle = dataclasses.replace(sub_states, fixed_site_mw=fixed)
-    scenarios = at_idle.scenarios(np.arange(len(rows)), q_per_mw=cap_settings.q_per_mw)
-    result = solve(model, scenarios)
-    floor = worst_margin(result, sub_limits, np.arange(len(rows)), idle.sum(axis=1))[0] < 0
-    flows = len(rows)
-    tokens = np.zeros((len(rows), len(fleet.size_mw)))
+    n, k = len(rows), len(fleet.size_mw)
+    idle = fleet.tight_power_mw(np.zeros((n, k)), rows)
     full = fleet.power_mw(fleet.capacity[rows], rows)
-    usable = np.flatnonzero(~floor)
-    for site in order if len(usable) else ():
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k)
+    flows = 0
+
+    def fits(at: np.ndarray, run: np.ndarray) -> np.ndarray:
+        """Whether the first ``run`` sites in order fit at full power, the rest at their lowest."""
+        nonlocal flows
+        power = np.where(rank[None, :] < run[:, None], full[at], idle[at])
+        probe = dataclasses.replace(sub_states.take(at), fixed_site_mw=power)
+        result = solve(model, probe.scenarios(np.arange(len(at)), q_per_mw=cap_settings.q_per_mw))
+        flows += len(at)
+        return worst_margin(result, sub_limits.take(at), np.arange(len(at)), power.sum(axis=1))[0] >= 0
+
+    floor = ~fits(np.arange(n), np.zeros(n, dtype=np.int64))
+    # the longest run of sites that fits at full: ``lo`` sites fit, ``hi`` do not (k + 1: not known)
+    up = np.flatnonzero(~floor)
+    lo, hi = np.zeros(len(up), dtype=np.int64), np.full(len(up), k + 1)
+    while len(open_ := np.flatnonzero(hi - lo > 1)):
+        middle = np.where(hi[open_] > k, k, (lo[open_] + hi[open_]) // 2)
+        ok = fits(up[open_], middle)
+        lo[open_[ok]] = middle[ok]
+        hi[open_[~ok]] = middle[~ok]
+    run = np.zeros(n, dtype=np.int64)
+    run[up] = lo
+    in_run = rank[None, :] < run[:, None]
+    tokens = np.where(in_run, fleet.capacity[rows], 0.0)
+    fixed = fleet.tight_power_mw(tokens, rows)
+    for site in order:
+        usable = np.flatnonzero(~floor & ~in_run[:, site])
+        if not len(usable):
+            continue
         room = full[usable, site] - idle[usable, site]
         cap = dataclasses.replace(cap_settings, cap_mw=float(room.max()), resolution_mw=HEADROOM_STEP_MW)
         search = coarse_to_fine(  # grid-bound steps come in runs: neighbours guide the search
