@@ -65,7 +65,6 @@ from siting.workload import DEMAND_COLUMNS
 
 POLICIES = ("blind", "grid-aware")
 HEADROOM_STEP_MW = 0.01  # headroom search step: fine against a 5–20 MW site
-VERIFY_ROUNDS = 3
 
 # Demonstrated flexibility: Colangelo et al., "Turning AI Data Centers into Grid-Interactive
 # Assets: Results from a Field Demonstration in Phoenix, Arizona" (Emerald AI, NVIDIA, Oracle,
@@ -537,6 +536,7 @@ def simulate(
     max_age = int(np.floor(settings.max_delay_minutes / step_minutes + 1e-9))
     flows = states.n
     dispatches, results = [], []
+    blind_year = None  # the grid-aware policy starts from the blind dispatch
     index = grid.profiles.index
     for policy in settings.policies:
         say(f"{policy} dispatch and the year's power flow")
@@ -544,9 +544,21 @@ def simulate(
             dispatch, result, count = _blind(
                 model, states, limits, fleet, new, allowed, max_age, cap_settings.q_per_mw, index
             )
+            blind_year = result
         else:
             dispatch, result, count = _grid_aware(
-                model, states, limits, fleet, new, allowed, max_age, step_minutes, cap_settings, say, index
+                model,
+                states,
+                limits,
+                fleet,
+                new,
+                allowed,
+                max_age,
+                step_minutes,
+                cap_settings,
+                say,
+                index,
+                blind_year,
             )
         flows += count
         dispatches.append(dispatch)
@@ -700,40 +712,52 @@ def _grid_aware(
     cap_settings: CapacitySettings,
     say: Progress,
     index: pd.DatetimeIndex,
+    blind_year: YearFlow | None = None,
 ) -> tuple[Dispatch, YearFlow, int]:
     """The grid-aware dispatch, its year's power flows and how many were run.
 
-    Share like blind where all sites at full power fit the grid; elsewhere fill sites in
-    order up to their verified headroom, with the power modes. Re-check the year and tighten
-    any step that fails.
+    Share like blind wherever that dispatch fits the grid; at the steps where it would break a
+    limit, fill sites in order up to their verified headroom, with the power modes. Work held
+    back there moves to later steps, so the steps whose dispatch changed are checked again, and
+    any that now fail are filled in order too, until none does; then the year is solved with the
+    dispatch. ``blind_year`` is the blind dispatch's year, if already solved: it is where this
+    policy starts, the same dispatch while no step is filled in order.
     """
     n, k = new.shape[0], len(fleet.size_mw)
-    full = fleet.power_mw(fleet.capacity)
-    result = _year_flow(model, states, limits, full, cap_settings.q_per_mw, index)
-    flows = n
-    ok = result.margin >= 0
     capacity = fleet.capacity.copy()
     in_order = np.zeros(n, dtype=bool)
     order = np.lexsort((np.arange(k), -fleet.size_mw))
     idle_floor = np.zeros(n, dtype=bool)
-    tight = np.flatnonzero(~ok)
     bounds = _Bounds.of(fleet.modes, fleet.capacity, step_minutes)
-    for _ in range(VERIFY_ROUNDS):
-        if len(tight):
-            say(f"  headroom of each site, one after another, at {len(tight):,} steps where the grid binds")
-            capacity[tight], floor, count = _sequential_capacity(
-                model, states, limits, fleet, tight, order, cap_settings
-            )
-            flows += count
-            idle_floor[tight] = floor
-            in_order[tight] = True
-        queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
-        power = fleet.dispatch_power(queue.served, in_order)
-        result = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index)
-        flows += n
-        tight = np.flatnonzero((result.margin < 0) & ~in_order & ~idle_floor)
+    queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
+    power = fleet.dispatch_power(queue.served, in_order)
+    flows = 0
+    result: YearFlow | None = blind_year
+    if result is None:
+        result, flows = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index), n
+    margin = result.margin.copy()
+    while True:
+        tight = np.flatnonzero((margin < 0) & ~in_order & ~idle_floor)
         if not len(tight):
-            break
+            if result is not None:
+                break
+            result = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index)
+            flows += n
+            margin = result.margin.copy()
+            continue
+        say(f"  headroom of each site, one after another, at {len(tight):,} steps where the grid binds")
+        capacity[tight], floor, count = _sequential_capacity(
+            model, states, limits, fleet, tight, order, cap_settings
+        )
+        flows += count
+        idle_floor[tight] = floor
+        in_order[tight] = True
+        queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
+        dispatched = fleet.dispatch_power(queue.served, in_order)
+        changed = np.flatnonzero((dispatched != power).any(axis=1))
+        power, result = dispatched, None
+        margin[changed] = _margins(model, states, limits, changed, power[changed], cap_settings.q_per_mw)
+        flows += len(changed)
     per_gpu = fleet.capacity[:, 0] / fleet.n_gpus[0]  # tokens/s of one busy GPU at each step
     dispatch = Dispatch(
         "grid-aware",
@@ -749,6 +773,22 @@ def _grid_aware(
         fleet.n_gpus[None, :] - fleet.powered_gpus(queue.served, in_order),
     )
     return dispatch, result, flows
+
+
+def _margins(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    rows: np.ndarray,
+    power_mw: np.ndarray,
+    q_per_mw: float,
+) -> np.ndarray:
+    """Worst normalised margin (≥ 0: within limits) at steps ``rows`` with the sites at ``power_mw``."""
+    if not len(rows):
+        return np.empty(0)
+    probe = dataclasses.replace(states.take(rows), fixed_site_mw=power_mw)
+    result = solve(model, probe.scenarios(np.arange(len(rows)), q_per_mw=q_per_mw))
+    return worst_margin(result, limits.take(rows), np.arange(len(rows)), power_mw.sum(axis=1))[0]
 
 
 def _sequential_capacity(
@@ -780,10 +820,8 @@ def _sequential_capacity(
         """Whether the first ``run`` sites in order fit at full power, the rest at their lowest."""
         nonlocal flows
         power = np.where(rank[None, :] < run[:, None], full[at], idle[at])
-        probe = dataclasses.replace(sub_states.take(at), fixed_site_mw=power)
-        result = solve(model, probe.scenarios(np.arange(len(at)), q_per_mw=cap_settings.q_per_mw))
         flows += len(at)
-        return worst_margin(result, sub_limits.take(at), np.arange(len(at)), power.sum(axis=1))[0] >= 0
+        return _margins(model, sub_states, sub_limits, at, power, cap_settings.q_per_mw) >= 0
 
     floor = ~fits(np.arange(n), np.zeros(n, dtype=np.int64))
     # the longest run of sites that fits at full: ``lo`` sites fit, ``hi`` do not (k + 1: not known)
