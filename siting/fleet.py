@@ -5,11 +5,12 @@ queue is shared among the sites by a policy:
 
 - ``blind``: in proportion to site size (a grid-unaware scheduler), up to each site's GPUs;
 - ``grid-aware``: no site draws more than its substation's headroom at that step given the
-  grid's own profile and every other site's power. Steps where all sites at full power
-  stay within limits are shared like ``blind``; at the others, sites are filled one by one in
-  a fixed order, each up to the power a batched hosting-capacity search finds with the sites
+  grid's own profile and every other site's power. Steps where the ``blind`` share stays
+  within limits are shared like ``blind``; at the others, sites are filled one by one in a
+  fixed order, each up to the power a batched hosting-capacity search finds with the sites
   before it at their filled power and those after it at their idle floor — so the state
-  checked for the last site is the dispatched state itself.
+  checked for the last site is the dispatched state itself. Work held back there reaches later
+  steps; those it makes break a limit are filled in order too.
 
 Demand that cannot be served waits up to ``max_delay_minutes`` (oldest first) and is then
 dropped. A latency limit lets demand from each load bus go only to sites within

@@ -589,12 +589,14 @@ def compute_study(
     *,
     capacity: CapacityStudy | None = None,
     grid: Grid | None = None,
+    keep_grid: bool = True,
 ) -> StudyResults:
     """Run capacity → selection → simulation.
 
     Every input the study names is read and checked before the first power flow. ``capacity``
     may come precomputed (a sweep splits it into chunks), ``grid`` preloaded (a notebook that
-    changed the model; it is not modified). A study that is one scenario
+    changed the model; it is not modified unless ``keep_grid`` is false: then a scenario's
+    growth scales its profiles in place, not in a copy). A study that is one scenario
     (``study.scenario``) grows the grid's loads first.
     """
     from siting.fleet import fleet_sites, grid_year, modelled_demand, simulate
@@ -614,7 +616,7 @@ def compute_study(
         grid = study_grid(study)
     growth = study.scenario.load_scale if study.scenario is not None else 1.0
     if growth != 1.0:
-        grid = grow_loads(grid, growth)
+        grid = grow_loads(grid, growth, in_place=not keep_grid)
     year, factor, demand = None, None, None
     if grid.profiles is not None:
         year, factor = simulation_year(grid, load_scale=study.load_scale, step_minutes=study.step_minutes)
@@ -910,8 +912,10 @@ def run_scenarios(
     check_output_folder(out, what)
     say = progress or silent
     started = datetime.now(UTC)
+    loaded = grid is None
     if grid is None:
-        # loaded once: each scenario grows its own copy of the loads (the model is not changed)
+        # loaded once: each scenario grows its own copy of the loads, the last one (no other
+        # needs them after it) the loaded profiles themselves
         say(f"loading {study.grid}")
         grid = study_grid(study)
     headlines: dict[str, dict[str, object]] = {}
@@ -919,7 +923,8 @@ def run_scenarios(
     with atomic_folder(Path(out), what) as folder:
         for number, (scenario, sub) in enumerate(zip(study.scenarios, studies, strict=True), start=1):
             say(f"scenario {number}/{len(studies)}: {scenario.name} (loads × {scenario.load_scale:g})")
-            results = compute_study(sub, indented(say), grid=grid)
+            last = number == len(studies)
+            results = compute_study(sub, indented(say), grid=grid, keep_grid=not (loaded and last))
             indented(say)("[4/4] writing its report")
             (folder / scenario.name).mkdir()
             _write_study_files(results, folder / scenario.name)

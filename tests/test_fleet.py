@@ -106,6 +106,40 @@ def test_grid_aware_dispatch_never_exceeds_headroom_checked_with_runpp(busy_day,
     assert _runpp_line_loading(peak_day, step, sites, blind.power_mw[step], "HV1 Line 21") > 100.0
 
 
+def test_grid_aware_shares_like_blind_until_the_blind_share_breaks_a_limit(busy_day, peak_day):
+    """Sites are filled in order only where the blind share breaks a limit (and where the work
+    held back there then does): before the blind dispatch's first violation both policies draw
+    the same power at every site, and not every step of the day is limited."""
+    blind, aware = busy_day.dispatches
+    summary = busy_day.summary.set_index("policy")
+    first = peak_day.profiles.index.get_loc(
+        busy_day.violations.query("policy == 'blind'")["first_time"].min()
+    )
+    assert first > 0
+    np.testing.assert_array_equal(aware.power_mw[:first], blind.power_mw[:first])
+    assert np.abs(aware.power_mw[first] - blind.power_mw[first]).sum() > 0.01
+    limited = summary.at["grid-aware", "grid_limited_steps"]
+    assert summary.at["blind", "violation_steps"] <= limited < len(peak_day.profiles)
+
+
+def test_grid_aware_is_the_blind_dispatch_and_solves_nothing_more_where_the_blind_share_fits(hv_mixed):
+    day = dataclasses.replace(hv_mixed, profiles=hv_mixed.profiles.loc["2016-01-27"])  # today's loads
+    sites = fleet_sites(pd.DataFrame({"substation": SITE_IDS, "size_mw": 20.0}), day)
+    settings = FleetSettings()
+    share = 0.9
+    total = 0.97 * fleet_capacity_tokens_per_s(sites, settings.power, share)
+    demand = pd.DataFrame(
+        {DEMAND_COLUMNS[0]: total * share, DEMAND_COLUMNS[1]: total * (1 - share)}, index=day.profiles.index
+    )
+    result = simulate(day, sites, demand, settings)
+    blind, aware = result.dispatches
+    summary = result.summary.set_index("policy")
+    assert summary.at["blind", "violations"] == 0
+    np.testing.assert_array_equal(aware.power_mw, blind.power_mw)
+    assert summary.at["grid-aware", "grid_limited_steps"] == 0
+    assert result.flows == 2 * len(day.profiles)  # the grid alone and the blind dispatch
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_headroom_site_by_site_is_the_same_when_the_sites_that_fit_at_full_are_bisected(
     peak_day, sites, reverse

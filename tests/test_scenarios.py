@@ -1,5 +1,6 @@
 """Load-growth scenarios in one study: validated entries, one sub-folder each, compared side by side."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -94,6 +95,17 @@ def test_grow_loads_moves_every_operating_point_and_leaves_the_grid(hv_mixed):
     before, after = study_cases(hv_mixed)["hL"], study_cases(grown)["hL"]
     assert np.allclose(after[("load", "p_mw")], 1.158 * before[("load", "p_mw")])
     assert not np.allclose(grown.net.load["p_mw"], hv_mixed.net.load["p_mw"])  # a copy, not the grid
+
+
+def test_grow_loads_in_place_gives_the_grown_copy_without_copying_the_profiles(hv_mixed):
+    copied = grow_loads(hv_mixed, 1.158)
+    spare = dataclasses.replace(hv_mixed, profiles=hv_mixed.profiles.copy())  # the fixture stays as it is
+    profiles = spare.profiles
+    grown = grow_loads(spare, 1.158, in_place=True)
+    assert grown.profiles is profiles  # the same frame, its load columns grown
+    assert np.array_equal(grown.profiles.to_numpy(), copied.profiles.to_numpy())
+    assert grown.net.load["p_mw"].equals(copied.net.load["p_mw"])
+    assert not np.allclose(spare.net.load["p_mw"], grown.net.load["p_mw"])  # the model's loads: a copy
 
 
 def test_each_scenario_runs_every_stage_at_its_loads(two_scenarios, feeder):
