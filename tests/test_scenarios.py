@@ -187,8 +187,7 @@ def test_scenarios_refuse_capacity_computed_beforehand(feeder, tmp_path):
 def test_the_growth_study_compares_today_with_sourced_growth():
     from siting.study import read_study
 
-    assert read_study(DEFAULT_STUDY).scenarios == ()  # make demo runs one load level
-    study = read_study(DEFAULT_STUDY.with_name("default-growth.toml"))
+    study = read_study(DEFAULT_STUDY)  # make demo runs both load levels
     assert [s.name for s in study.scenarios] == ["today", "growth-2029"]
     today, growth = study.scenarios
     assert today.load_scale == 1.0 and growth.load_scale == pytest.approx(1.158)
