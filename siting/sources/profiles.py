@@ -76,7 +76,7 @@ def grow_loads(grid: Grid, factor: float, *, in_place: bool = False) -> Grid:
     Parameters
     ----------
     grid : Grid
-        The grid; it is not changed.
+        The grid; it is not changed, except its profiles with ``in_place``.
     factor : float
         Factor (> 0) on every load's MW and Mvar.
     in_place : bool
@@ -137,9 +137,14 @@ def _by_column_blocks(profiles: pd.DataFrame, change) -> pd.DataFrame:
     return pd.DataFrame(values.T, index=index, columns=profiles.columns, copy=False)
 
 
+def _load_columns(profiles: pd.DataFrame) -> np.ndarray:
+    """Whether each column of ``profiles`` is a load's (MW or Mvar)."""
+    return profiles.columns.get_level_values("element") == "load"
+
+
 def _scale_in_place(profiles: pd.DataFrame, factor: float) -> None:
     """Every load column × ``factor``, written into ``profiles``, a block of columns at a time."""
-    columns = np.flatnonzero(profiles.columns.get_level_values("element") == "load")
+    columns = np.flatnonzero(_load_columns(profiles))
     for start in range(0, len(columns), BLOCK_COLUMNS):
         block = columns[start : start + BLOCK_COLUMNS]
         profiles.iloc[:, block] = profiles.iloc[:, block].to_numpy(float) * factor
@@ -149,7 +154,7 @@ def _scaled(profiles: pd.DataFrame, factor: float) -> pd.DataFrame:
     if factor == 1.0:
         return profiles
     profiles = profiles.copy()
-    columns = profiles.columns.get_level_values("element") == "load"
+    columns = _load_columns(profiles)
     profiles.loc[:, columns] = profiles.loc[:, columns] * factor
     return profiles
 
