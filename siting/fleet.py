@@ -66,6 +66,9 @@ from siting.workload import DEMAND_COLUMNS
 
 POLICIES = ("blind", "grid-aware")
 HEADROOM_STEP_MW = 0.01  # headroom search step: fine against a 5–20 MW site
+# searches of one step's headroom at most: a step searched again within its dispatch gets what
+# it is searched at unless the work reaching it changes again
+HEADROOM_SEARCHES = 3
 
 # Demonstrated flexibility: Colangelo et al., "Turning AI Data Centers into Grid-Interactive
 # Assets: Results from a Field Demonstration in Phoenix, Arizona" (Emerald AI, NVIDIA, Oracle,
@@ -721,7 +724,9 @@ def _grid_aware(
     limit, fill sites in order up to their verified headroom, with the power modes. Work held
     back there moves to later steps, so the steps whose dispatch changed are checked again, and
     any that now fail are filled in order too, until none does; then the year is solved with the
-    dispatch. ``blind_year`` is the blind dispatch's year, if already solved: it is where this
+    dispatch. A step in order that fails again (its dispatch fell below what it was searched at
+    somewhere, and a site's load was relieving a line) is searched again within its dispatch, at
+    most ``HEADROOM_SEARCHES`` times in all. ``blind_year`` is the blind dispatch's year, if already solved: it is where this
     policy starts, the same dispatch while no step is filled in order.
     """
     n, k = new.shape[0], len(fleet.size_mw)
@@ -729,6 +734,7 @@ def _grid_aware(
     in_order = np.zeros(n, dtype=bool)
     order = np.lexsort((np.arange(k), -fleet.size_mw))
     idle_floor = np.zeros(n, dtype=bool)
+    searches = np.zeros(n, dtype=np.int64)
     bounds = _Bounds.of(fleet.modes, fleet.capacity, step_minutes)
     queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
     power = fleet.dispatch_power(queue.served, in_order)
@@ -738,7 +744,9 @@ def _grid_aware(
         result, flows = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index), n
     margin = result.margin.copy()
     while True:
-        tight = np.flatnonzero((margin < 0) & ~in_order & ~idle_floor)
+        # beyond the bounds the fleet serves what the grid does not take: searching again is moot
+        again = ~in_order | ~queue.beyond
+        tight = np.flatnonzero((margin < 0) & ~idle_floor & again & (searches < HEADROOM_SEARCHES))
         if not len(tight):
             if result is not None:
                 break
@@ -747,9 +755,13 @@ def _grid_aware(
             margin = result.margin.copy()
             continue
         say(f"  headroom of each site, one after another, at {len(tight):,} steps where the grid binds")
+        # a step already in order that no longer fits dispatched less than it was searched at
+        # somewhere (work moved, or a group ran out): search it again within that dispatch
+        most = np.where(in_order[tight, None], queue.served[tight], fleet.capacity[tight])
         capacity[tight], floor, count = _sequential_capacity(
-            model, states, limits, fleet, tight, order, cap_settings
+            model, states, limits, fleet, tight, order, cap_settings, most
         )
+        searches[tight] += 1
         flows += count
         idle_floor[tight] = floor
         in_order[tight] = True
@@ -800,19 +812,22 @@ def _sequential_capacity(
     rows: np.ndarray,
     order: np.ndarray,
     cap_settings: CapacitySettings,
+    most: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Tokens/s each site may serve at steps ``rows``, site by site in ``order``.
+    """Tokens/s each site may serve at steps ``rows``, site by site in ``order``, up to ``most``.
 
     Each gets the most power its substation takes with earlier sites at theirs and later ones at
-    their lowest power. Where the grid binds, most of the first sites in order still fit at full
+    their lowest power, so the last one searched is checked with all at what they get.
+    ``most`` (rows × sites, tokens/s) defaults to every GPU busy. Where the grid binds, most of the first sites in order still fit at full
     power: the longest such run is found by bisection (a few flows a step instead of one a site),
     and the search goes on from the site after it.
     """
     sub_states = states.take(rows)
     sub_limits = limits.take(rows)
     n, k = len(rows), len(fleet.size_mw)
+    most = fleet.capacity[rows] if most is None else most
     idle = fleet.tight_power_mw(np.zeros((n, k)), rows)
-    full = fleet.power_mw(fleet.capacity[rows], rows)
+    full = fleet.tight_power_mw(most, rows)
     rank = np.empty(k, dtype=np.int64)
     rank[order] = np.arange(k)
     flows = 0
@@ -836,13 +851,15 @@ def _sequential_capacity(
     run = np.zeros(n, dtype=np.int64)
     run[up] = lo
     in_run = rank[None, :] < run[:, None]
-    tokens = np.where(in_run, fleet.capacity[rows], 0.0)
+    tokens = np.where(in_run, most, 0.0)
     fixed = fleet.tight_power_mw(tokens, rows)
     for site in order:
         usable = np.flatnonzero(~floor & ~in_run[:, site])
         if not len(usable):
             continue
         room = full[usable, site] - idle[usable, site]
+        if room.max() <= 0:  # nothing above its lowest power to search
+            continue
         cap = dataclasses.replace(cap_settings, cap_mw=float(room.max()), resolution_mw=HEADROOM_STEP_MW)
         search = coarse_to_fine(  # grid-bound steps come in runs: neighbours guide the search
             model,
@@ -854,8 +871,7 @@ def _sequential_capacity(
         flows += search.flows
         head = np.minimum(np.nan_to_num(search.hc_mw[:, 0], nan=0.0), room)
         tokens[usable, site] = np.minimum(
-            fleet.tokens_for_power(idle[usable, site] + head, site, rows[usable]),
-            fleet.capacity[rows[usable], site],
+            fleet.tokens_for_power(idle[usable, site] + head, site, rows[usable]), most[usable, site]
         )
         # the power the site really draws at that many tokens: the state the next site is checked in
         served = np.zeros((len(usable), len(fleet.size_mw)))

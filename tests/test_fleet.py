@@ -18,6 +18,7 @@ from siting.fleet import (
     HEADROOM_STEP_MW,
     FleetSettings,
     _Fleet,
+    _margins,
     _sequential_capacity,
     _serve,
     demand_groups,
@@ -192,6 +193,31 @@ def test_headroom_site_by_site_is_the_same_when_the_sites_that_fit_at_full_are_b
     assert bound.any() and (~bound).any()  # the grid binds some sites at some steps, not all
     np.testing.assert_allclose(tokens, expected, rtol=1e-9)
     assert flows < reference_flows / 2
+
+
+def test_headroom_within_a_dispatch_stays_within_it_and_fits_with_every_site_at_what_it_gets(peak_day, sites):
+    """Searched again within what a step dispatched (some sites below every GPU busy), each site
+    gets at most that, and the grid takes all sites at once at what they get: the state the
+    grid-aware policy then dispatches at a step filled in order."""
+    settings = FleetSettings()
+    model = prepare(copy.deepcopy(peak_day.net), sites["bus"].to_numpy(), peak_day.source)
+    alone = grid_year(peak_day, settings, model)
+    fleet = _Fleet.build(sites, modelled_demand(peak_day, sites, settings), settings.power, settings.modes, 0)
+    cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
+    rows = np.arange(alone.states.n)
+    most = fleet.capacity.copy()
+    most[:, ::2] *= 0.5  # every other site dispatched at half its GPUs
+    tokens, floor, _ = _sequential_capacity(
+        model, alone.states, alone.limits, fleet, rows, np.arange(len(sites)), cap_settings, most
+    )
+    assert not floor.any()
+    assert (tokens <= most * (1 + 1e-12)).all()
+    bound = tokens < most * (1 - 1e-6)
+    assert bound.any() and (~bound).any()  # the grid binds some sites at some steps, not all
+    power = fleet.tight_power_mw(tokens, rows)
+    margin = _margins(model, alone.states, alone.limits, rows, power, cap_settings.q_per_mw)
+    assert margin.min() >= 0
+    assert margin.min() < 0.01  # up to the limit where the grid binds
 
 
 def test_blind_shares_demand_in_proportion_to_site_size():
