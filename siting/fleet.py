@@ -726,8 +726,9 @@ def _grid_aware(
     any that now fail are filled in order too, until none does; then the year is solved with the
     dispatch. A step in order that fails again (its dispatch fell below what it was searched at
     somewhere, and a site's load was relieving a line) is searched again within its dispatch, at
-    most ``HEADROOM_SEARCHES`` times in all. ``blind_year`` is the blind dispatch's year, if already solved: it is where this
-    policy starts, the same dispatch while no step is filled in order.
+    most ``HEADROOM_SEARCHES`` times in all. ``blind_year`` is the blind dispatch's year, if
+    already solved: it is where this policy starts, the same dispatch while no step is filled
+    in order.
     """
     n, k = new.shape[0], len(fleet.size_mw)
     capacity = fleet.capacity.copy()
@@ -818,9 +819,9 @@ def _sequential_capacity(
 
     Each gets the most power its substation takes with earlier sites at theirs and later ones at
     their lowest power, so the last one searched is checked with all at what they get.
-    ``most`` (rows × sites, tokens/s) defaults to every GPU busy. Where the grid binds, most of the first sites in order still fit at full
-    power: the longest such run is found by bisection (a few flows a step instead of one a site),
-    and the search goes on from the site after it.
+    ``most`` (rows × sites, tokens/s) defaults to every GPU busy. Where the grid binds, most of
+    the first sites in order still fit at ``most``: the longest such run is found by bisection
+    (a few flows a step instead of one a site), and the search goes on from the site after it.
     """
     sub_states = states.take(rows)
     sub_limits = limits.take(rows)

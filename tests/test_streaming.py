@@ -12,7 +12,14 @@ import pytest
 from siting.capacity import CapacitySettings, normal_limits
 from siting.engine import flow, search
 from siting.engine.flow import prepare, profile_scenarios, solve
-from siting.engine.search import BASE_TOLERANCE, States, state_limits, violations_of, worst_margin
+from siting.engine.search import (
+    BASE_TOLERANCE,
+    States,
+    binding_limits,
+    state_limits,
+    violations_of,
+    worst_margin,
+)
 from siting.fleet import FleetSettings, ViolationTally, _year_flow, fleet_sites, grid_year, violation_table
 
 SITES = [0, 1, 2, 3, 4, 5, 7, 8, 13, 17]
@@ -72,6 +79,29 @@ def test_state_limits_in_blocks_equal_one_batch_and_the_tally_equals_the_table_o
         tally.table("grid alone"), violation_table(whole.violations, index, "grid alone")
     )
     np.testing.assert_array_equal(np.flatnonzero(tally.steps), np.unique(whole.violations["state"]))
+
+
+def test_limits_all_states_share_are_held_as_one_row_and_equal_each_states_own(two_days, small_blocks):
+    """Block by block, a limit no state relaxes is one row broadcast, and every state's limits
+    are those its own base case gives (``binding_limits`` of one whole solve)."""
+    sites = fleet_sites(pd.DataFrame({"substation": SITES, "size_mw": 20.0}), two_days)
+    model = prepare(copy.deepcopy(two_days.net), sites["bus"].to_numpy(), two_days.source)
+    year = profile_scenarios(model.net, two_days.profiles)
+    states = States(year.element_values, None, year.n)
+    limits = normal_limits(model, CapacitySettings())
+    limits = dataclasses.replace(limits, vmax_pu=np.minimum(limits.vmax_pu, 1.02))
+    small_blocks(model)
+    blocked = state_limits(model, states, limits)
+    base = solve(model, states.scenarios(np.arange(states.n)))
+    own = binding_limits(limits, base.vm_pu, base.line_loading_percent, base.trafo_loading_percent)
+    one_row = []
+    for name, expected in zip(("vmin", "vmax", "line", "trafo"), own, strict=True):
+        held = getattr(blocked, name)
+        np.testing.assert_array_equal(held, expected, err_msg=name)
+        one_row.append(held.strides[0] == 0)
+        np.testing.assert_array_equal(getattr(blocked.take(np.array([3, 150])), name), expected[[3, 150]])
+    # at 1.02 pu some buses are over at some steps only: their limit differs by step
+    assert one_row == [True, False, True, True]
 
 
 def test_year_flow_in_blocks_equals_the_reductions_of_one_whole_solve(two_days, small_blocks, monkeypatch):

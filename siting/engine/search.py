@@ -130,16 +130,16 @@ class StateLimits:
         violations["state"] = violations["state"].map(new_position)
         return dataclasses.replace(
             self,
-            vmin=self.vmin[rows],
-            vmax=self.vmax[rows],
-            line=self.line[rows],
-            trafo=self.trafo[rows],
+            vmin=_take_rows(self.vmin, rows),
+            vmax=_take_rows(self.vmax, rows),
+            line=_take_rows(self.line, rows),
+            trafo=_take_rows(self.trafo, rows),
             usable=self.usable[rows],
             converged=self.converged[rows],
             base_margin=self.base_margin[rows],
             violations=violations,
-            line_base=None if self.line_base is None else self.line_base[rows],
-            trafo_base=None if self.trafo_base is None else self.trafo_base[rows],
+            line_base=None if self.line_base is None else _take_rows(self.line_base, rows),
+            trafo_base=None if self.trafo_base is None else _take_rows(self.trafo_base, rows),
         )
 
     def thermal(self, state: np.ndarray, added_mw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -190,40 +190,94 @@ def state_limits(
     """
     net = model.net
     n = states.n
-    vmin, vmax = np.empty((n, len(net.bus))), np.empty((n, len(net.bus)))
-    line, trafo = np.empty((n, len(net.line))), np.empty((n, len(net.trafo)))
+    names = ["vmin", "vmax", "line", "trafo"]
+    widths = [len(net.bus), len(net.bus), len(net.line), len(net.trafo)]
+    if limits.pre_existing == "contribution":  # the base loadings of what each state overloads
+        names += ["line_base", "trafo_base"]
+        widths += [len(net.line), len(net.trafo)]
+    stores = {name: _Rows(n, width) for name, width in zip(names, widths, strict=True)}
     usable, converged, margin = np.empty(n, dtype=bool), np.empty(n, dtype=bool), np.empty(n)
     load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
     found = []
-    contribution: dict = {}
-    if limits.pre_existing == "contribution":  # the base loadings of what each state overloads
-        contribution = {
-            "line_base": np.empty((n, len(net.line))),
-            "trafo_base": np.empty((n, len(net.trafo))),
-            "line_per_mw": limits.line_percent_per_mw,
-            "trafo_per_mw": limits.trafo_percent_per_mw,
-        }
-    relaxed = StateLimits(vmin, vmax, line, trafo, usable, converged, margin, pd.DataFrame(), **contribution)
     for rows, base in solved_blocks(model, states):
         vm = base.vm_pu
         supplied = ~np.isnan(vm[:, load_buses]).any(axis=1) if len(load_buses) else np.ones(len(rows), bool)
         usable[rows] = base.converged & supplied
         converged[rows] = base.converged
-        vmin[rows], vmax[rows], line[rows], trafo[rows] = binding_limits(
-            limits, vm, base.line_loading_percent, base.trafo_loading_percent
+        bounds = binding_limits(limits, vm, base.line_loading_percent, base.trafo_loading_percent)
+        base_loadings: dict = _contribution(limits, base)
+        for name, values in zip(names, (*bounds, *(base_loadings[name] for name in names[4:])), strict=True):
+            stores[name].put(rows, values)
+        block_limits = StateLimits(
+            *bounds, usable[rows], converged[rows], margin[rows], pd.DataFrame(), **base_loadings
         )
-        for key, values in _contribution(limits, base).items():
-            if key.endswith("_base"):
-                contribution[key][rows] = values
-        block = _violations(model, base, limits, usable[rows])
-        block["state"] += rows[0]
+        margin[rows] = worst_margin(base, block_limits, np.arange(len(rows)))[0]
+        found_block = _violations(model, base, limits, usable[rows])
+        found_block["state"] += rows[0]
         if tally is None:
-            found.append(block)
+            found.append(found_block)
         else:
-            tally(block)
-        margin[rows] = worst_margin(base, relaxed, rows)[0]
-    violations = in_unblocked_order(found)
-    return dataclasses.replace(relaxed, base_margin=np.maximum(margin, 0.0), violations=violations)
+            tally(found_block)
+    contribution: dict = {name: stores[name].array() for name in names[4:]}
+    if contribution:
+        contribution["line_per_mw"] = limits.line_percent_per_mw
+        contribution["trafo_per_mw"] = limits.trafo_percent_per_mw
+    return StateLimits(
+        stores["vmin"].array(),
+        stores["vmax"].array(),
+        stores["line"].array(),
+        stores["trafo"].array(),
+        usable,
+        converged,
+        np.maximum(margin, 0.0),
+        in_unblocked_order(found),
+        **contribution,
+    )
+
+
+class _Rows:
+    """A (states × elements) array filled block by block in state order, one row while all agree.
+
+    Most states of a year share a limit row (one differs only where its state already breaks
+    that limit), so the array is then that row broadcast, read-only: 0.26 GB less a year on the
+    default grid at hourly steps.
+    """
+
+    def __init__(self, n: int, width: int) -> None:
+        self.shape = (n, width)
+        self.row: np.ndarray | None = None
+        self.full: np.ndarray | None = None
+
+    def put(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """The values of states ``rows``, the next block after those already put."""
+        if self.full is None and len(values):
+            if self.row is None:
+                self.row = values[0].copy()
+            if _all_rows_equal(values, self.row):
+                return
+            self.full = np.empty(self.shape)
+            self.full[: rows[0]] = self.row
+        if self.full is not None:
+            self.full[rows] = values
+
+    def array(self) -> np.ndarray:
+        if self.full is not None:
+            return self.full
+        row = np.full(self.shape[1], np.nan) if self.row is None else self.row
+        return np.broadcast_to(row, self.shape)
+
+
+def _take_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]``; one row broadcast stays one row broadcast (``_Rows``)."""
+    if values.ndim == 2 and values.strides[0] == 0:
+        return np.broadcast_to(values[0], (len(rows), values.shape[1]))
+    return values[rows]
+
+
+def _all_rows_equal(values: np.ndarray, row: np.ndarray) -> bool:
+    """Whether every row of ``values`` is ``row``, NaN equal to NaN."""
+    same = (values == row) | (np.isnan(values) & np.isnan(row))
+    return bool(same.all())
 
 
 # scenarios × result columns solved per block when states are streamed (``solved_blocks``):
