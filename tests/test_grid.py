@@ -27,11 +27,13 @@ def test_simbench_profiles_are_absolute_values_of_each_element(hv_mixed):
     assert np.allclose(hv_mixed.profiles[("load", "p_mw", load)].to_numpy(), expected)
 
 
-def test_simbench_profiles_equal_pandas_concat_of_the_absolute_values(hv_mixed):
-    """The one-array build (siting.sources.grid.simbench_profiles) against the plain pandas
-    way of joining simbench's absolute values: the same frame, bit for bit."""
+def test_simbench_profiles_equal_pandas_concat_of_the_absolute_values(hv_mixed, monkeypatch):
+    """The one-array build (siting.sources.grid.simbench_profiles), given simbench's absolute
+    values or computing them a few elements at a time, against the plain pandas way of joining
+    simbench's absolute values: the same frame, bit for bit."""
     import simbench
 
+    from siting.sources import grid
     from siting.sources.grid import simbench_profiles
 
     net = hv_mixed.net
@@ -49,6 +51,8 @@ def test_simbench_profiles_equal_pandas_concat_of_the_absolute_values(hv_mixed):
     built = simbench_profiles(net, absolute=frames)
     pd.testing.assert_frame_equal(built, reference, check_exact=True)
     pd.testing.assert_frame_equal(hv_mixed.profiles, reference, check_exact=True)
+    monkeypatch.setattr(grid, "SIMBENCH_ELEMENTS_AT_ONCE", 7)  # 58 loads and 103 sgens in parts
+    pd.testing.assert_frame_equal(simbench_profiles(net), reference, check_exact=True)
 
 
 def test_pandapower_builtin_has_no_profiles(oberrhein):

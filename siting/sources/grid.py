@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,43 +254,69 @@ SIMBENCH_ABSOLUTE = (
 )
 
 
+# elements whose absolute profiles are computed at once: simbench holds three arrays of them
+# (steps × elements) while it does, 72 MB each on a year of 15-minute steps
+SIMBENCH_ELEMENTS_AT_ONCE = 256
+
+
 def simbench_profiles(net: pandapowerNet, absolute: dict | None = None) -> pd.DataFrame:
     """A SimBench net's one-year profiles as absolute values per element (MW, Mvar).
 
     ``absolute``: simbench's ``get_absolute_values`` of the net, if already at hand (it is
-    emptied: each frame is let go once copied); by default each pair is computed when copied.
+    emptied: each frame is let go once copied); by default simbench computes them a few hundred
+    elements at a time, straight into the year's array.
     """
     import simbench
 
     if absolute is None:
-        # one pair at a time, as get_absolute_values computes each: it holds them all at once
         sizes = {key: len(net[key[0]]) for key in SIMBENCH_ABSOLUTE}
+        generators: list[pd.DataFrame] = []
 
-        def fetch(key):
-            return simbench.get_absolute_profiles_from_relative_profiles(net, *key)
+        def relative(element: str) -> pd.DataFrame:
+            if element in ("load", "storage"):
+                return net.profiles[element]
+            if not generators:  # simbench's own join: a power plant's or a renewable's profile
+                generators.append(
+                    simbench.merge_dataframes([net.profiles[n] for n in ("powerplants", "renewables")])
+                )
+            return generators[0]
+
+        def parts(key: tuple[str, str]) -> Iterator[pd.DataFrame]:
+            element, variable = key
+            table, shapes = net[element], relative(element)
+            labels = np.sort(table.index.to_numpy(), kind="stable")
+            for start in range(0, len(labels), SIMBENCH_ELEMENTS_AT_ONCE):
+                part = table.loc[labels[start : start + SIMBENCH_ELEMENTS_AT_ONCE]]
+                # the function reads only the element's table from the net it is given
+                yield simbench.get_absolute_profiles_from_relative_profiles(
+                    {element: part}, element, variable, relative_profiles=shapes
+                )
     else:
         sizes = {key: frame.shape[1] for key, frame in absolute.items()}
-        fetch = absolute.pop
+
+        def parts(key: tuple[str, str]) -> Iterator[pd.DataFrame]:
+            yield absolute.pop(key)
+
     time = pd.to_datetime(net.profiles["load"]["time"], format="%d.%m.%Y %H:%M")
     time = pd.DatetimeIndex(time, name="time")
-    # One array, filled one (element, variable) at a time and each source freed once copied:
-    # pandas' concat and column sort of the year held five copies of it at once (8.5 GB on
-    # the default study's 35,136 steps × 5,145 columns, whose profiles take 1.35 GB).
+    # One array, filled a part at a time and each part freed once copied: pandas' concat and
+    # column sort of the year held five copies of it at once (8.5 GB on the default study's
+    # 35,136 steps × 5,145 columns, whose profiles take 1.45 GB).
     # Laid out columns × steps, the layout of the single block a DataFrame keeps its floats in.
     keys = [key for key in sorted(sizes) if sizes[key]]
     values = np.empty((sum(sizes[key] for key in keys), len(time)))
     elements, variables, indices = [], [], []
     start = 0
     for key in keys:
-        frame = fetch(key)
-        order = np.argsort(frame.columns.to_numpy(), kind="stable")
-        stop = start + len(order)
-        np.take(frame.to_numpy(float).T, order, axis=0, out=values[start:stop], mode="clip")
-        elements += [key[0]] * len(order)
-        variables += [key[1]] * len(order)
-        indices.append(frame.columns.to_numpy()[order])
-        start = stop
-        del frame
+        for frame in parts(key):
+            order = np.argsort(frame.columns.to_numpy(), kind="stable")
+            stop = start + len(order)
+            np.take(frame.to_numpy(float).T, order, axis=0, out=values[start:stop], mode="clip")
+            elements += [key[0]] * len(order)
+            variables += [key[1]] * len(order)
+            indices.append(frame.columns.to_numpy()[order])
+            start = stop
+            del frame
     columns = pd.MultiIndex.from_arrays(
         [elements, variables, np.concatenate(indices) if indices else np.zeros(0, np.int64)],
         names=["element", "variable", "index"],
