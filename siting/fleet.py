@@ -42,7 +42,7 @@ from siting.engine.search import (
     coarse_to_fine,
     solved_blocks,
     state_limits,
-    violations_of,
+    violation_groups,
     worst_margin,
 )
 from siting.errors import DataError, SettingError, UsageError, check_number
@@ -390,13 +390,15 @@ def grid_year(grid: Grid, settings: FleetSettings, model: FlowModel | None = Non
 class ViolationTally:
     """``violation_table`` of a year's violation rows, built from blocks of consecutive steps.
 
-    The blocks are tallied as they are solved, so the rows themselves are never all held (a
-    grid that breaks its own limits has one for every step and element).
+    The blocks are tallied as they are solved, each already reduced per criterion and element
+    (``violation_groups``), so the rows themselves are never made (a grid that breaks its own
+    limits has one for every step and element).
 
-    Blocks come in step order, each ordered as ``violations_of`` orders them; per criterion and
-    element the tally keeps the count, the worst value (the first of equal ones, as
-    ``idxmax`` does) with its limit, the first time, and where it first appeared, so the table
-    lists the groups in the order ``violation_table`` of all rows would.
+    Blocks come in step order; per criterion and element name the tally keeps the count, the
+    worst value (the first of equal ones, as ``idxmax`` does) with its limit, the first time,
+    and where it first appeared, so the table lists the groups in the order ``violation_table``
+    of all rows would. (One difference: two elements of one name with exactly equal worst
+    values in a block give the worst of the one beyond its limit first.)
     """
 
     def __init__(self, index: pd.DatetimeIndex) -> None:
@@ -405,56 +407,33 @@ class ViolationTally:
         self._groups: dict[tuple[str, str], list] = {}
         self._blocks = 0
 
-    def add(self, found: pd.DataFrame) -> None:
-        """The violation rows (``violations_of`` columns; ``state`` = step) of the next block."""
+    def add(self, groups: pd.DataFrame, states: np.ndarray) -> None:
+        """The next block's violations per element and criterion, and the steps with any.
+
+        ``groups`` and ``states`` as ``violation_groups`` gives them, states as steps of the year.
+        """
         block = self._blocks
         self._blocks += 1
-        if not len(found):
-            return
-        state = found["state"].to_numpy(dtype=np.int64)
-        self.steps[state] = True
-        value = found["value"].to_numpy(float)
-        severity = np.where(found["criterion"].to_numpy() == "undervoltage", -value, value)
-        frame = pd.DataFrame(
-            {
-                "criterion": found["criterion"].to_numpy(),
-                "element": found["element"].to_numpy(),
-                # NaN (no convergence) as −inf: never the worst unless all are, then the first
-                "severity": np.where(np.isnan(severity), -np.inf, severity),
-                "time": self.index[state],
-                "row": np.arange(len(found)),
-            }
-        )
-        groups = frame.groupby(["criterion", "element"], sort=False)
-        worst = groups["severity"].idxmax().to_numpy()
-        summary = pd.DataFrame(
-            {
-                "steps": groups.size(),
-                "first_row": groups["row"].min(),
-                "first_time": groups["time"].min(),
-                "severity": frame["severity"].to_numpy()[worst],
-                "value": value[worst],
-                "limit": found["limit"].to_numpy(float)[worst],
-            }
-        )
+        self.steps[states] = True
         rank = {criterion: i for i, criterion in enumerate(CRITERIA)}
-        for (criterion, element), row in zip(summary.index, summary.itertuples(index=False), strict=True):
-            known = self._groups.get((criterion, element))
+        first_time = self.index[groups["first_state"].to_numpy(dtype=np.int64)]
+        for position, (row, first) in enumerate(zip(groups.itertuples(index=False), first_time, strict=True)):
+            known = self._groups.get((row.criterion, row.element))
             if known is None:
-                order = (rank[criterion], block, row.first_row)
-                self._groups[(criterion, element)] = [
+                order = (rank[row.criterion], block, position)
+                self._groups[(row.criterion, row.element)] = [
                     order,
                     row.steps,
                     row.severity,
                     row.value,
                     row.limit,
-                    row.first_time,
+                    first,
                 ]
                 continue
             known[1] += row.steps
             if row.severity > known[2]:
                 known[2:5] = [row.severity, row.value, row.limit]
-            known[5] = min(known[5], row.first_time)
+            known[5] = min(known[5], first)
 
     def table(self, policy: str) -> pd.DataFrame:
         """The tally as ``violation_table`` gives it for ``policy``."""
@@ -1071,11 +1050,10 @@ def _year_flow(
         added = power_mw[rows].sum(axis=1)  # the sites' MW: thermal limits under "contribution"
         margin[rows] = worst_margin(result, limits, rows, added)[0]
         line, trafo = limits.thermal(rows, added)
-        block = violations_of(
+        groups, steps = violation_groups(
             model, result, limits.vmin[rows], limits.vmax[rows], line, trafo, tolerance=BASE_TOLERANCE
         )
-        block["state"] += rows[0]
-        tally.add(block)
+        tally.add(groups.assign(first_state=groups["first_state"] + rows[0]), steps + rows[0])
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an element no slack reaches is NaN throughout
             # fmin/fmax skip NaN as nanmin/nanmax do, so blocks combine to the whole year's value

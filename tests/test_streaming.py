@@ -17,6 +17,7 @@ from siting.engine.search import (
     States,
     binding_limits,
     state_limits,
+    violation_groups,
     violations_of,
     worst_margin,
 )
@@ -143,3 +144,27 @@ def test_year_flow_in_blocks_equals_the_reductions_of_one_whole_solve(two_days, 
         np.testing.assert_array_equal(
             streamed.trafo_max_percent, np.nanmax(whole.trafo_loading_percent, axis=0)
         )
+
+
+def test_violation_groups_of_elements_sharing_a_name_are_the_table_of_their_rows(two_days):
+    """Buses and lines given three names between them: the groups per name (count, first time,
+    worst value and its limit, order) are what ``violation_table`` makes of every row."""
+    sites = fleet_sites(pd.DataFrame({"substation": SITES, "size_mw": 20.0}), two_days)
+    model = prepare(copy.deepcopy(two_days.net), sites["bus"].to_numpy(), two_days.source)
+    for table in ("bus", "line"):
+        model.net[table]["name"] = [f"{table} {i % 3}" for i in range(len(model.net[table]))]
+    year = profile_scenarios(model.net, two_days.profiles)
+    power = np.full((year.n, len(sites)), 40.0)
+    result = solve(
+        model, States(year.element_values, None, year.n, fixed_site_mw=power).scenarios(np.arange(year.n))
+    )
+    vmin, vmax = np.full(len(model.net.bus), 0.99), np.full(len(model.net.bus), 1.06)
+    line, trafo = np.full(len(model.net.line), 60.0), np.full(len(model.net.trafo), 100.0)
+    found = violations_of(model, result, vmin, vmax, line, trafo, tolerance=BASE_TOLERANCE)
+    assert found.groupby(["criterion", "element"]).size().gt(1).any()  # the groups have many rows
+    assert found["criterion"].nunique() >= 2
+    index = two_days.profiles.index
+    tally = ViolationTally(index)
+    tally.add(*violation_groups(model, result, vmin, vmax, line, trafo, tolerance=BASE_TOLERANCE))
+    pd.testing.assert_frame_equal(tally.table("p"), violation_table(found, index, "p"))
+    np.testing.assert_array_equal(np.flatnonzero(tally.steps), np.unique(found["state"]))

@@ -177,16 +177,17 @@ def state_limits(
     model: FlowModel,
     states: States,
     limits: ElementLimits,
-    tally: Callable[[pd.DataFrame], None] | None = None,
+    tally: Callable[[pd.DataFrame, np.ndarray], None] | None = None,
 ) -> StateLimits:
     """Solve each state without added load; relax limits it already violates to its own value.
 
     The states are solved in blocks (``solved_blocks``): only the limits are kept whole, not a
     whole year of base results (a year of 15-minute steps on the default grid: 1.6 GB).
-    ``tally``, if given, is handed each block's base-case violations (``state`` the position in
-    all states) in place of keeping them: a year of a grid that breaks its own limits has one
-    row per step and element (14.6 million overvoltages on the default grid's hourly year), and
-    ``StateLimits.violations`` is then empty.
+    ``tally``, if given, is handed each block's base-case violations per element and criterion
+    (``violation_groups``, states as positions in all states) in place of keeping them: a year
+    of a grid that breaks its own limits has one row per step and element (14.6 million
+    overvoltages on the default grid's hourly year), and ``StateLimits.violations`` is then
+    empty.
     """
     net = model.net
     n = states.n
@@ -212,12 +213,22 @@ def state_limits(
             *bounds, usable[rows], converged[rows], margin[rows], pd.DataFrame(), **base_loadings
         )
         margin[rows] = worst_margin(base, block_limits, np.arange(len(rows)))[0]
-        found_block = _violations(model, base, limits, usable[rows])
-        found_block["state"] += rows[0]
         if tally is None:
+            found_block = _violations(model, base, limits, usable[rows])
+            found_block["state"] += rows[0]
             found.append(found_block)
         else:
-            tally(found_block)
+            groups, steps = violation_groups(
+                model,
+                base,
+                limits.vmin_pu,
+                limits.vmax_pu,
+                limits.line_percent,
+                limits.trafo_percent,
+                tolerance=BASE_TOLERANCE,
+                usable=usable[rows],
+            )
+            tally(groups.assign(first_state=groups["first_state"] + rows[0]), steps + rows[0])
     contribution: dict = {name: stores[name].array() for name in names[4:]}
     if contribution:
         contribution["line_per_mw"] = limits.line_percent_per_mw
@@ -411,14 +422,7 @@ def violations_of(
     """
     net = model.net
     frames = []
-    checks = (
-        ("undervoltage", "bus", result.vm_pu, vmin, -1),
-        ("overvoltage", "bus", result.vm_pu, vmax, 1),
-        ("line thermal", "line", result.line_loading_percent, line, 1),
-        ("transformer thermal", "trafo", result.trafo_loading_percent, trafo, 1),
-    )
-    for criterion, table, values, limit, sign in checks:
-        limit = np.broadcast_to(limit, values.shape)
+    for criterion, table, values, limit, sign in _checks(result, vmin, vmax, line, trafo):
         with np.errstate(invalid="ignore"):
             state, column = np.nonzero(sign * (values - limit) > tolerance)
         names = element_names(net[table])
@@ -443,6 +447,90 @@ def violations_of(
     if not frames:
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
     return pd.concat(frames, ignore_index=True)[VIOLATION_COLUMNS]
+
+
+def _checks(
+    result: FlowResult, vmin: np.ndarray, vmax: np.ndarray, line: np.ndarray, trafo: np.ndarray
+) -> tuple[tuple[str, str, np.ndarray, np.ndarray, int], ...]:
+    """(criterion, table, values, limits broadcast to them, sign of beyond) of each limit check."""
+    return tuple(
+        (criterion, table, values, np.broadcast_to(limit, values.shape), sign)
+        for criterion, table, values, limit, sign in (
+            ("undervoltage", "bus", result.vm_pu, vmin, -1),
+            ("overvoltage", "bus", result.vm_pu, vmax, 1),
+            ("line thermal", "line", result.line_loading_percent, line, 1),
+            ("transformer thermal", "trafo", result.trafo_loading_percent, trafo, 1),
+        )
+    )
+
+
+GROUP_COLUMNS = ["criterion", "element", "steps", "first_state", "severity", "value", "limit"]
+
+
+def violation_groups(
+    model: FlowModel,
+    result: FlowResult,
+    vmin: np.ndarray,
+    vmax: np.ndarray,
+    line: np.ndarray,
+    trafo: np.ndarray,
+    tolerance: float,
+    usable: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``violations_of``'s rows reduced per criterion and element, without making the rows.
+
+    A grid that breaks its own limits has a row per step and element (1.5 million in a block
+    of the default grid's year); this gives per element the count, the first state, and the
+    worst value (severity: the value, negated for undervoltage; of equal ones the first) with
+    its limit, in the order of their first rows. Elements that share a name stay apart here
+    (``ViolationTally`` joins them). Only states ``usable`` (all by default) count. Also
+    returned: the positions of the states with any violation.
+    """
+    net = model.net
+    usable = np.ones(len(result.converged), dtype=bool) if usable is None else usable
+    parts, any_state = [], np.zeros(len(usable), dtype=bool)
+    for criterion, table, values, limit, sign in _checks(result, vmin, vmax, line, trafo):
+        with np.errstate(invalid="ignore"):
+            beyond = (sign * (values - limit) > tolerance) & usable[:, None]
+        hit = np.flatnonzero(beyond.any(axis=0))
+        if not len(hit):
+            continue
+        beyond = beyond[:, hit]
+        any_state |= beyond.any(axis=1)
+        severity = np.where(beyond, sign * values[:, hit], -np.inf)
+        worst = severity.argmax(axis=0)  # the first state of the highest
+        first = beyond.argmax(axis=0)
+        frame = pd.DataFrame(
+            {
+                "element": element_names(net[table])[hit],
+                "steps": beyond.sum(axis=0),
+                "first_state": first,
+                "first_row": first * values.shape[1] + hit,  # rows go state by state, then element
+                "severity": severity[worst, np.arange(len(hit))],
+                "value": values[worst, hit],
+                "limit": limit[worst, hit],
+            }
+        )
+        parts.append(frame.sort_values("first_row", kind="stable").assign(criterion=criterion))
+    failed = np.flatnonzero(~result.converged & usable)
+    if len(failed):
+        any_state[failed] = True
+        parts.append(
+            pd.DataFrame(
+                {
+                    "criterion": ["non-convergence"],
+                    "element": [""],
+                    "steps": [len(failed)],
+                    "first_state": [failed[0]],
+                    "severity": [-np.inf],  # no value: never the worst unless all are, then the first
+                    "value": [np.nan],
+                    "limit": [np.nan],
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=GROUP_COLUMNS), np.flatnonzero(any_state)
+    return pd.concat(parts, ignore_index=True)[GROUP_COLUMNS], np.flatnonzero(any_state)
 
 
 def element_names(table: pd.DataFrame) -> np.ndarray:
