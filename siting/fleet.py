@@ -39,8 +39,8 @@ from siting.engine.search import (
     CRITERIA,
     StateLimits,
     States,
+    block_rows,
     coarse_to_fine,
-    solved_blocks,
     state_limits,
     violation_groups,
     worst_margin,
@@ -680,7 +680,7 @@ def _blind(
     dispatch = Dispatch(
         "blind", queue.served, power, queue.late, queue.dropped, 0, 0, queue.waiting, 0, none, none
     )
-    return dispatch, result, states.n
+    return dispatch, result, result.flows
 
 
 def _grid_aware(
@@ -718,10 +718,11 @@ def _grid_aware(
     bounds = _Bounds.of(fleet.modes, fleet.capacity, step_minutes)
     queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
     power = fleet.dispatch_power(queue.served, in_order)
-    flows = 0
     result: YearFlow | None = blind_year
     if result is None:
-        result, flows = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index), n
+        result = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index)
+    flows = result.flows if blind_year is None else 0
+    shared = result  # the blind share's year: the final year takes its blocks where nothing changed
     margin = result.margin.copy()
     while True:
         # beyond the bounds the fleet serves what the grid does not take: searching again is moot
@@ -730,8 +731,8 @@ def _grid_aware(
         if not len(tight):
             if result is not None:
                 break
-            result = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index)
-            flows += n
+            result = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index, reuse=shared)
+            flows += result.flows
             margin = result.margin.copy()
             continue
         say(f"  headroom of each site, one after another, at {len(tight):,} steps where the grid binds")
@@ -1015,6 +1016,17 @@ def _fill_in_order(
 
 
 @dataclass(frozen=True)
+class _Block:
+    """One block of a year's steps, solved and reduced (``_year_flow``)."""
+
+    rows: np.ndarray  # its steps
+    margin: np.ndarray  # their worst normalised margins
+    groups: pd.DataFrame  # ``violation_groups``, states as steps of the year
+    violating: np.ndarray  # its steps with any violation
+    extremes: tuple[np.ndarray, ...]  # lowest and highest voltage, highest line and trafo loading
+
+
+@dataclass(frozen=True)
 class YearFlow:
     """A year of power flows with the sites at given powers, reduced to what outputs use.
 
@@ -1029,6 +1041,9 @@ class YearFlow:
     vm_max_pu: np.ndarray
     line_max_percent: np.ndarray  # (lines,) highest loading over the year (NaN: never solved)
     trafo_max_percent: np.ndarray
+    power_mw: np.ndarray  # (steps, sites) the sites' power
+    blocks: tuple[_Block, ...]  # each block's reductions
+    flows: int  # power flows run for it
 
 
 def _year_flow(
@@ -1038,33 +1053,76 @@ def _year_flow(
     power_mw: np.ndarray,
     q_per_mw: float,
     index: pd.DatetimeIndex,
+    reuse: YearFlow | None = None,
 ) -> YearFlow:
-    """Every step with the sites at ``power_mw``."""
-    net = model.net
+    """Every step with the sites at ``power_mw``.
+
+    ``reuse``: a year of the same states and limits; each of its blocks that had the sites at
+    the same powers is taken as it is instead of being solved again.
+    """
     margin = np.empty(states.n)
-    extremes = [np.full(len(net.bus), np.nan), np.full(len(net.bus), np.nan)]
-    extremes += [np.full(len(net.line), np.nan), np.full(len(net.trafo), np.nan)]
     tally = ViolationTally(index)
+    blocks: list[_Block] = []
+    flows = 0
     fleet_states = dataclasses.replace(states, fixed_site_mw=power_mw)
-    for rows, result in solved_blocks(model, fleet_states, q_per_mw=q_per_mw):
-        added = power_mw[rows].sum(axis=1)  # the sites' MW: thermal limits under "contribution"
-        margin[rows] = worst_margin(result, limits, rows, added)[0]
-        line, trafo = limits.thermal(rows, added)
-        groups, steps = violation_groups(
-            model, result, limits.vmin[rows], limits.vmax[rows], line, trafo, tolerance=BASE_TOLERANCE
+    for number, rows in enumerate(block_rows(model, fleet_states)):
+        block = _reusable(reuse, number, rows, power_mw)
+        if block is None:
+            block = _solved_block(model, fleet_states, limits, rows, power_mw[rows], q_per_mw)
+            flows += len(rows)
+        margin[rows] = block.margin
+        tally.add(block.groups, block.violating)
+        blocks.append(block)
+    extremes = [np.full(len(model.net[table]), np.nan) for table in ("bus", "bus", "line", "trafo")]
+    # fmin/fmax skip NaN as nanmin/nanmax do, so blocks combine to the whole year's value
+    for block in blocks:
+        low, high, line, trafo = block.extremes
+        extremes = [
+            np.fmin(extremes[0], low),
+            np.fmax(extremes[1], high),
+            np.fmax(extremes[2], line),
+            np.fmax(extremes[3], trafo),
+        ]
+    low, high, line, trafo = extremes
+    return YearFlow(margin, tally, low, high, line, trafo, power_mw, tuple(blocks), flows)
+
+
+def _reusable(reuse: YearFlow | None, number: int, rows: np.ndarray, power_mw: np.ndarray) -> _Block | None:
+    """Block ``number`` of ``reuse`` if it is steps ``rows`` with the sites at ``power_mw`` there."""
+    if reuse is None or number >= len(reuse.blocks):
+        return None
+    block = reuse.blocks[number]
+    if np.array_equal(block.rows, rows) and np.array_equal(reuse.power_mw[rows], power_mw[rows]):
+        return block
+    return None
+
+
+def _solved_block(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    rows: np.ndarray,
+    power_mw: np.ndarray,
+    q_per_mw: float,
+) -> _Block:
+    """Steps ``rows`` of ``states`` (the sites at ``power_mw`` there) solved and reduced."""
+    result = solve(model, states.scenarios(rows, q_per_mw=q_per_mw))
+    added = power_mw.sum(axis=1)  # the sites' MW: thermal limits under "contribution"
+    margin = worst_margin(result, limits, rows, added)[0]
+    line, trafo = limits.thermal(rows, added)
+    groups, violating = violation_groups(
+        model, result, limits.vmin[rows], limits.vmax[rows], line, trafo, tolerance=BASE_TOLERANCE
+    )
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an element no slack reaches is NaN throughout
+        extremes = (
+            np.nanmin(result.vm_pu, axis=0),
+            np.nanmax(result.vm_pu, axis=0),
+            np.nanmax(result.line_loading_percent, axis=0),
+            np.nanmax(result.trafo_loading_percent, axis=0),
         )
-        tally.add(groups.assign(first_state=groups["first_state"] + rows[0]), steps + rows[0])
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an element no slack reaches is NaN throughout
-            # fmin/fmax skip NaN as nanmin/nanmax do, so blocks combine to the whole year's value
-            low, high, line, trafo = extremes
-            extremes = [
-                np.fmin(low, np.nanmin(result.vm_pu, axis=0)),
-                np.fmax(high, np.nanmax(result.vm_pu, axis=0)),
-                np.fmax(line, np.nanmax(result.line_loading_percent, axis=0)),
-                np.fmax(trafo, np.nanmax(result.trafo_loading_percent, axis=0)),
-            ]
-    return YearFlow(margin, tally, *extremes)
+    groups = groups.assign(first_state=groups["first_state"] + rows[0])
+    return _Block(rows, margin, groups, violating + rows[0], extremes)
 
 
 FLEET_VIOLATION_COLUMNS = [

@@ -168,3 +168,28 @@ def test_violation_groups_of_elements_sharing_a_name_are_the_table_of_their_rows
     tally.add(*violation_groups(model, result, vmin, vmax, line, trafo, tolerance=BASE_TOLERANCE))
     pd.testing.assert_frame_equal(tally.table("p"), violation_table(found, index, "p"))
     np.testing.assert_array_equal(np.flatnonzero(tally.steps), np.unique(found["state"]))
+
+
+def test_a_year_reusing_the_blocks_at_the_same_powers_equals_solving_every_block(two_days, small_blocks):
+    """The grid-aware year takes the blind year's blocks where the sites draw the same: with one
+    block's powers changed, one block is solved and every reduction is the whole solve's."""
+    sites = fleet_sites(pd.DataFrame({"substation": SITES, "size_mw": 20.0}), two_days)
+    model, alone = _model_and_year(two_days, sites)
+    small_blocks(model)
+    hours = two_days.profiles.index.hour.to_numpy()
+    power = np.where((hours >= 16) & (hours < 21), 60.0, 2.0)[:, None] * np.ones((1, len(sites)))
+    q_per_mw = np.tan(np.arccos(0.95))
+    index = two_days.profiles.index
+    first = _year_flow(model, alone.states, alone.limits, power, q_per_mw, index)
+    changed = power.copy()
+    changed[64:80] = 70.0  # 16:00–19:45 of the first day: all in the third block of 32 steps
+    reused = _year_flow(model, alone.states, alone.limits, changed, q_per_mw, index, reuse=first)
+    fresh = _year_flow(model, alone.states, alone.limits, changed, q_per_mw, index)
+    assert (first.flows, reused.flows, fresh.flows) == (192, 32, 192)
+    assert not np.array_equal(fresh.margin[64:80], first.margin[64:80])  # the change shows
+    assert not fresh.violations.table("p").equals(first.violations.table("p"))
+    np.testing.assert_array_equal(reused.margin, fresh.margin)
+    for name in ("vm_min_pu", "vm_max_pu", "line_max_percent", "trafo_max_percent"):
+        np.testing.assert_array_equal(getattr(reused, name), getattr(fresh, name), err_msg=name)
+    pd.testing.assert_frame_equal(reused.violations.table("p"), fresh.violations.table("p"))
+    np.testing.assert_array_equal(reused.violations.steps, fresh.violations.steps)

@@ -308,6 +308,12 @@ def solved_blocks(
     solved in the same PGM batch as when all states go at once; states with outages go in one
     block, so that ``solve`` groups their shared outages as it would.
     """
+    for rows in block_rows(model, states, cells):
+        yield rows, solve(model, states.scenarios(rows, q_per_mw=q_per_mw))
+
+
+def block_rows(model: FlowModel, states: States, cells: int | None = None) -> list[np.ndarray]:
+    """The positions of each block of states ``solved_blocks`` solves, in order."""
     net = model.net
     columns = 2 * len(net.bus) + len(net.line) + len(net.trafo)
     if states.outages is None:
@@ -315,9 +321,7 @@ def solved_blocks(
         size = max(1, (cells or BLOCK_RESULT_CELLS) // max(columns, 1) // inner) * inner
     else:
         size = max(states.n, 1)
-    for start in range(0, states.n, size):
-        rows = np.arange(start, min(start + size, states.n))
-        yield rows, solve(model, states.scenarios(rows, q_per_mw=q_per_mw))
+    return [np.arange(start, min(start + size, states.n)) for start in range(0, states.n, size)]
 
 
 def in_unblocked_order(found: list[pd.DataFrame]) -> pd.DataFrame:
