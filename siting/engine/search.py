@@ -219,14 +219,7 @@ def state_limits(
             found.append(found_block)
         else:
             groups, steps = violation_groups(
-                model,
-                base,
-                limits.vmin_pu,
-                limits.vmax_pu,
-                limits.line_percent,
-                limits.trafo_percent,
-                tolerance=BASE_TOLERANCE,
-                usable=usable[rows],
+                model, base, *_element_bounds(limits), tolerance=BASE_TOLERANCE, usable=usable[rows]
             )
             tally(groups.assign(first_state=groups["first_state"] + rows[0]), steps + rows[0])
     contribution: dict = {name: stores[name].array() for name in names[4:]}
@@ -395,16 +388,13 @@ def relaxed_limit(limit: np.ndarray, base: np.ndarray, worsening: float) -> np.n
 def _violations(
     model: FlowModel, base: FlowResult, limits: ElementLimits, usable: np.ndarray
 ) -> pd.DataFrame:
-    found = violations_of(
-        model,
-        base,
-        limits.vmin_pu,
-        limits.vmax_pu,
-        limits.line_percent,
-        limits.trafo_percent,
-        tolerance=BASE_TOLERANCE,
-    )
+    found = violations_of(model, base, *_element_bounds(limits), tolerance=BASE_TOLERANCE)
     return found[usable[found["state"].to_numpy(dtype=np.int64)]].reset_index(drop=True)
+
+
+def _element_bounds(limits: ElementLimits) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The lower and upper voltage (pu), line and transformer (%) limit of every element."""
+    return limits.vmin_pu, limits.vmax_pu, limits.line_percent, limits.trafo_percent
 
 
 VIOLATION_COLUMNS = ["state", "criterion", "element", "value", "limit"]
