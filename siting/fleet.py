@@ -57,6 +57,7 @@ from siting.power import (
     served_for_power,
     site_capacity_tokens_per_s,
     site_power_mw,
+    site_rating_mw,
 )
 from siting.progress import Progress, silent
 from siting.selection import Selection, grid_demand
@@ -147,6 +148,14 @@ class PowerModes:
         check_number("warm_reserve", self.warm_reserve, at_least=0, at_most=1)
         check_number("max_depth", self.max_depth, at_least=0, at_most=1)
         check_number("max_hours", self.max_hours, at_least=0)
+
+    def lowest_share(self, power: PowerModel) -> float:
+        """Share of its rating a site draws at a grid-bound step with no work to serve (MW/MW).
+
+        The auxiliary load and the idle warm reserve with ``shutdown``; else every GPU idle.
+        """
+        reserve_gpus = self.warm_reserve if self.shutdown else 1.0
+        return float(packed_power_mw(0.0, 1, 0.5, power, reserve_gpus) / site_rating_mw(1, power))
 
     def wake_steps(self, step_minutes: float) -> int:
         """Whole steps before the one it serves in that a woken server is already powered."""

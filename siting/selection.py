@@ -79,6 +79,10 @@ class SelectionSettings:
     n1_hops : int or None
         While picking, check each candidate only against outages within this many branch hops;
         the final joint check covers every outage.
+    flex_floor : float or None
+        Flex: the lowest share of its size a site can draw when curtailed, in [0, 1) (its power
+        modes' floor, :meth:`siting.fleet.PowerModes.lowest_share`); None: that of the default
+        modes (idle servers off, a warm reserve kept: 7.4 %).
     pf : float
         Power factor of the sites, lagging, in (0, 1].
     geo : GeoRules
@@ -97,6 +101,7 @@ class SelectionSettings:
     regions: int | None = None  # cluster substations into this many regions
     per_region: int | None = None  # quota per region (default: K / regions, rounded up)
     n1_hops: int | None = None  # contingency screening while picking (the final check is full)
+    flex_floor: float | None = None  # flex: lowest share of its size a site draws (None: default modes)
     pf: float = 0.95
     geo: GeoRules = field(default_factory=GeoRules)
     limits: StudyLimits = field(default_factory=StudyLimits)
@@ -123,6 +128,18 @@ class SelectionSettings:
         if self.n1_hops is not None:
             check_number("n1_hops", self.n1_hops, at_least=0, whole=True)
         check_number("pf", self.pf, above=0, at_most=1)
+        if self.flex_floor is not None:
+            check_number("flex_floor", self.flex_floor, at_least=0, below=1)
+
+    @property
+    def floor_share(self) -> float:
+        """Lowest share of its size a flexibly connected site can draw (``flex_floor`` resolved)."""
+        if self.flex_floor is not None:
+            return self.flex_floor
+        from siting.fleet import FleetSettings  # the fleet builds on the selection
+
+        fleet = FleetSettings()
+        return fleet.modes.lowest_share(fleet.power)
 
     @property
     def flex_limit(self) -> float | None:
@@ -184,6 +201,9 @@ class Selection:
         AC power flows run.
     notes : list of str
         What the reader should know (geography off, fewer sites than asked, ...).
+    dispatch : DataFrame or None
+        Flex: each selected site's power (MW) in every state of the year under the curtailment
+        obligation, one column per substation (in ``sites`` order); None for firm and peak.
     """
 
     sites: gpd.GeoDataFrame
@@ -195,6 +215,7 @@ class Selection:
     operating_point: str
     flows: int
     notes: list[str]
+    dispatch: pd.DataFrame | None = None  # flex: MW per state (rows) and selected substation (columns)
 
     def record(self) -> dict[str, object]:
         """The headline results as plain data, for manifests."""
@@ -215,6 +236,7 @@ class _Criterion:
     near: np.ndarray | None = None  # screening: (outage states × candidates) outages near each one
     flex_limit: float | None = None  # flex: a site may be curtailed this share of its energy
     times: pd.DatetimeIndex | None = None  # flex: the time of each state
+    floor: float = 0.0  # flex: lowest share of its size a curtailed site draws
 
 
 def select_sites(
@@ -279,7 +301,9 @@ def select_sites(
     full = _criterion_states(model, grid, point, settings, cap_settings)
     criterion = _screened(model, full, settings)
     say(f"{len(pool)} candidates; {sum(g[0].n for g in criterion.groups)} states to check each pick against")
-    sizes, why, joint, flows = _pick_jointly(model, pool, full, criterion, settings, cap_settings, notes, say)
+    sizes, why, picks, joint, flows = _pick_jointly(
+        model, pool, full, criterion, settings, cap_settings, notes, say
+    )
 
     _mark_picks(table, pool, sizes, why)
     if (sizes > 0).sum() < settings.sites:
@@ -290,7 +314,15 @@ def select_sites(
     naive_check = _joint_check(model, full, naive_sizes, cap_settings)
     flows += naive_check.flows
     summary, violations = _both_sets(sizes, joint, naive_sizes, naive_check)
-    sites = table[table["status"] == "selected"].sort_values("size_mw", ascending=False, kind="stable")
+    # largest first, ties in pick order: the order a flex criterion curtails them in (last first)
+    sites = table.loc[pool.index[picks]].assign(pick=np.arange(1, len(picks) + 1))
+    sites = sites.sort_values(["size_mw", "pick"], ascending=[False, True], kind="stable")
+    dispatch = None
+    if joint.dispatch is not None and grid.profiles is not None:
+        columns = pool.index.get_indexer(sites.index)
+        dispatch = pd.DataFrame(
+            joint.dispatch[:, columns], index=grid.profiles.index, columns=sites["substation"].to_numpy()
+        )
     return Selection(
         sites=sites[[*_SITE_COLUMNS, "geometry"]],
         candidates=table,
@@ -301,6 +333,7 @@ def select_sites(
         operating_point=point.label,
         flows=flows,
         notes=notes,
+        dispatch=dispatch,
     )
 
 
@@ -314,6 +347,7 @@ _SITE_COLUMNS = [
     "region",
     "score",
     "capacity_mw",
+    "pick",
     "reason",
 ]
 
@@ -386,7 +420,10 @@ def _criterion_states(
         limits = state_limits(model, states, normal_limits(model, cap_settings))
         labels = [f"{t:%Y-%m-%d %H:%M}" for t in grid.profiles.index]
         return _Criterion(
-            [(states, limits, labels)], flex_limit=settings.flex_limit, times=grid.profiles.index
+            [(states, limits, labels)],
+            flex_limit=settings.flex_limit,
+            times=grid.profiles.index,
+            floor=settings.floor_share,
         )
     peak = States({k: v[None, :] for k, v in point.values.items()}, None, 1)
     groups = [(peak, state_limits(model, peak, normal_limits(model, cap_settings)), ["peak"])]
@@ -489,17 +526,17 @@ def _pick_jointly(
     cap_settings: CapacitySettings,
     notes: list[str],
     say: Progress,
-) -> tuple[np.ndarray, dict[int, str], JointCheck, int]:
+) -> tuple[np.ndarray, dict[int, str], list[int], JointCheck, int]:
     """Greedy picks checked together over every state of the criterion (``full``).
 
     With ``--n1-hops`` the picks see only the screened outages; an outage the joint check finds
     binding is then checked for every candidate and the set picked again (a note says so), at
-    most ``MAX_SCREENING_ROUNDS`` times. Returns sizes (MW per candidate), the reasons, the joint
-    check and the power flows run.
+    most ``MAX_SCREENING_ROUNDS`` times. Returns sizes (MW per candidate), the reasons, the picks
+    in order, the joint check and the power flows run.
     """
-    sizes, why, flows = _greedy(model, pool, criterion, settings, cap_settings, say)
+    sizes, why, picks, flows = _greedy(model, pool, criterion, settings, cap_settings, say)
     say("joint AC check of the picked set over every state of the criterion")
-    joint = _joint_check(model, full, sizes, cap_settings)
+    joint = _joint_check(model, full, sizes, cap_settings, np.array(picks, dtype=np.int64))
     flows += joint.flows
     binding: frozenset = frozenset()
     for _ in range(MAX_SCREENING_ROUNDS):
@@ -517,12 +554,12 @@ def _pick_jointly(
             f"({names}): picked again with them checked for every site"
         )
         criterion = _screened(model, full, settings, binding)
-        sizes, why, count = _greedy(model, pool, criterion, settings, cap_settings, say)
-        joint = _joint_check(model, full, sizes, cap_settings)
+        sizes, why, picks, count = _greedy(model, pool, criterion, settings, cap_settings, say)
+        joint = _joint_check(model, full, sizes, cap_settings, np.array(picks, dtype=np.int64))
         flows += count + joint.flows
     if len(joint.violations):
         raise RuntimeError("the selected set fails its own joint check")  # greedy guarantees it cannot
-    return sizes, why, joint, flows
+    return sizes, why, picks, joint, flows
 
 
 LAZY_BATCH = 8  # candidates re-evaluated together when the leader's fit is stale
@@ -535,16 +572,19 @@ def _greedy(
     settings: SelectionSettings,
     cap_settings: CapacitySettings,
     say: Progress,
-) -> tuple[np.ndarray, dict[int, str], int]:
+) -> tuple[np.ndarray, dict[int, str], list[int], int]:
     """Lazy greedy: the same picks as re-evaluating everyone, at a fraction of the cost.
 
     A candidate's fit only shrinks as sites are added, so each round re-checks the leaders (by
     their last known fit, which bounds the true one) until the leader's fit is current, and
-    picks it.
+    picks it. Under a flex criterion the sites picked so far are at their dispatched power in
+    every state (each curtailed to its headroom with those before it at theirs): the last one
+    connected is curtailed first. Returns sizes (MW), reasons, the picks in order and the flows.
     """
     n = len(pool)
     sizes = np.zeros(n)
     why: dict[int, str] = {}
+    picks: list[int] = []
     flows = 0
     regions = pool["region"].to_numpy()
     score = pool["score"].to_numpy()
@@ -552,8 +592,12 @@ def _greedy(
     bound = _on_grid(capacity, settings)
     binding = ["its own capacity"] * n
     quota = settings.quota
+    flex = criterion.flex_limit is not None
+    dispatched = np.zeros((criterion.groups[0][0].n, n)) if flex else None  # flex: MW, states × candidates
+    curtailed = np.zeros(n)  # flex: each candidate's curtailment rate at its bound, when last fitted
     for rank in range(1, settings.sites + 1):
         current = np.zeros(n, dtype=bool)
+        headroom: dict[int, np.ndarray] = {}  # flex: each current candidate's headroom per state (MW)
         chosen = None
         while True:
             open_ = (sizes == 0) & (bound >= settings.min_mw - 1e-9)
@@ -563,28 +607,39 @@ def _greedy(
             candidates = np.flatnonzero(open_)
             if len(candidates) == 0:
                 break
-            # largest size first; on a tie the candidate with more capacity of its own (it leaves
-            # more room for later picks), then the better score
-            order = candidates[np.lexsort((-score[candidates], -capacity[candidates], -bound[candidates]))]
+            # largest size first; on a tie the one curtailed least (flex: a site curtailed takes
+            # the binding element's room at those steps from every later one), then the one with
+            # more capacity of its own (it leaves more room for later picks), then the better score
+            keys = (-score[candidates], -capacity[candidates], curtailed[candidates], -bound[candidates])
+            order = candidates[np.lexsort(keys)]
             if current[order[0]]:
                 chosen = int(order[0])
                 break
             batch = np.array([c for c in order if not current[c]][:LAZY_BATCH])
-            fit, reasons, count = _fit(model, criterion, sizes, batch, cap_settings)
-            flows += count
-            bound[batch] = np.minimum(bound[batch], _on_grid(fit, settings))
-            for position, reason in zip(batch, reasons, strict=True):
+            fit = _fit(model, criterion, sizes if dispatched is None else dispatched, batch, cap_settings)
+            flows += fit.flows
+            bound[batch] = np.minimum(bound[batch], _on_grid(fit.mw, settings))
+            for column, (position, reason) in enumerate(zip(batch, fit.binding, strict=True)):
                 binding[position] = reason
+                if fit.headroom is not None:
+                    headroom[position] = fit.headroom[:, column]
+                    curtailed[position] = _curtailment(criterion, headroom[position], float(bound[position]))
             current[batch] = True
         if chosen is None:
             break
         sizes[chosen] = bound[chosen]
+        picks.append(chosen)
+        note = None
+        if dispatched is not None:
+            dispatched[:, chosen] = np.minimum(bound[chosen], headroom[chosen])
+            note = _curtailment_note(criterion, headroom[chosen], float(bound[chosen]), rank - 1)
         say(f"pick {rank}: {pool.iloc[chosen]['name']}, {bound[chosen]:g} MW")
         tally(say, "picks", rank, settings.sites)
         why[chosen] = _pick_reason(
-            pool.iloc[chosen], rank, bound[chosen], binding[chosen], settings, sizes, regions
+            pool.iloc[chosen], rank, bound[chosen], binding[chosen], settings, sizes, regions, note
         )
-    flows += _grow(model, criterion, sizes, why, settings, cap_settings)
+    if not flex:  # under flex a site's fit depends only on the sites before it: it cannot grow
+        flows += _grow(model, criterion, sizes, why, settings, cap_settings)
     for position in np.flatnonzero(sizes == 0).tolist():
         if bound[position] < settings.min_mw - 1e-9:
             why[position] = (
@@ -592,7 +647,7 @@ def _greedy(
             )
         else:
             why.setdefault(position, _not_picked(position, sizes, regions, settings))
-    return sizes, why, flows
+    return sizes, why, picks, flows
 
 
 def _on_grid(mw: np.ndarray, settings: SelectionSettings) -> np.ndarray:
@@ -613,30 +668,42 @@ def _grow(
     for position in np.flatnonzero((sizes > 0) & (sizes < settings.max_mw)).tolist():
         others = sizes.copy()
         others[position] = 0.0
-        fit, _binding, count = _fit(model, criterion, others, np.array([position]), cap_settings)
-        flows += count
-        size = float(_on_grid(fit, settings)[0])
+        fit = _fit(model, criterion, others, np.array([position]), cap_settings)
+        flows += fit.flows
+        size = float(_on_grid(fit.mw, settings)[0])
         if size > sizes[position]:
             why[position] += f"; grown from {sizes[position]:g} to {size:g} MW once every site was placed"
             sizes[position] = size
     return flows
 
 
+class _Fit(NamedTuple):
+    """What each eligible candidate fits with the current sites fixed."""
+
+    mw: np.ndarray  # largest size (MW) per candidate
+    binding: list[str]  # what limits it
+    flows: int
+    headroom: np.ndarray | None = None  # flex: MW each takes in every state (states × candidates)
+
+
 def _fit(
     model: FlowModel,
     criterion: _Criterion,
-    sizes: np.ndarray,
+    fixed_mw: np.ndarray,
     eligible: np.ndarray,
     cap_settings: CapacitySettings,
-) -> tuple[np.ndarray, list[str], int]:
-    """Largest size per eligible candidate with the current sites fixed, over every state."""
+) -> _Fit:
+    """Largest size per eligible candidate with the current sites fixed, over every state.
+
+    ``fixed_mw`` is the current sites' power (MW): per candidate, or per state and candidate.
+    """
     if criterion.flex_limit is not None:
-        return _flex_fit(model, criterion, sizes, eligible, cap_settings)
+        return _flex_fit(model, criterion, fixed_mw, eligible, cap_settings)
     best = np.full(len(eligible), np.inf)
     binding = ["no limit reached below the maximum size"] * len(eligible)
     flows = 0
     for states, limits, labels in criterion.groups:
-        fixed = dataclasses.replace(states, fixed_site_mw=sizes)
+        fixed = dataclasses.replace(states, fixed_site_mw=fixed_mw)
         pairs = None
         if criterion.near is not None and states.outages is not None:
             # screened: only outages near the candidate (and those a joint check found binding)
@@ -652,51 +719,82 @@ def _fit(
                 f" with {label}" if label != "peak" else " at peak"
             )
     best[np.isinf(best)] = cap_settings.cap_mw
-    return best, binding, flows
+    return _Fit(best, binding, flows)
 
 
 def _flex_fit(
     model: FlowModel,
     criterion: _Criterion,
-    sizes: np.ndarray,
+    fixed_mw: np.ndarray,
     eligible: np.ndarray,
     cap_settings: CapacitySettings,
-) -> tuple[np.ndarray, list[str], int]:
-    """Largest constant size per candidate whose curtailment stays within the limit over the year.
+) -> _Fit:
+    """Largest constant size per candidate under the curtailment obligation, over the year.
 
-    The current sites are fixed at their full sizes (curtailing them would only help).
+    The sites picked before are at their dispatched power in every state (``fixed_mw``, states ×
+    candidates). A size fits if its curtailment stays within the limit and, in every state, the
+    headroom it gets is at least its lowest power (``criterion.floor`` of its size): below that
+    the power modes could not meet the obligation.
     """
     from siting.flexible import flexible_capacity
 
     if criterion.flex_limit is None or criterion.times is None:  # only a flex criterion comes here
         raise RuntimeError("not a flex criterion")
 
-    headroom, flows = _headroom_with_others(model, criterion, sizes, eligible, cap_settings)
+    headroom, flows = _headroom_with_others(model, criterion, fixed_mw, eligible, cap_settings)
     fit: list[float] = []
     binding: list[str] = []
     for column in range(len(eligible)):
         series = pd.Series(headroom[:, column], index=criterion.times)
-        load = float(flexible_capacity(series, (criterion.flex_limit,))["load_mw"].iloc[0])
-        fit.append(min(load, cap_settings.cap_mw))
-        short = (series < min(load + cap_settings.resolution_mw, cap_settings.cap_mw)).sum()
-        binding.append(
-            f"curtailment beyond {criterion.flex_limit:.2%} of its energy (headroom short in {short} of "
-            f"{len(series)} steps, tightest {series.min():g} MW at {series.idxmin():%Y-%m-%d %H:%M})"
+        load = min(
+            float(flexible_capacity(series, (criterion.flex_limit,))["load_mw"].iloc[0]), cap_settings.cap_mw
         )
-    return np.array(fit), binding, flows
+        tightest, when = float(series.min()), series.idxmin()
+        if load * criterion.floor > tightest:
+            load = tightest / criterion.floor
+            binding.append(
+                f"its lowest power ({criterion.floor:.1%} of its size) against the headroom, "
+                f"{tightest:g} MW at {when:%Y-%m-%d %H:%M}"
+            )
+        else:
+            short = (series < min(load + cap_settings.resolution_mw, cap_settings.cap_mw)).sum()
+            binding.append(
+                f"curtailment beyond {criterion.flex_limit:.2%} of its energy (headroom short in {short} "
+                f"of {len(series)} steps, tightest {tightest:g} MW at {when:%Y-%m-%d %H:%M})"
+            )
+        fit.append(load)
+    return _Fit(np.array(fit), binding, flows, headroom)
 
 
 def _headroom_with_others(
     model: FlowModel,
     criterion: _Criterion,
-    sizes: np.ndarray,
+    fixed_mw: np.ndarray,
     sites: np.ndarray,
     cap_settings: CapacitySettings,
 ) -> tuple[np.ndarray, int]:
+    """Headroom (MW, states × ``sites``) of each site with the others at ``fixed_mw``."""
     states, limits, _ = criterion.groups[0]
-    fixed = dataclasses.replace(states, fixed_site_mw=sizes)
+    fixed = dataclasses.replace(states, fixed_site_mw=fixed_mw)
     result = hosting_capacity(model, fixed, limits, cap_settings, sites=sites)
     return np.nan_to_num(result.hc_mw, nan=0.0), result.flows
+
+
+def _curtailment(criterion: _Criterion, headroom: np.ndarray, size: float) -> float:
+    """Curtailment rate (share of its energy) of a site of ``size`` MW given ``headroom`` (MW)."""
+    from siting.flexible import curtailment_rate
+
+    if criterion.times is None:  # only a flex criterion comes here
+        raise RuntimeError("not a flex criterion")
+    return curtailment_rate(headroom, criterion.times.year.to_numpy(), size)
+
+
+def _curtailment_note(criterion: _Criterion, headroom: np.ndarray, size: float, before: int) -> str:
+    """How much a flexibly sized site is curtailed, with the sites picked before it at theirs."""
+    rate = _curtailment(criterion, headroom, size)
+    steps = int((headroom < size - 1e-9).sum())
+    after = f" with the {before} site(s) picked before at their dispatched power" if before else ""
+    return f"curtailed {rate:.2%} of its energy, in {steps} of {len(headroom)} steps{after}"
 
 
 def _pick_reason(
@@ -707,6 +805,7 @@ def _pick_reason(
     settings: SelectionSettings,
     sizes: np.ndarray,
     regions: np.ndarray,
+    curtailed: str | None = None,
 ) -> str:
     others = int((sizes > 0).sum()) - 1
     parts = [
@@ -715,6 +814,8 @@ def _pick_reason(
         f"{settings.criterion} capacity alone {row['capacity_mw']:.1f} MW"
         + (f", jointly feasible with the {others} site(s) picked before" if others else ""),
     ]
+    if curtailed is not None:
+        parts.append(curtailed)
     if settings.quota is not None:
         in_region = int(((sizes > 0) & (regions == row["region"])).sum())
         parts.append(f"region {row['region']} ({in_region}/{settings.quota})")
@@ -751,88 +852,129 @@ class JointCheck(NamedTuple):
     worst: tuple[float, float, float]  # lowest voltage (pu), highest voltage (pu), highest loading (%)
     violations: pd.DataFrame  # state, criterion, element, value, limit
     flows: int
+    dispatch: np.ndarray | None = None  # flex: MW of each site in every state (states × candidates)
 
 
 def _joint_check(
-    model: FlowModel, criterion: _Criterion, sizes: np.ndarray, cap_settings: CapacitySettings
+    model: FlowModel,
+    criterion: _Criterion,
+    sizes: np.ndarray,
+    cap_settings: CapacitySettings,
+    order: np.ndarray | None = None,
 ) -> JointCheck:
-    """All sites at their sizes through every state: worst values and every violation."""
+    """All sites at their sizes through every state: worst values and every violation.
+
+    Under a flex criterion the sites are curtailed in ``order`` (default: largest first), the
+    last first, and checked at their dispatched power.
+    """
     if criterion.flex_limit is not None:
-        return _flex_joint_check(model, criterion, sizes, cap_settings)
-    frames, worst_low, worst_high, worst_loading, flows = [], np.inf, -np.inf, -np.inf, 0
+        if order is None:
+            order = np.lexsort((np.arange(len(sizes)), -sizes))
+        return _flex_joint_check(model, criterion, sizes, cap_settings, order)
+    worst, frames, flows = (np.inf, -np.inf, -np.inf), [], 0
     for states, limits, labels in criterion.groups:
         fixed = dataclasses.replace(states, fixed_site_mw=sizes)
-        usable = np.flatnonzero(limits.usable)
-        if not len(usable):  # e.g. a radial grid: every outage islands load and is skipped
-            continue
-        scenarios = fixed.scenarios(usable, q_per_mw=cap_settings.q_per_mw)
-        result = solve(model, scenarios)
-        flows += len(usable)
-        solved = result.converged  # a state that did not converge is a violation below, not a value
-        if solved.any():
-            vm = result.vm_pu[solved]
-            worst_low = min(worst_low, np.nanmin(vm))
-            worst_high = max(worst_high, np.nanmax(vm))
-            loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
-            worst_loading = max(worst_loading, np.nanmax(loading[solved]))
-        line, trafo = limits.thermal(usable, scenarios.added_mw)
-        found = violations_of(
-            model, result, limits.vmin[usable], limits.vmax[usable], line, trafo, tolerance=1e-9
-        )
-        found["state"] = [labels[usable[row]] for row in found["state"]]
+        group_worst, found, count = _checked_states(model, fixed, limits, labels, cap_settings)
+        worst = (min(worst[0], group_worst[0]), max(worst[1], group_worst[1]), max(worst[2], group_worst[2]))
         frames.append(found)
+        flows += count
     frames = [frame for frame in frames if len(frame)]
     violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
-    # no state solved: no worst value to report (the violations say why)
-    low, high, loading_max = (
-        float(v) if np.isfinite(v) else np.nan for v in (worst_low, worst_high, worst_loading)
+    return JointCheck(_finite(worst), violations, flows)
+
+
+def _checked_states(
+    model: FlowModel, states: States, limits: StateLimits, labels: list[str], cap_settings: CapacitySettings
+) -> tuple[tuple[float, float, float], pd.DataFrame, int]:
+    """Every usable state solved: lowest and highest voltage (pu), highest loading (%), violations, flows."""
+    usable = np.flatnonzero(limits.usable)
+    if not len(usable):  # e.g. a radial grid: every outage islands load and is skipped
+        return (np.inf, -np.inf, -np.inf), pd.DataFrame(columns=VIOLATION_COLUMNS), 0
+    scenarios = states.scenarios(usable, q_per_mw=cap_settings.q_per_mw)
+    result = solve(model, scenarios)
+    worst = (np.inf, -np.inf, -np.inf)
+    solved = result.converged  # a state that did not converge is a violation below, not a value
+    if solved.any():
+        vm = result.vm_pu[solved]
+        loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
+        worst = (float(np.nanmin(vm)), float(np.nanmax(vm)), float(np.nanmax(loading[solved])))
+    line, trafo = limits.thermal(usable, scenarios.added_mw)
+    found = violations_of(
+        model, result, limits.vmin[usable], limits.vmax[usable], line, trafo, tolerance=1e-9
     )
-    return JointCheck((low, high, loading_max), violations, flows)
+    found["state"] = [labels[usable[row]] for row in found["state"]]
+    return worst, found, len(usable)
+
+
+def _finite(worst: tuple[float, float, float]) -> tuple[float, float, float]:
+    """No state solved: no worst value to report (the violations say why)."""
+    low, high, loading = (float(v) if np.isfinite(v) else np.nan for v in worst)
+    return low, high, loading
 
 
 def _flex_joint_check(
-    model: FlowModel, criterion: _Criterion, sizes: np.ndarray, cap_settings: CapacitySettings
+    model: FlowModel,
+    criterion: _Criterion,
+    sizes: np.ndarray,
+    cap_settings: CapacitySettings,
+    order: np.ndarray,
 ) -> JointCheck:
-    """Each site's curtailment over the year with every other site at its full size."""
+    """The curtailment obligation through the year, the sites curtailed in ``order``, last first.
+
+    Each site gets its headroom with those before it at their dispatched power; its curtailment
+    must stay within the limit and its lowest power within the headroom in every state. Then
+    every state is solved with all sites at their dispatched power.
+    """
     from siting.flexible import curtailment_rate
 
     if criterion.flex_limit is None or criterion.times is None:  # only a flex criterion comes here
         raise RuntimeError("not a flex criterion")
 
-    rows, flows = [], 0
+    states, limits, labels = criterion.groups[0]
     years = criterion.times.year.to_numpy()
-    for position in np.flatnonzero(sizes > 0):
-        others = sizes.copy()
-        others[position] = 0.0
-        headroom, count = _headroom_with_others(model, criterion, others, np.array([position]), cap_settings)
+    dispatched = np.zeros((states.n, len(sizes)))
+    rows, flows = [], 0
+    for position in [p for p in order.tolist() if sizes[p] > 0]:
+        size = float(sizes[position])
+        headroom, count = _headroom_with_others(
+            model, criterion, dispatched, np.array([position]), cap_settings
+        )
         flows += count
-        rate = curtailment_rate(headroom[:, 0], years, float(sizes[position]))
+        gets = headroom[:, 0]
+        element = f"site at bus {model.site_buses[position]}"
+        rate = curtailment_rate(gets, years, size)
         if rate > criterion.flex_limit * (1 + 1e-9):
-            bus = model.site_buses[position]
             rows.append(
                 {
                     "state": "year",
                     "criterion": "curtailment",
-                    "element": f"site at bus {bus}",
+                    "element": element,
                     "value": rate,
                     "limit": criterion.flex_limit,
                 }
             )
-    states, limits, _ = criterion.groups[0]
-    every = np.flatnonzero(limits.usable)
-    result = solve(
-        model,
-        dataclasses.replace(states, fixed_site_mw=sizes).scenarios(every, q_per_mw=cap_settings.q_per_mw),
-    )
-    flows += len(every)
-    loading = np.concatenate([result.line_loading_percent, result.trafo_loading_percent], axis=1)
-    worst = (np.nanmin(result.vm_pu), np.nanmax(result.vm_pu), np.nanmax(loading))
-    violations = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
-    return JointCheck(worst, violations, flows)
+        lowest = criterion.floor * size
+        if (gets < lowest - 1e-9).any():
+            tightest = int(np.argmin(gets))
+            rows.append(
+                {
+                    "state": labels[tightest],
+                    "criterion": "curtailment obligation",
+                    "element": element,
+                    "value": float(gets[tightest]),
+                    "limit": lowest,
+                }
+            )
+        dispatched[:, position] = np.maximum(np.minimum(gets, size), lowest)
+    fixed = dataclasses.replace(states, fixed_site_mw=dispatched)
+    worst, found, count = _checked_states(model, fixed, limits, labels, cap_settings)
+    frames = [frame for frame in (pd.DataFrame(rows, columns=VIOLATION_COLUMNS), found) if len(frame)]
+    violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
+    return JointCheck(_finite(worst), violations, flows + count, dispatched)
 
 
 def _joint_row(name: str, sizes: np.ndarray, check: JointCheck) -> dict:
-    (low, high, loading), violations, _ = check
+    (low, high, loading), violations = check.worst, check.violations
     return {
         "set": name,
         "sites": int((sizes > 0).sum()),
@@ -881,10 +1023,13 @@ def write_selection(selection: Selection, folder: Path) -> list[str]:
     selection.joint.to_csv(folder / "joint_check.csv", index=False)
     selection.violations.to_csv(folder / "violations.csv", index=False)
     selection.naive.to_csv(folder / "naive.csv", index=False)
+    if selection.dispatch is not None:
+        selection.dispatch.rename_axis("time").to_csv(folder / "flex_dispatch.csv")
     return [
         "sites.csv",
         *(["sites.gpkg"] if layers else []),
         "joint_check.csv",
         "violations.csv",
         "naive.csv",
+        *(["flex_dispatch.csv"] if selection.dispatch is not None else []),
     ]

@@ -274,6 +274,9 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
     }
     geo_keys = {k: selection_data.pop(k) for k in list(selection_data) if k in _fields(GeoRules)}
     geo = _settings(GeoRules, "selection", source, **geo_keys)
+    power = _settings(PowerModel, "power", source, curve=load_gpu_curve(), **data.get("power", {}))
+    mode_keys = {key: simulation[key] for key in MODE_KEYS if key in simulation}
+    modes = _settings(PowerModes, "simulation", source, **{MODE_KEYS[k]: v for k, v in mode_keys.items()})
     selection = _settings(
         SelectionSettings,
         "selection",
@@ -281,13 +284,11 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         geo=geo,
         pf=capacity.pf,
         n1_hops=capacity.n1_hops,
+        flex_floor=modes.lowest_share(power),  # a flexible site curtails down to what its modes reach
         limits=limits,
         engine=engine,
         **selection_data,
     )
-    power = _settings(PowerModel, "power", source, curve=load_gpu_curve(), **data.get("power", {}))
-    mode_keys = {key: simulation[key] for key in MODE_KEYS if key in simulation}
-    modes = _settings(PowerModes, "simulation", source, **{MODE_KEYS[k]: v for k, v in mode_keys.items()})
     fleet_keys = {"peak_utilisation": workload.get("utilisation", 0.9), "seed": workload.get("seed", 0)}
     fleet = _settings(
         FleetSettings,

@@ -12,8 +12,10 @@ import pytest
 from shapely.geometry import LineString, Point, Polygon
 
 from siting import DataError, SitingError, UsageError
+from siting.errors import SettingError
 from siting.capacity import CapacitySettings, substation_capacity
 from siting.cli import main
+from siting.engine.flow import profile_scenarios
 from siting.engine.reference import scenario_net
 from siting.geography import GeoRules, Layers, read_layers
 from siting.limits import StudyLimits
@@ -234,6 +236,65 @@ def test_flexible_criterion_keeps_every_site_within_its_curtailment_limit(illino
         assert "flex-1 capacity alone" in row.reason
     with pytest.raises(UsageError, match="flex_2pct_mw"):
         select_sites(two_weeks, capacity, SelectionSettings(criterion="flex-2"))
+
+
+@pytest.fixture(scope="module")
+def july(illinois):
+    """Two July weeks of the Illinois grid and the year-headroom capacity of 12 substations."""
+    two_weeks = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4736])
+    ids = list(range(12))
+    capacity = substation_capacity(two_weeks, CapacitySettings(n1=False, year=True), substations=ids).table
+    return two_weeks, capacity
+
+
+@pytest.fixture(scope="module")
+def flexible(july):
+    two_weeks, capacity = july
+    return select_sites(two_weeks, capacity, SelectionSettings(sites=4, criterion="flex-1", max_mw=60))
+
+
+def test_flexible_sites_at_their_dispatch_keep_the_obligation_and_pandapower_agrees(july, flexible):
+    two_weeks, _ = july
+    sites, dispatch = flexible.sites, flexible.dispatch
+    assert len(sites) >= 2 and list(dispatch.columns) == sites["substation"].tolist()
+    size = sites["size_mw"].to_numpy()
+    floor = SelectionSettings().floor_share
+    assert 0.05 < floor < 0.1  # idle servers off, a 10 % warm reserve and the 2 % auxiliary load
+    power = dispatch.to_numpy()
+    assert (power <= size + 1e-9).all() and (power >= floor * size - 1e-9).all()
+    curtailed = 1 - power.sum(axis=0) / (size * len(power))
+    assert (curtailed <= 0.01 + 1e-9).all() and curtailed.max() > 0  # the obligation is used
+    assert flexible.joint.set_index("set").at["selected", "passes"]
+    # pandapower at the steps with most curtailment, every site at its dispatched power
+    year = profile_scenarios(two_weeks.net, two_weeks.profiles)
+    for step in np.argsort((size - power).sum(axis=1))[-3:]:
+        net = scenario_net(two_weeks.net, {k: v[step] for k, v in year.element_values.items()})
+        for row, mw in zip(sites.itertuples(), power[step], strict=True):
+            pp.create_load(net, row.bus, mw, mw * np.tan(np.arccos(0.95)))
+        pp.runpp(net)
+        assert net.res_line.loading_percent.max() <= 100.0 + 0.05
+        assert net.res_trafo.loading_percent.max() <= 100.0 + 0.05
+
+
+def test_a_flexible_site_must_fit_at_its_lowest_power_beside_the_earlier_ones(july, flexible):
+    two_weeks, capacity = july
+    # the sites' lowest power, not their curtailment, turns a candidate away: the earlier sites
+    # take the binding line's room at the steps they are curtailed, and no later one may add to it
+    reasons = flexible.candidates["reason"]
+    assert reasons.str.contains(r"its lowest power \(7\.4% of its size\)").any()
+    down_to_zero = select_sites(
+        two_weeks, capacity, SelectionSettings(sites=4, criterion="flex-1", max_mw=60, flex_floor=0.0)
+    )
+    assert down_to_zero.sites["size_mw"].sum() > flexible.sites["size_mw"].sum()
+    with pytest.raises(SettingError, match="flex_floor"):
+        SelectionSettings(criterion="flex-1", flex_floor=1.0)
+
+
+def test_the_naive_flexible_set_breaks_the_curtailment_limit_and_says_where(flexible):
+    naive = flexible.violations[flexible.violations["set"] == "naive top-K"]
+    curtailment = naive[naive["criterion"] == "curtailment"]
+    assert len(curtailment) and (curtailment["value"] > 0.01).all()
+    assert curtailment["element"].str.startswith("site at bus").all()
 
 
 def test_screened_selection_adds_the_outages_it_missed_and_still_passes(hv_mixed, hv_capacity, twelve):

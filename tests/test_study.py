@@ -157,6 +157,15 @@ def test_flex_curve_levels_are_checked_when_the_study_is_read():
         study_from_dict({"grid": "x", "capacity": {"year": False}, "flex_curve": {"levels": ["flex-1"]}})
 
 
+def test_a_flexible_selection_curtails_down_to_what_the_studys_power_modes_reach():
+    shutdown = study_from_dict({"grid": "x"}).selection.flex_floor
+    no_shutdown = study_from_dict({"grid": "x", "simulation": {"shutdown": False}}).selection.flex_floor
+    all_off = study_from_dict({"grid": "x", "simulation": {"warm_reserve": 0}}).selection.flex_floor
+    # the auxiliary load (2 % of the rating) always stays; idle GPUs and hosts draw ~54 % more
+    assert all_off == pytest.approx(0.02)
+    assert 0.07 < shutdown < 0.08 and 0.55 < no_shutdown < 0.57
+
+
 def test_a_study_where_no_site_fits_together_says_why():
     """case33bw with a capacity table claiming ten times what its buses take: the selection's
     own AC fits place nothing of 18 MW, and the error names the best candidate's limit."""
