@@ -42,6 +42,7 @@ from siting.engine.search import (
     block_rows,
     coarse_to_fine,
     state_limits,
+    state_margins,
     violation_groups,
     worst_margin,
 )
@@ -57,7 +58,6 @@ from siting.power import (
     served_for_power,
     site_capacity_tokens_per_s,
     site_power_mw,
-    site_rating_mw,
 )
 from siting.progress import Progress, silent
 from siting.selection import Selection, grid_demand
@@ -152,10 +152,15 @@ class PowerModes:
     def lowest_share(self, power: PowerModel) -> float:
         """Share of its rating a site draws at a grid-bound step with no work to serve (MW/MW).
 
-        The auxiliary load and the idle warm reserve with ``shutdown``; else every GPU idle.
+        The auxiliary load and the idle warm reserve with ``shutdown``; else every GPU idle:
+        :func:`siting.power.packed_power_mw` of no work over the rating, in a form that stays
+        finite for any host power.
         """
-        reserve_gpus = self.warm_reserve if self.shutdown else 1.0
-        return float(packed_power_mw(0.0, 1, 0.5, power, reserve_gpus) / site_rating_mw(1, power))
+        powered = self.warm_reserve if self.shutdown else 1.0
+        idle_share = (power.curve.idle_w + power.host_w_per_gpu) / (
+            power.curve.full_load_w + power.host_w_per_gpu
+        )
+        return power.aux_fraction + (1 - power.aux_fraction) * powered * idle_share
 
     def wake_steps(self, step_minutes: float) -> int:
         """Whole steps before the one it serves in that a woken server is already powered."""
@@ -759,7 +764,7 @@ def _grid_aware(
         dispatched = fleet.dispatch_power(queue.served, in_order)
         changed = np.flatnonzero((dispatched != power).any(axis=1))
         power, result = dispatched, None
-        margin[changed] = _margins(model, states, limits, changed, power[changed], cap_settings.q_per_mw)
+        margin[changed] = state_margins(model, states, limits, changed, power[changed], cap_settings.q_per_mw)
         flows += len(changed)
     per_gpu = fleet.capacity[:, 0] / fleet.n_gpus[0]  # tokens/s of one busy GPU at each step
     dispatch = Dispatch(
@@ -776,22 +781,6 @@ def _grid_aware(
         fleet.n_gpus[None, :] - fleet.powered_gpus(queue.served, in_order),
     )
     return dispatch, result, flows
-
-
-def _margins(
-    model: FlowModel,
-    states: States,
-    limits: StateLimits,
-    rows: np.ndarray,
-    power_mw: np.ndarray,
-    q_per_mw: float,
-) -> np.ndarray:
-    """Worst normalised margin (≥ 0: within limits) at steps ``rows`` with the sites at ``power_mw``."""
-    if not len(rows):
-        return np.empty(0)
-    probe = dataclasses.replace(states.take(rows), fixed_site_mw=power_mw)
-    result = solve(model, probe.scenarios(np.arange(len(rows)), q_per_mw=q_per_mw))
-    return worst_margin(result, limits.take(rows), np.arange(len(rows)), power_mw.sum(axis=1))[0]
 
 
 def _sequential_capacity(
@@ -827,7 +816,7 @@ def _sequential_capacity(
         nonlocal flows
         power = np.where(rank[None, :] < run[:, None], full[at], idle[at])
         flows += len(at)
-        return _margins(model, sub_states, sub_limits, at, power, cap_settings.q_per_mw) >= 0
+        return state_margins(model, sub_states, sub_limits, at, power, cap_settings.q_per_mw) >= 0
 
     floor = ~fits(np.arange(n), np.zeros(n, dtype=np.int64))
     # the longest run of sites that fits at full: ``lo`` sites fit, ``hi`` do not (k + 1: not known)

@@ -33,6 +33,7 @@ from siting.engine.search import (
     criterion_element_name,
     hosting_capacity,
     state_limits,
+    state_margins,
     violations_of,
     worst_state,
 )
@@ -184,7 +185,8 @@ class Selection:
     ----------
     sites : GeoDataFrame
         The selected sites, largest first: substation, bus, ``size_mw`` (MW), region, score,
-        own capacity (MW) and the reason for the pick.
+        own capacity (MW), ``pick`` (the order they were picked in) and the reason for the pick;
+        under a flex criterion also ``curtailment_rate`` (share of its energy over the year).
     candidates : GeoDataFrame
         Every candidate with its ``status`` (selected, candidate, dropped) and reason.
     regions : GeoDataFrame or None
@@ -317,14 +319,22 @@ def select_sites(
     # largest first, ties in pick order: the order a flex criterion curtails them in (last first)
     sites = table.loc[pool.index[picks]].assign(pick=np.arange(1, len(picks) + 1))
     sites = sites.sort_values(["size_mw", "pick"], ascending=[False, True], kind="stable")
-    dispatch = None
+    dispatch, extra = None, []
     if joint.dispatch is not None and grid.profiles is not None:
+        from siting.flexible import curtailment_rate
+
         columns = pool.index.get_indexer(sites.index)
         dispatch = pd.DataFrame(
             joint.dispatch[:, columns], index=grid.profiles.index, columns=sites["substation"].to_numpy()
         )
+        years = grid.profiles.index.year.to_numpy()
+        sites["curtailment_rate"] = [
+            curtailment_rate(dispatch[column].to_numpy(), years, size)
+            for column, size in zip(dispatch.columns, sites["size_mw"], strict=True)
+        ]
+        extra = ["curtailment_rate"]
     return Selection(
-        sites=sites[[*_SITE_COLUMNS, "geometry"]],
+        sites=sites[[*_SITE_COLUMNS, *extra, "geometry"]],
         candidates=table,
         regions=regions,
         naive=naive,
@@ -579,7 +589,8 @@ def _greedy(
     their last known fit, which bounds the true one) until the leader's fit is current, and
     picks it. Under a flex criterion the sites picked so far are at their dispatched power in
     every state (each curtailed to its headroom with those before it at theirs): the last one
-    connected is curtailed first. Returns sizes (MW), reasons, the picks in order and the flows.
+    connected is curtailed first (:func:`_connect`). Returns sizes (MW), reasons, the picks in
+    order and the flows.
     """
     n = len(pool)
     sizes = np.zeros(n)
@@ -593,7 +604,7 @@ def _greedy(
     binding = ["its own capacity"] * n
     quota = settings.quota
     flex = criterion.flex_limit is not None
-    dispatched = np.zeros((criterion.groups[0][0].n, n)) if flex else None  # flex: MW, states × candidates
+    picked = _Flexible(sizes, picks, np.zeros((criterion.groups[0][0].n, n))) if flex else None
     curtailed = np.zeros(n)  # flex: each candidate's curtailment rate at its bound, when last fitted
     for rank in range(1, settings.sites + 1):
         current = np.zeros(n, dtype=bool)
@@ -616,7 +627,10 @@ def _greedy(
                 chosen = int(order[0])
                 break
             batch = np.array([c for c in order if not current[c]][:LAZY_BATCH])
-            fit = _fit(model, criterion, sizes if dispatched is None else dispatched, batch, cap_settings)
+            if picked is None:
+                fit = _fit(model, criterion, sizes, batch, cap_settings)
+            else:
+                fit = _flex_fit(model, criterion, picked, batch, cap_settings)
             flows += fit.flows
             bound[batch] = np.minimum(bound[batch], _on_grid(fit.mw, settings))
             for column, (position, reason) in enumerate(zip(batch, fit.binding, strict=True)):
@@ -627,12 +641,17 @@ def _greedy(
             current[batch] = True
         if chosen is None:
             break
-        sizes[chosen] = bound[chosen]
-        picks.append(chosen)
         note = None
-        if dispatched is not None:
-            dispatched[:, chosen] = np.minimum(bound[chosen], headroom[chosen])
-            note = _curtailment_note(criterion, headroom[chosen], float(bound[chosen]), rank - 1)
+        if picked is not None:
+            connection = _connect(
+                model, criterion, picked, chosen, float(bound[chosen]), headroom[chosen], cap_settings
+            )
+            flows += connection.flows
+            picked.add(chosen, float(bound[chosen]), connection)
+            note = _curtailment_note(criterion, picked, chosen, connection)
+        else:
+            sizes[chosen] = bound[chosen]
+            picks.append(chosen)
         say(f"pick {rank}: {pool.iloc[chosen]['name']}, {bound[chosen]:g} MW")
         tally(say, "picks", rank, settings.sites)
         why[chosen] = _pick_reason(
@@ -693,12 +712,7 @@ def _fit(
     eligible: np.ndarray,
     cap_settings: CapacitySettings,
 ) -> _Fit:
-    """Largest size per eligible candidate with the current sites fixed, over every state.
-
-    ``fixed_mw`` is the current sites' power (MW): per candidate, or per state and candidate.
-    """
-    if criterion.flex_limit is not None:
-        return _flex_fit(model, criterion, fixed_mw, eligible, cap_settings)
+    """Largest size per eligible candidate with the current sites at ``fixed_mw`` (MW), over every state."""
     best = np.full(len(eligible), np.inf)
     binding = ["no limit reached below the maximum size"] * len(eligible)
     flows = 0
@@ -722,47 +736,147 @@ def _fit(
     return _Fit(best, binding, flows)
 
 
+@dataclass
+class _Flexible:
+    """The sites picked so far under a flex criterion, in order, and their power in every state."""
+
+    sizes: np.ndarray  # MW per candidate, 0 if not picked
+    picks: list[int]  # positions in pick order: the last is curtailed first
+    dispatched: np.ndarray  # MW, states × candidates
+
+    def add(self, position: int, size: float, connection: _Connection) -> None:
+        """Connect the site at ``position`` (``size`` MW) last, as ``connection`` dispatches it."""
+        self.dispatched[connection.rows] = connection.at_rows
+        self.dispatched[:, position] = connection.power
+        self.sizes[position] = size
+        self.picks.append(position)
+
+
+class _Connection(NamedTuple):
+    """A flexible site connected last: the dispatch of every site that it changes."""
+
+    rows: np.ndarray  # states where the earlier sites make room for its lowest power
+    at_rows: np.ndarray  # every site's power there (MW, rows × candidates)
+    power: np.ndarray  # its own power in every state (MW)
+    unmet: np.ndarray  # positions in ``rows`` where even the earlier sites at their lowest leave too little
+    flows: int
+
+
+DISPLACEMENT_STEP_MW = 0.01  # how finely an earlier site's power is searched when it makes room
+
+
+def _connect(
+    model: FlowModel,
+    criterion: _Criterion,
+    picked: _Flexible,
+    position: int,
+    size: float,
+    headroom: np.ndarray,
+    cap_settings: CapacitySettings,
+) -> _Connection:
+    """Site ``position`` connected at ``size`` MW after the picks, last in, first curtailed.
+
+    In each state it takes its ``headroom`` (MW, with the earlier sites at their power), at
+    most its size and at least its lowest power. Where even its lowest power is above the
+    headroom, the earlier sites make room, the latest first: each goes down to its own lowest
+    power and, once the state fits, back up to the most it can take (to 0.01 MW).
+    """
+    states, limits, _ = criterion.groups[0]
+    lowest = criterion.floor * size
+    power = np.maximum(np.minimum(headroom, size), lowest)
+    rows = np.flatnonzero((headroom < lowest - 1e-9) & limits.usable)
+    at_rows = picked.dispatched[rows].copy()
+    at_rows[:, position] = lowest
+    unmet = np.arange(len(rows))
+    flows = 0
+    for site in reversed(picked.picks):
+        if not len(unmet):
+            break
+        site_lowest = criterion.floor * picked.sizes[site]
+        room = at_rows[unmet, site] - site_lowest
+        at_rows[unmet, site] = site_lowest
+        fits = state_margins(model, states, limits, rows[unmet], at_rows[unmet], cap_settings.q_per_mw) >= 0
+        flows += len(unmet)
+        made = unmet[fits]
+        if len(made) and room[fits].max() > 0:
+            cap = dataclasses.replace(
+                cap_settings, cap_mw=float(room[fits].max()), resolution_mw=DISPLACEMENT_STEP_MW
+            )
+            back = dataclasses.replace(states.take(rows[made]), fixed_site_mw=at_rows[made])
+            search = hosting_capacity(model, back, limits.take(rows[made]), cap, sites=np.array([site]))
+            flows += search.flows
+            at_rows[made, site] += np.minimum(np.nan_to_num(search.hc_mw[:, 0], nan=0.0), room[fits])
+        unmet = unmet[~fits]
+    return _Connection(rows, at_rows, power, unmet, flows)
+
+
+def _keeps_limits(criterion: _Criterion, picked: _Flexible, connection: _Connection) -> bool:
+    """Whether every earlier site stays within the curtailment limit after making room."""
+    from siting.flexible import curtailment_rate
+
+    if criterion.flex_limit is None or criterion.times is None:  # only a flex criterion comes here
+        raise RuntimeError("not a flex criterion")
+    years = criterion.times.year.to_numpy()
+    for site in picked.picks:
+        if (
+            not len(connection.rows)
+            or (connection.at_rows[:, site] == picked.dispatched[connection.rows, site]).all()
+        ):
+            continue
+        power = picked.dispatched[:, site].copy()
+        power[connection.rows] = connection.at_rows[:, site]
+        if curtailment_rate(power, years, float(picked.sizes[site])) > criterion.flex_limit * (1 + 1e-9):
+            return False
+    return True
+
+
 def _flex_fit(
     model: FlowModel,
     criterion: _Criterion,
-    fixed_mw: np.ndarray,
+    picked: _Flexible,
     eligible: np.ndarray,
     cap_settings: CapacitySettings,
 ) -> _Fit:
     """Largest constant size per candidate under the curtailment obligation, over the year.
 
-    The sites picked before are at their dispatched power in every state (``fixed_mw``, states ×
-    candidates). A size fits if its curtailment stays within the limit and, in every state, the
-    headroom it gets is at least its lowest power (``criterion.floor`` of its size): below that
-    the power modes could not meet the obligation.
+    The sites picked before are at their dispatched power in every state. A size fits if its
+    curtailment stays within the limit (Norris et al. on the headroom it gets) and, in every
+    state where its lowest power (``criterion.floor`` of its size) is above that headroom, the
+    earlier sites can make room for it within their own limits (:func:`_connect`). If they
+    cannot, the size is the largest whose lowest power fits the headroom everywhere.
     """
     from siting.flexible import flexible_capacity
 
     if criterion.flex_limit is None or criterion.times is None:  # only a flex criterion comes here
         raise RuntimeError("not a flex criterion")
 
-    headroom, flows = _headroom_with_others(model, criterion, fixed_mw, eligible, cap_settings)
+    headroom, flows = _headroom_with_others(model, criterion, picked.dispatched, eligible, cap_settings)
+    usable = np.flatnonzero(criterion.groups[0][1].usable)
     fit: list[float] = []
     binding: list[str] = []
-    for column in range(len(eligible)):
+    for column, position in enumerate(eligible.tolist()):
         series = pd.Series(headroom[:, column], index=criterion.times)
-        load = min(
-            float(flexible_capacity(series, (criterion.flex_limit,))["load_mw"].iloc[0]), cap_settings.cap_mw
+        load = float(flexible_capacity(series, (criterion.flex_limit,))["load_mw"].iloc[0])
+        load = min(load, cap_settings.cap_mw)
+        tightest_at = usable[np.argmin(series.to_numpy()[usable])] if len(usable) else 0
+        tightest, when = float(series.iloc[tightest_at]), criterion.times[tightest_at]
+        short = (series < min(load + cap_settings.resolution_mw, cap_settings.cap_mw)).sum()
+        reason = (
+            f"curtailment beyond {criterion.flex_limit:.2%} of its energy (headroom short in {short} "
+            f"of {len(series)} steps, tightest {tightest:g} MW at {when:%Y-%m-%d %H:%M})"
         )
-        tightest, when = float(series.min()), series.idxmin()
         if load * criterion.floor > tightest:
-            load = tightest / criterion.floor
-            binding.append(
-                f"its lowest power ({criterion.floor:.1%} of its size) against the headroom, "
-                f"{tightest:g} MW at {when:%Y-%m-%d %H:%M}"
-            )
-        else:
-            short = (series < min(load + cap_settings.resolution_mw, cap_settings.cap_mw)).sum()
-            binding.append(
-                f"curtailment beyond {criterion.flex_limit:.2%} of its energy (headroom short in {short} "
-                f"of {len(series)} steps, tightest {tightest:g} MW at {when:%Y-%m-%d %H:%M})"
-            )
+            connection = _connect(model, criterion, picked, position, load, series.to_numpy(), cap_settings)
+            flows += connection.flows
+            if len(connection.unmet) or not _keeps_limits(criterion, picked, connection):
+                load = tightest / criterion.floor
+                reason = (
+                    f"its lowest power ({criterion.floor:.1%} of its size) against the headroom, "
+                    f"{tightest:g} MW at {when:%Y-%m-%d %H:%M}: the earlier sites cannot make more room "
+                    "within their own curtailment limits"
+                )
         fit.append(load)
+        binding.append(reason)
     return _Fit(np.array(fit), binding, flows, headroom)
 
 
@@ -789,12 +903,23 @@ def _curtailment(criterion: _Criterion, headroom: np.ndarray, size: float) -> fl
     return curtailment_rate(headroom, criterion.times.year.to_numpy(), size)
 
 
-def _curtailment_note(criterion: _Criterion, headroom: np.ndarray, size: float, before: int) -> str:
-    """How much a flexibly sized site is curtailed, with the sites picked before it at theirs."""
-    rate = _curtailment(criterion, headroom, size)
-    steps = int((headroom < size - 1e-9).sum())
-    after = f" with the {before} site(s) picked before at their dispatched power" if before else ""
-    return f"curtailed {rate:.2%} of its energy, in {steps} of {len(headroom)} steps{after}"
+def _curtailment_note(
+    criterion: _Criterion, picked: _Flexible, position: int, connection: _Connection
+) -> str:
+    """How much a flexibly connected site is curtailed, and where it made the earlier ones yield."""
+    size = float(picked.sizes[position])
+    power = picked.dispatched[:, position]
+    rate = _curtailment(criterion, power, size)
+    steps = int((power < size - 1e-9).sum())
+    before = len(picked.picks) - 1
+    note = f"curtailed {rate:.2%} of its energy, in {steps} of {len(power)} steps"
+    if before:
+        note += f" with the {before} site(s) picked before at their dispatched power"
+    if len(connection.rows):
+        room = len(connection.rows)
+        where = f"{room} step{'s' if room > 1 else ''}"
+        note += f"; at its lowest power in {where}, where the earlier sites make room"
+    return note
 
 
 def _pick_reason(
@@ -919,11 +1044,12 @@ def _flex_joint_check(
     cap_settings: CapacitySettings,
     order: np.ndarray,
 ) -> JointCheck:
-    """The curtailment obligation through the year, the sites curtailed in ``order``, last first.
+    """The curtailment obligation through the year, the sites connected in ``order``, last first.
 
-    Each site gets its headroom with those before it at their dispatched power; its curtailment
-    must stay within the limit and its lowest power within the headroom in every state. Then
-    every state is solved with all sites at their dispatched power.
+    Each site is connected as the selection connects it (:func:`_connect`); every site's
+    curtailment must stay within the limit and its lowest power must fit in every state (where
+    it does not, the tightest such state is listed). Then every state is solved with all sites
+    at their dispatched power.
     """
     from siting.flexible import curtailment_rate
 
@@ -931,46 +1057,47 @@ def _flex_joint_check(
         raise RuntimeError("not a flex criterion")
 
     states, limits, labels = criterion.groups[0]
-    years = criterion.times.year.to_numpy()
-    dispatched = np.zeros((states.n, len(sizes)))
+    picked = _Flexible(np.zeros(len(sizes)), [], np.zeros((states.n, len(sizes))))
     rows, flows = [], 0
     for position in [p for p in order.tolist() if sizes[p] > 0]:
         size = float(sizes[position])
         headroom, count = _headroom_with_others(
-            model, criterion, dispatched, np.array([position]), cap_settings
+            model, criterion, picked.dispatched, np.array([position]), cap_settings
         )
-        flows += count
-        gets = headroom[:, 0]
-        element = f"site at bus {model.site_buses[position]}"
-        rate = curtailment_rate(gets, years, size)
+        connection = _connect(model, criterion, picked, position, size, headroom[:, 0], cap_settings)
+        flows += count + connection.flows
+        if len(connection.unmet):
+            tightest = connection.rows[connection.unmet][
+                np.argmin(headroom[connection.rows[connection.unmet], 0])
+            ]
+            rows.append(
+                {
+                    "state": labels[tightest],
+                    "criterion": "curtailment obligation",
+                    "element": f"site at bus {model.site_buses[position]}",
+                    "value": float(headroom[tightest, 0]),
+                    "limit": criterion.floor * size,
+                }
+            )
+        picked.add(position, size, connection)
+    years = criterion.times.year.to_numpy()
+    for position in picked.picks:
+        rate = curtailment_rate(picked.dispatched[:, position], years, float(sizes[position]))
         if rate > criterion.flex_limit * (1 + 1e-9):
             rows.append(
                 {
                     "state": "year",
                     "criterion": "curtailment",
-                    "element": element,
+                    "element": f"site at bus {model.site_buses[position]}",
                     "value": rate,
                     "limit": criterion.flex_limit,
                 }
             )
-        lowest = criterion.floor * size
-        if (gets < lowest - 1e-9).any():
-            tightest = int(np.argmin(gets))
-            rows.append(
-                {
-                    "state": labels[tightest],
-                    "criterion": "curtailment obligation",
-                    "element": element,
-                    "value": float(gets[tightest]),
-                    "limit": lowest,
-                }
-            )
-        dispatched[:, position] = np.maximum(np.minimum(gets, size), lowest)
-    fixed = dataclasses.replace(states, fixed_site_mw=dispatched)
+    fixed = dataclasses.replace(states, fixed_site_mw=picked.dispatched)
     worst, found, count = _checked_states(model, fixed, limits, labels, cap_settings)
     frames = [frame for frame in (pd.DataFrame(rows, columns=VIOLATION_COLUMNS), found) if len(frame)]
     violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
-    return JointCheck(_finite(worst), violations, flows + count, dispatched)
+    return JointCheck(_finite(worst), violations, flows + count, picked.dispatched)
 
 
 def _joint_row(name: str, sizes: np.ndarray, check: JointCheck) -> dict:

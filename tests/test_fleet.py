@@ -13,12 +13,11 @@ from siting.capacity import CapacitySettings
 from siting.cli import main
 from siting.engine.flow import prepare, profile_scenarios, solve
 from siting.engine.reference import scenario_net
-from siting.engine.search import hosting_capacity, worst_margin
+from siting.engine.search import hosting_capacity, state_margins, worst_margin
 from siting.fleet import (
     HEADROOM_STEP_MW,
     FleetSettings,
     _Fleet,
-    _margins,
     _sequential_capacity,
     _serve,
     demand_groups,
@@ -215,7 +214,7 @@ def test_headroom_within_a_dispatch_stays_within_it_and_fits_with_every_site_at_
     bound = tokens < most * (1 - 1e-6)
     assert bound.any() and (~bound).any()  # the grid binds some sites at some steps, not all
     power = fleet.tight_power_mw(tokens, rows)
-    margin = _margins(model, alone.states, alone.limits, rows, power, cap_settings.q_per_mw)
+    margin = state_margins(model, alone.states, alone.limits, rows, power, cap_settings.q_per_mw)
     assert margin.min() >= 0
     assert margin.min() < 0.01  # up to the limit where the grid binds
 

@@ -9,6 +9,7 @@ import pytest
 
 from siting import UsageError
 from siting.cli import main
+from siting.power import default_model, packed_power_mw, site_power_mw, site_rating_mw
 from siting.study import DEFAULT_STUDY, STUDIES_DIR, read_study, run_study, study_from_dict, write_study
 
 
@@ -164,6 +165,11 @@ def test_a_flexible_selection_curtails_down_to_what_the_studys_power_modes_reach
     # the auxiliary load (2 % of the rating) always stays; idle GPUs and hosts draw ~54 % more
     assert all_off == pytest.approx(0.02)
     assert 0.07 < shutdown < 0.08 and 0.55 < no_shutdown < 0.57
+    power = default_model()  # the lowest power is the power model's with no work, over the rating
+    assert shutdown == pytest.approx(
+        float(packed_power_mw(0.0, 1, 0.5, power, 0.1) / site_rating_mw(1, power))
+    )
+    assert no_shutdown == pytest.approx(float(site_power_mw(0.0, 0.0, 1, power) / site_rating_mw(1, power)))
 
 
 def test_a_study_where_no_site_fits_together_says_why():

@@ -896,6 +896,25 @@ def _margin(
 MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin's temporaries (40 MB each)
 
 
+def state_margins(
+    model: FlowModel,
+    states: States,
+    limits: StateLimits,
+    rows: np.ndarray,
+    power_mw: np.ndarray,
+    q_per_mw: float,
+) -> np.ndarray:
+    """Worst normalised margin (≥ 0: within limits) at states ``rows``, sites at ``power_mw``.
+
+    ``power_mw`` is each site's load (MW, ``rows`` × sites).
+    """
+    if not len(rows):
+        return np.empty(0)
+    probe = dataclasses.replace(states.take(rows), fixed_site_mw=power_mw)
+    result = solve(model, probe.scenarios(np.arange(len(rows)), q_per_mw=q_per_mw))
+    return worst_margin(result, limits.take(rows), np.arange(len(rows)), power_mw.sum(axis=1))[0]
+
+
 def worst_margin(
     result: FlowResult, limits: StateLimits, state: np.ndarray, added_mw: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
