@@ -19,7 +19,7 @@ from siting.engine.reference import scenario_net
 from siting.errors import SettingError
 from siting.geography import GeoRules, Layers, read_layers
 from siting.limits import StudyLimits
-from siting.selection import SelectionSettings, select_sites
+from siting.selection import SelectionSettings, select_sites, write_selection
 from siting.sources.grid import load_grid
 from siting.sources.peak import operating_point
 
@@ -216,6 +216,15 @@ def test_select_refuses_a_missing_capacity_folder(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("floor", ["1", "-0.1", "nan"])
+def test_select_refuses_a_flex_floor_outside_0_1_in_one_line(tmp_path, capsys, floor):
+    out = tmp_path / "o"
+    code = main(["select", "hv-mixed", "--out", str(out), "--criterion", "flex-1", "--flex-floor", floor])
+    err = capsys.readouterr().err
+    assert code == 2 and "--flex-floor" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_no_layers_means_the_default_demand_centres(hv_mixed, hv_capacity):
     result = select_sites(hv_mixed, hv_capacity, SelectionSettings(sites=2), layers=Layers())
     assert result.candidates["demand_km"].between(1, 200).all()
@@ -302,6 +311,16 @@ def test_a_later_flexible_site_at_its_lowest_power_makes_the_earlier_ones_yield(
     assert flexible.sites.sort_values("pick")["curtailment_rate"].iloc[0] < first
     with pytest.raises(SettingError, match="flex_floor"):
         SelectionSettings(criterion="flex-1", flex_floor=1.0)
+
+
+def test_a_flexible_selection_writes_each_sites_power_at_every_step(flexible, tmp_path):
+    files = write_selection(flexible, tmp_path)
+    assert "flex_dispatch.csv" in files
+    written = pd.read_csv(tmp_path / "flex_dispatch.csv", index_col="time", parse_dates=True)
+    assert written.columns.astype(int).tolist() == flexible.sites["substation"].tolist()
+    assert np.allclose(written.to_numpy(), flexible.dispatch.to_numpy(), rtol=0, atol=1e-9)
+    sites = pd.read_csv(tmp_path / "sites.csv")
+    assert sites["curtailment_rate"].between(0, 0.01).all() and sites["pick"].tolist() != []
 
 
 def test_the_naive_flexible_set_breaks_the_curtailment_limit_and_says_where(flexible):

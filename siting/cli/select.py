@@ -37,6 +37,13 @@ def add(commands) -> None:
     parser.add_argument("--regions", type=int, help="cluster substations into N geographic regions")
     parser.add_argument("--per-region", type=int, help="sites per region (default: K / regions, rounded up)")
     parser.add_argument(
+        "--flex-floor",
+        type=float,
+        metavar="SHARE",
+        help="flex: lowest share of its size a curtailed site draws, in [0, 1) (default: idle servers "
+        "off with a 10%% warm reserve, 0.074; 0.559 if idle servers stay on)",
+    )
+    parser.add_argument(
         "--layers",
         nargs="+",
         metavar="KIND=FILE",
@@ -80,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         regions=args.regions,
         per_region=args.per_region,
         n1_hops=args.n1_hops,
+        flex_floor=args.flex_floor,
         pf=args.pf,
         limits=limits,
         engine=engine_from(args),
