@@ -605,7 +605,6 @@ def _greedy(
     quota = settings.quota
     flex = criterion.flex_limit is not None
     picked = _Flexible(sizes, picks, np.zeros((criterion.groups[0][0].n, n))) if flex else None
-    curtailed = np.zeros(n)  # flex: each candidate's curtailment rate at its bound, when last fitted
     for rank in range(1, settings.sites + 1):
         current = np.zeros(n, dtype=bool)
         headroom: dict[int, np.ndarray] = {}  # flex: each current candidate's headroom per state (MW)
@@ -618,11 +617,9 @@ def _greedy(
             candidates = np.flatnonzero(open_)
             if len(candidates) == 0:
                 break
-            # largest size first; on a tie the one curtailed least (flex: a site curtailed takes
-            # the binding element's room at those steps from every later one), then the one with
-            # more capacity of its own (it leaves more room for later picks), then the better score
-            keys = (-score[candidates], -capacity[candidates], curtailed[candidates], -bound[candidates])
-            order = candidates[np.lexsort(keys)]
+            # largest size first; on a tie the candidate with more capacity of its own (it leaves
+            # more room for later picks), then the better score
+            order = candidates[np.lexsort((-score[candidates], -capacity[candidates], -bound[candidates]))]
             if current[order[0]]:
                 chosen = int(order[0])
                 break
@@ -637,7 +634,6 @@ def _greedy(
                 binding[position] = reason
                 if fit.headroom is not None:
                     headroom[position] = fit.headroom[:, column]
-                    curtailed[position] = _curtailment(criterion, headroom[position], float(bound[position]))
             current[batch] = True
         if chosen is None:
             break

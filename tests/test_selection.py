@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+import re
 
 import geopandas as gpd
 import numpy as np
@@ -278,7 +279,7 @@ def test_flexible_sites_at_their_dispatch_keep_the_obligation_and_pandapower_agr
     # pandapower at every step where a site is curtailed, every site at its dispatched power
     year = profile_scenarios(two_weeks.net, two_weeks.profiles)
     steps = np.flatnonzero((power < size - 1e-9).any(axis=1))
-    assert 1 <= len(steps) <= 12
+    assert 1 <= len(steps) <= 20
     for step in steps:
         net = scenario_net(two_weeks.net, {k: v[step] for k, v in year.element_values.items()})
         for row, mw in zip(sites.itertuples(), power[step], strict=True):
@@ -288,27 +289,30 @@ def test_flexible_sites_at_their_dispatch_keep_the_obligation_and_pandapower_agr
         assert net.res_trafo.loading_percent.max() <= 100.0 + 0.05
 
 
+def _rate_at_pick(reason: str) -> float:
+    return float(re.search(r"curtailed (\d+\.\d+)% of its energy", reason).group(1)) / 100
+
+
 def test_a_later_flexible_site_at_its_lowest_power_makes_the_earlier_ones_yield(july, flexible):
-    two_weeks, capacity = july
-    settings = SelectionSettings(sites=4, criterion="flex-1", max_mw=60, flex_floor=0.559)  # servers stay on
-    idle_on = select_sites(two_weeks, capacity, settings)
-    sites = idle_on.sites.sort_values("pick")
-    power, size = idle_on.dispatch[sites["substation"]].to_numpy(), sites["size_mw"].to_numpy()
-    last = power[:, -1]
-    # where the last site sits at its lowest power, an earlier one is curtailed to make room
-    at_lowest = np.flatnonzero(np.isclose(last, 0.559 * size[-1]))
-    assert len(at_lowest) and (power[at_lowest, :-1] < size[:-1] - 1e-6).any(axis=1).all()
-    assert "where the earlier sites make room" in sites["reason"].iloc[-1]
+    sites = flexible.sites.sort_values("pick")
+    power, size = flexible.dispatch[sites["substation"]].to_numpy(), sites["size_mw"].to_numpy()
+    floor = SelectionSettings().floor_share
+    # where the second site sits at its lowest power, the first is curtailed to make room
+    at_lowest = np.flatnonzero(np.isclose(power[:, 1], floor * size[1]))
+    assert len(at_lowest) and (power[at_lowest, 0] < size[0] - 1e-6).all()
+    assert "where the earlier sites make room" in sites["reason"].iloc[1]
+    # so the first site ends more curtailed than when it was picked, still within its limit
     first = sites["curtailment_rate"].iloc[0]
-    assert 0 < first <= 0.01 and "curtailed 0.00% of its energy, in 0 of" in sites["reason"].iloc[0]
-    # a candidate that would need more room than the earlier sites can give within their limits
+    assert _rate_at_pick(sites["reason"].iloc[0]) + 1e-4 < first <= 0.01
+    # with idle servers kept on, a candidate needs more room than the earlier sites can give
+    two_weeks, capacity = july
+    settings = SelectionSettings(sites=4, criterion="flex-1", max_mw=60, flex_floor=0.559)
+    idle_on = select_sites(two_weeks, capacity, settings)
+    assert idle_on.joint.set_index("set").at["selected", "passes"]
     refused = idle_on.candidates["reason"].str.contains(
         r"its lowest power \(55\.9% of its size\) against the headroom, 0 MW"
     )
     assert refused.any()
-    # with idle servers off the same picks need less of the earlier sites
-    assert sites["substation"].tolist() == flexible.sites.sort_values("pick")["substation"].tolist()
-    assert flexible.sites.sort_values("pick")["curtailment_rate"].iloc[0] < first
     with pytest.raises(SettingError, match="flex_floor"):
         SelectionSettings(criterion="flex-1", flex_floor=1.0)
 
