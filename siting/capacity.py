@@ -26,6 +26,7 @@ from siting.engine.search import (
     criterion_element_name,
     element_name,
     hosting_capacity,
+    net_demand_mw,
     state_limits,
     worst_margin,
     worst_state,
@@ -524,16 +525,18 @@ def _year_headroom(
     hc_mw = np.empty((year.n, len(subs)))
     flows = year.n
     normal = normal_limits(model, settings)  # the same for every block
+    # blocks of steps of like demand: each block's searches guide one another (coarse_to_fine)
+    by_demand = np.argsort(net_demand_mw(model, States(year.element_values, None, year.n)), kind="stable")
     for start in range(0, year.n, block):
-        stop = min(start + block, year.n)
-        # views of the year's values: only one block's limits and searches are held at a time
-        states = States(
-            {key: value[start:stop] for key, value in year.element_values.items()}, None, stop - start
-        )
+        steps = by_demand[start : start + block]
+        # only one block's limits and searches are held at a time
+        states = States({key: value[steps] for key, value in year.element_values.items()}, None, len(steps))
         limits = state_limits(model, states, normal)
-        label = "(step, substation) pairs" + (f", steps {start + 1:,}–{stop:,}" if block < year.n else "")
+        label = "(step, substation) pairs" + (
+            f", steps of demand rank {start + 1:,}–{start + len(steps):,}" if block < year.n else ""
+        )
         result = coarse_to_fine(model, states, limits, settings, progress=progress, label=label)
-        hc_mw[start:stop] = result.hc_mw
+        hc_mw[steps] = result.hc_mw
         flows += result.flows
     headroom = pd.DataFrame(_mw(hc_mw), index=grid.profiles.index, columns=subs["id"].to_numpy())
     headroom.columns.name = "substation"

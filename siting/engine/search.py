@@ -4,12 +4,12 @@ The operating states and their limits are defined here too.
 
 All (operating state × site) pairs of a question advance together. Each pair keeps a bracket on
 the resolution grid — the largest load known to be feasible and the smallest known to be
-infeasible — and narrows it by estimating where the worst normalised margin crosses zero (the
-secant through the last two feasible loads, or interpolation between the two ends) and testing
-the two grid points around the estimate, or by halving where the estimates stall (and always in
-the last half of the rounds, so it ends). A reported capacity was solved and found within
-limits at its value, and solved and found outside them one resolution step above (or it is
-the cap).
+infeasible — and narrows it by estimating where the normalised margins cross zero (each
+criterion's on the secant through the last two feasible loads, or the binding criterion's on
+the line between the two ends) and testing the two grid points around the estimate, or by
+halving where the estimates stall (and always in the last half of the rounds, so it ends). A
+reported capacity was solved and found within limits at its value, and solved and found outside
+them one resolution step above (or it is the cap).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from siting.progress import Progress, tally
 CRITERIA = ("none", "undervoltage", "overvoltage", "line thermal", "transformer thermal", "non-convergence")
 CAP_REACHED = 0
 UNDERVOLTAGE, OVERVOLTAGE, LINE_THERMAL, TRAFO_THERMAL, NON_CONVERGENCE = 1, 2, 3, 4, 5
+MARGIN_CRITERIA = (UNDERVOLTAGE, OVERVOLTAGE, LINE_THERMAL, TRAFO_THERMAL)  # margin column c: code c + 1
 VOLTAGE_SCALE_PU = 0.01  # 1 % of voltage weighs as much as 1 point of loading in the margin
 BASE_TOLERANCE = 1e-6  # a base-case value beyond its limit by less than this is not a violation
 MAX_PAIRS_PER_BATCH = 20_000
@@ -113,7 +114,8 @@ class StateLimits:
     trafo: np.ndarray
     usable: np.ndarray  # (states,) the base case converged and supplies every load
     converged: np.ndarray  # (states,) the base case converged
-    base_margin: np.ndarray  # (states,) worst normalised margin without added load (≥ 0)
+    # (states, MARGIN_CRITERIA) each criterion's worst normalised margin without added load (≥ 0)
+    base_margin: np.ndarray
     violations: pd.DataFrame  # base-case violations: state, element, criterion, value, limit
     # pre-existing policy "contribution": the base loading (%) of each line and transformer the
     # state already overloads (NaN elsewhere), and the loading (%) per MW added at the cutoff
@@ -197,7 +199,8 @@ def state_limits(
         names += ["line_base", "trafo_base"]
         widths += [len(net.line), len(net.trafo)]
     stores = {name: _Rows(n, width) for name, width in zip(names, widths, strict=True)}
-    usable, converged, margin = np.empty(n, dtype=bool), np.empty(n, dtype=bool), np.empty(n)
+    usable, converged = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
+    margin = np.empty((n, len(MARGIN_CRITERIA)))
     load_buses = net.bus.index.get_indexer(net.load.loc[net.load.in_service & (net.load.p_mw != 0), "bus"])
     found = []
     for rows, base in solved_blocks(model, states):
@@ -212,7 +215,7 @@ def state_limits(
         block_limits = StateLimits(
             *bounds, usable[rows], converged[rows], margin[rows], pd.DataFrame(), **base_loadings
         )
-        margin[rows] = worst_margin(base, block_limits, np.arange(len(rows)))[0]
+        margin[rows] = _margins(base, block_limits, np.arange(len(rows)))[3]
         if tally is None:
             found_block = _violations(model, base, limits, usable[rows])
             found_block["state"] += rows[0]
@@ -634,21 +637,25 @@ def coarse_to_fine(
 ) -> HostingResult:
     """:func:`hosting_capacity` of every usable state and site, searched coarse to fine.
 
-    For states in time order, where the capacity moves slowly from one to the next (a year of
-    steps): a search from the cap at every 24th usable state, then at every 6th, 2nd and every
-    state, each started at the value interpolated from the states already known, closes most
-    brackets in two or three flows instead of ten or more: the guess is placed between the known
-    neighbours by net demand, and their margin slopes step from the margin at the guess to where
-    it crosses zero. The answers are those of a search from the cap.
+    The states are taken in order of net demand (``net_demand_mw``), along which the capacity
+    moves slowly from one to the next (more slowly than from hour to hour: a year's morning and
+    evening of the same demand are neighbours). A search from the cap at every 24th usable
+    state, then at every 6th, 2nd and every state, each started at the value interpolated from
+    the states already known, closes most brackets in two or three flows instead of ten or more:
+    the guess is placed between the known neighbours by net demand, and their margin slopes step
+    from the margin at the guess to where it crosses zero. The answers are those of a search
+    from the cap.
     """
     n_columns = len(model.site_buses) if sites is None else len(sites)
-    usable = np.flatnonzero(limits.usable)
+    demand = net_demand_mw(model, states)
+    by_demand = np.argsort(demand, kind="stable")
+    usable = by_demand[limits.usable[by_demand]]  # usable states, lowest demand first
     hc = np.full((states.n, n_columns), np.nan)
     criterion = np.full((states.n, n_columns), CAP_REACHED, dtype=np.int8)
     element = np.full((states.n, n_columns), -1, dtype=np.int64)
     slope = np.full((states.n, n_columns), np.nan)
     known = np.zeros(states.n, dtype=bool)
-    demand = net_demand_mw(model, states)
+    guess, guess_slope = np.empty_like(hc), np.empty_like(slope)
     flows = 0
     for stride in GUIDE_STRIDES:
         rows = np.zeros(states.n, dtype=bool)
@@ -657,13 +664,14 @@ def coarse_to_fine(
         rows &= ~known
         if not rows.any():
             continue
-        guess = guess_slope = None
         if known.any():
-            guess = interpolated_rows(hc, np.flatnonzero(known), demand)
-            guess_slope = interpolated_rows(slope, np.flatnonzero(known), demand)
+            known_ranks = np.flatnonzero(known[by_demand])
+            guess[by_demand] = interpolated_rows(hc[by_demand], known_ranks, demand[by_demand])
+            guess_slope[by_demand] = interpolated_rows(slope[by_demand], known_ranks, demand[by_demand])
         result = hosting_capacity(
             model, states, limits, settings, sites=sites, pairs=every_pair(rows, n_columns),
-            progress=progress, guess_mw=guess, guess_slope=guess_slope,
+            progress=progress, guess_mw=guess if known.any() else None,
+            guess_slope=guess_slope if known.any() else None,
             label=f"{label}, every {_ordinal(stride)} first" if stride > 1 else f"{label}, the rest",
         )  # fmt: skip
         hc[rows] = result.hc_mw[rows]
@@ -755,32 +763,35 @@ def _bracket(
     The first probe is the cap, or where a pair has a ``guess`` (grid steps, −1: none) that
     value and then the step ``_step_from_guess`` takes from it (with ``guess_slope``, the
     margin fall per grid step, straight to where the margin crosses zero). Then each round
-    probes, per pair, where the worst margin crosses zero and the grid value above it: by the
-    secant through the last two feasible values tried when the last round raised the feasible
-    end (the margin near the answer is close to linear in the added load, so this usually lands
-    on it within a round or two), else by linear interpolation between the bracket's ends if
-    the last round at least halved the bracket; otherwise (interpolation stalling, as where one
-    limit's margin is flat and another's falls off a cliff) the round halves the bracket. The
-    second half of the rounds only halve, so every bracket closes. On a margin that falls as
-    load is added (feasibility monotone in the added load) the answer is the same whatever the
-    order of probes: the largest feasible grid value. Also returns each pair's margin fall
-    over its last grid step (NaN where that step was not between two converged flows).
+    probes, per pair, where the margins cross zero and the grid value above it: when the last
+    round raised the feasible end, the first crossing of any criterion's margin on the secant
+    through the last two feasible values (the margins near the answer are close to linear in
+    the added load, so this usually lands on it within a round or two); else, if the last round
+    at least halved the bracket, where the margin of the criterion that binds at the infeasible
+    end crosses zero on the line between the ends; otherwise (interpolation stalling) the round
+    halves the bracket. Each criterion's margin is followed on its own because their worst is
+    not smooth: a limit whose margin does not move (the source bus's voltage) hides the one that
+    falls until it takes over. The second half of the rounds only halve, so every bracket
+    closes. On margins that fall as load is added (feasibility monotone in the added load) the
+    answer is the same whatever the order of probes: the largest feasible grid value. Also
+    returns each pair's fall over its last grid step of the margin that binds above it (NaN
+    where that step was not between two converged flows).
     """
     top = settings.steps
     n = len(state)
     lo = np.zeros(n, dtype=np.int64)
     hi = np.full(n, top + 1, dtype=np.int64)  # top + 1: nothing infeasible known yet
-    g_lo = np.full(n, np.nan)
-    g_hi = np.full(n, np.nan)
+    m_lo = limits.base_margin[state]  # each criterion's margin at lo (a copy: indexed)
+    g_hi = np.full(n, np.nan)  # the worst margin at hi: the binding criterion's
     before = np.full(n, -1, dtype=np.int64)  # the feasible value tried before lo (-1: none)
-    g_before = np.full(n, np.nan)
+    m_before = np.full(m_lo.shape, np.nan)
     code = np.zeros(n, dtype=np.int8)
     where = np.full(n, -1, dtype=np.int64)
     flows = 0
 
     def probe(rows: np.ndarray, k: np.ndarray) -> None:
         nonlocal flows
-        g, crit, elem = _margin(
+        g, crit, elem, by_criterion = _margin(
             model, states, limits, settings, state[rows], site[rows], k * settings.resolution_mw, n_sites
         )
         flows += len(rows)
@@ -790,9 +801,9 @@ def _bracket(
         up = np.flatnonzero(ok & (k > lo[rows]))
         up = up[np.argsort(k[up], kind="stable")]
         before[rows[up]] = lo[rows[up]]
-        g_before[rows[up]] = g_lo[rows[up]]
+        m_before[rows[up]] = m_lo[rows[up]]
         lo[rows[up]] = k[up]
-        g_lo[rows[up]] = g[up]
+        m_lo[rows[up]] = by_criterion[up]
         down = np.flatnonzero(~ok & (k < hi[rows]))
         down = down[np.argsort(-k[down], kind="stable")]
         hi[rows[down]] = k[down]
@@ -802,10 +813,9 @@ def _bracket(
 
     start = np.full(n, top) if guess is None else np.where(guess >= 0, np.clip(guess, 0, top), top)
     probe(np.arange(n), start)
-    g_lo[:] = np.where(np.isnan(g_lo), limits.base_margin[state], g_lo)
     upward = np.zeros(n, dtype=bool)
     if guess is not None:
-        at_guess = np.where(lo == start, g_lo, g_hi)
+        at_guess = np.where(lo == start, m_lo.min(axis=1), g_hi)
         upward = _step_from_guess(probe, guess, start, lo, hi, at_guess, guess_slope)
     rounds = 4 * int(np.ceil(np.log2(top + 1))) + 4
     width = np.full(n, 2 * top + 4)  # each pair's bracket width before the last round (none yet)
@@ -817,9 +827,12 @@ def _bracket(
         if len(active) == 0:
             break
         a_lo, a_hi = lo[active], hi[active]
+        at_lo = _binding_at(m_lo[active], code[active])
         with np.errstate(invalid="ignore", divide="ignore"):
-            root = a_lo + (a_hi - a_lo) * g_lo[active] / (g_lo[active] - g_hi[active])
-            secant = a_lo + (a_lo - before[active]) * g_lo[active] / (g_before[active] - g_lo[active])
+            root = a_lo + (a_hi - a_lo) * at_lo / (at_lo - g_hi[active])
+            fall = m_before[active] - m_lo[active]
+            crossing = a_lo[:, None] + (a_lo - before[active])[:, None] * m_lo[active] / fall
+        secant = np.where(fall > 0, crossing, np.inf).min(axis=1)
         use_secant = raised[active] & (before[active] >= 0) & np.isfinite(secant)
         use_secant &= (secant > a_lo) & (secant < a_hi)
         root = np.where(use_secant, secant, root)
@@ -837,8 +850,18 @@ def _bracket(
         raised[active] = lo[active] > old_lo
     code[hi > top] = CAP_REACHED
     where[hi > top] = -1
-    slope = np.where((hi == lo + 1) & np.isfinite(g_hi), g_lo - g_hi, np.nan)
+    slope = np.where((hi == lo + 1) & np.isfinite(g_hi), _binding_at(m_lo, code) - g_hi, np.nan)
     return lo, code, where, slope, flows
+
+
+def _binding_at(margins: np.ndarray, code: np.ndarray) -> np.ndarray:
+    """Per pair, the margin (of ``margins``, pairs × ``MARGIN_CRITERIA``) of criterion ``code``.
+
+    The worst margin where the code is none or non-convergence.
+    """
+    column = np.clip(code.astype(np.int64) - 1, 0, len(MARGIN_CRITERIA) - 1)
+    of_code = margins[np.arange(len(code)), column]
+    return np.where((code >= UNDERVOLTAGE) & (code <= TRAFO_THERMAL), of_code, margins.min(axis=1))
 
 
 def _step_from_guess(
@@ -887,10 +910,13 @@ def _margin(
     site: np.ndarray,
     p_mw: np.ndarray,
     n_sites: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Worst normalised margin (≥ 0 feasible), its criterion and element, per scenario."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per scenario: the worst normalised margin (≥ 0 feasible), its criterion and element.
+
+    With them, each criterion's worst margin (``_margins``).
+    """
     scenarios = states.scenarios(state, site, p_mw, n_sites, settings.q_per_mw)
-    return worst_margin(solve(model, scenarios), limits, state, scenarios.added_mw)
+    return _margins(solve(model, scenarios), limits, state, scenarios.added_mw)
 
 
 MARGIN_BLOCK_CELLS = 5_000_000  # scenarios × columns per block of worst_margin's temporaries (40 MB each)
@@ -927,10 +953,21 @@ def worst_margin(
     "contribution" policy (``StateLimits.thermal``); without it that policy binds as "no-worse".
     Scenarios go in blocks, so its temporaries stay small next to a year of results.
     """
+    return _margins(result, limits, state, added_mw)[:3]
+
+
+def _margins(
+    result: FlowResult, limits: StateLimits, state: np.ndarray, added_mw: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``worst_margin`` and each criterion's worst margin (scenarios × ``MARGIN_CRITERIA``).
+
+    A criterion without elements has margin inf; a scenario that did not converge −inf in all.
+    """
     n = len(state)
     worst = np.full(n, np.inf)
     criterion = np.zeros(n, dtype=np.int8)
     element = np.full(n, -1, dtype=np.int64)
+    by_criterion = np.full((n, len(MARGIN_CRITERIA)), np.inf)
     loadings = result.line_loading_percent.shape[1] + result.trafo_loading_percent.shape[1]
     columns = 2 * result.vm_pu.shape[1] + loadings
     block = max(1, MARGIN_BLOCK_CELLS // max(columns, 1))
@@ -938,13 +975,15 @@ def worst_margin(
         rows = slice(start, min(start + block, n))
         added = None if added_mw is None else np.asarray(added_mw)[rows]
         _worst_margin_block(
-            result, limits, state[rows], rows, added, worst[rows], criterion[rows], element[rows]
-        )
+            result, limits, state[rows], rows, added, worst[rows], criterion[rows], element[rows],
+            by_criterion[rows],
+        )  # fmt: skip
     failed = ~result.converged
     worst[failed] = -np.inf
     criterion[failed] = NON_CONVERGENCE
     element[failed] = -1
-    return worst, criterion, element
+    by_criterion[failed] = -np.inf
+    return worst, criterion, element, by_criterion
 
 
 def _worst_margin_block(
@@ -956,8 +995,9 @@ def _worst_margin_block(
     worst: np.ndarray,
     criterion: np.ndarray,
     element: np.ndarray,
+    by_criterion: np.ndarray,
 ) -> None:
-    """worst_margin for the scenarios ``rows`` (of states ``state``), into the given views."""
+    """_margins for the scenarios ``rows`` (of states ``state``), into the given views."""
     line, trafo = limits.thermal(state, added_mw)
     checks = (
         (UNDERVOLTAGE, lambda: (result.vm_pu[rows] - limits.vmin[state]) / VOLTAGE_SCALE_PU),
@@ -973,6 +1013,7 @@ def _worst_margin_block(
         margin[np.isnan(margin)] = np.inf
         column = margin.argmin(axis=1)
         value = margin[np.arange(len(state)), column]
+        by_criterion[:, code - 1] = value
         better = value < worst
         worst[better] = value[better]
         criterion[better] = code
