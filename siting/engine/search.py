@@ -655,7 +655,6 @@ def coarse_to_fine(
     element = np.full((states.n, n_columns), -1, dtype=np.int64)
     slope = np.full((states.n, n_columns), np.nan)
     known = np.zeros(states.n, dtype=bool)
-    guess, guess_slope = np.empty_like(hc), np.empty_like(slope)
     flows = 0
     for stride in GUIDE_STRIDES:
         rows = np.zeros(states.n, dtype=bool)
@@ -664,14 +663,15 @@ def coarse_to_fine(
         rows &= ~known
         if not rows.any():
             continue
+        guess = guess_slope = None
         if known.any():
             known_ranks = np.flatnonzero(known[by_demand])
+            guess, guess_slope = np.empty_like(hc), np.empty_like(slope)
             guess[by_demand] = interpolated_rows(hc[by_demand], known_ranks, demand[by_demand])
             guess_slope[by_demand] = interpolated_rows(slope[by_demand], known_ranks, demand[by_demand])
         result = hosting_capacity(
             model, states, limits, settings, sites=sites, pairs=every_pair(rows, n_columns),
-            progress=progress, guess_mw=guess if known.any() else None,
-            guess_slope=guess_slope if known.any() else None,
+            progress=progress, guess_mw=guess, guess_slope=guess_slope,
             label=f"{label}, every {_ordinal(stride)} first" if stride > 1 else f"{label}, the rest",
         )  # fmt: skip
         hc[rows] = result.hc_mw[rows]
