@@ -625,19 +625,13 @@ def _greedy(
                 break
             batch = np.array([c for c in order if not current[c]][:LAZY_BATCH])
             if picked is None:
-                # a fit only shrinks: search each to one step above its bound, which says what binds there
-                above = np.minimum(bound[batch] + settings.step_mw, settings.max_mw)
-                fit = _fit(model, criterion, sizes, batch, cap_settings, most_mw=above)
+                fit = _fit(model, criterion, sizes, batch, cap_settings)
             else:
                 fit = _flex_fit(model, criterion, picked, batch, cap_settings)
             flows += fit.flows
-            fitted = _on_grid(fit.mw, settings)
-            # a fit above the bound found nothing binding within its search: the bound's reason stays
-            found = (fitted <= bound[batch]) | (picked is not None)
-            bound[batch] = np.minimum(bound[batch], fitted)
-            for column, position in enumerate(batch):
-                if found[column]:
-                    binding[position] = fit.binding[column]
+            bound[batch] = np.minimum(bound[batch], _on_grid(fit.mw, settings))
+            for column, (position, reason) in enumerate(zip(batch, fit.binding, strict=True)):
+                binding[position] = reason
                 if fit.headroom is not None:
                     headroom[position] = fit.headroom[:, column]
             current[batch] = True
@@ -713,12 +707,8 @@ def _fit(
     fixed_mw: np.ndarray,
     eligible: np.ndarray,
     cap_settings: CapacitySettings,
-    most_mw: np.ndarray | None = None,
 ) -> _Fit:
-    """Largest size per eligible candidate with the current sites at ``fixed_mw`` (MW), over every state.
-
-    ``most_mw`` (per eligible candidate, MW) ends its search there (default: the cap).
-    """
+    """Largest size per eligible candidate with the current sites at ``fixed_mw`` (MW), over every state."""
     best = np.full(len(eligible), np.inf)
     binding = ["no limit reached below the maximum size"] * len(eligible)
     flows = 0
@@ -728,9 +718,7 @@ def _fit(
         if criterion.near is not None and states.outages is not None:
             # screened: only outages near the candidate (and those a joint check found binding)
             pairs = np.nonzero(criterion.near[:, eligible])
-        result = hosting_capacity(
-            model, fixed, limits, cap_settings, sites=eligible, pairs=pairs, most_mw=most_mw
-        )
+        result = hosting_capacity(model, fixed, limits, cap_settings, sites=eligible, pairs=pairs)
         flows += result.flows
         lowest, state, code, element = worst_state(result)
         for column in np.flatnonzero(lowest < best):

@@ -179,30 +179,6 @@ def test_year_headroom_searched_coarse_to_fine_equals_the_search_from_the_cap(il
     assert guided.flows < 3.1 * pairs
 
 
-def test_a_search_ended_at_a_bound_is_the_full_search_below_it_and_cap_reached_above(illinois):
-    from siting.engine.flow import profile_scenarios
-    from siting.engine.search import CAP_REACHED
-
-    day = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4424])  # a summer day
-    ids = [4, 20, 22, 23, 38, 43, 47]
-    buses = day.substations.set_index("id").loc[ids, "bus"].to_numpy()
-    model = prepare(copy.deepcopy(day.net), buses, day.source)
-    scenarios = profile_scenarios(model.net, day.profiles)
-    states = States(scenarios.element_values, None, scenarios.n)
-    limits = state_limits(model, states, normal_limits(model, SETTINGS))
-    full = hosting_capacity(model, states, limits, SETTINGS)
-    most = np.floor(np.median(full.hc_mw, axis=0))  # a bound inside each column's range
-    bounded = hosting_capacity(model, states, limits, SETTINGS, most_mw=most)
-    below = full.hc_mw < most
-    assert below.any() and (~below).any()
-    assert np.array_equal(bounded.hc_mw[below], full.hc_mw[below])
-    assert np.array_equal(bounded.criterion[below], full.criterion[below])
-    assert np.array_equal(bounded.element[below], full.element[below])
-    assert np.array_equal(bounded.hc_mw[~below], np.broadcast_to(most, full.hc_mw.shape)[~below])
-    assert (bounded.criterion[~below] == CAP_REACHED).all()
-    assert bounded.flows < 0.8 * full.flows
-
-
 def test_guesses_between_known_steps_are_np_interp_of_every_column():
     from siting.engine.search import interpolated_rows
 

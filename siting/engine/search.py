@@ -564,7 +564,6 @@ def hosting_capacity(
     label: str = "(state, site) pairs",
     guess_mw: np.ndarray | None = None,
     guess_slope: np.ndarray | None = None,
-    most_mw: np.ndarray | None = None,
 ) -> HostingResult:
     """Largest added load (MW, on the resolution grid, up to the cap) per usable state and site.
 
@@ -575,9 +574,7 @@ def hosting_capacity(
     good guess closes the bracket in two flows, a bad one costs a flow or two; the answer is the
     same either way. ``guess_slope`` (states × columns, per MW, NaN for none), e.g. a neighbouring
     state's ``margin_slope``, turns the margin found at the guess into a step straight to where
-    it crosses zero. ``most_mw`` (per column, MW) ends each column's search there instead of at
-    the cap (a pair feasible there is ``CAP_REACHED`` at that value): where only capacities up
-    to a known bound matter, the pairs that do not bind below it take one flow.
+    it crosses zero.
     """
     n_sites = len(model.site_buses)
     sites = np.arange(n_sites) if sites is None else np.asarray(sites)
@@ -595,10 +592,6 @@ def hosting_capacity(
     net = model.net
     columns = 2 * len(net.bus) + len(net.line) + len(net.trafo)
     batch = max(1, min(MAX_PAIRS_PER_BATCH, MAX_RESULT_CELLS // max(columns, 1)))
-    top = np.full(len(sites), settings.steps, dtype=np.int64)
-    if most_mw is not None:
-        top = np.clip(np.floor(np.asarray(most_mw) / settings.resolution_mw + 1e-9), 0, settings.steps)
-        top = top.astype(np.int64)
     for start in range(0, len(state_of), batch):
         chunk = slice(start, start + batch)
         guess = step_slope = None
@@ -617,7 +610,6 @@ def hosting_capacity(
             state_of[chunk],
             sites[site_col[chunk]],
             n_sites,
-            top[site_col[chunk]],
             guess,
             step_slope,
         )
@@ -763,14 +755,12 @@ def _bracket(
     state: np.ndarray,
     site: np.ndarray,
     n_sites: int,
-    top: np.ndarray,
     guess: np.ndarray | None = None,
     guess_slope: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Narrow [feasible, infeasible] brackets on the resolution grid for every pair at once.
 
-    Each pair searches grid values 0 … ``top`` (its cap, in grid steps). The first probe is the
-    cap, or where a pair has a ``guess`` (grid steps, −1: none) that
+    The first probe is the cap, or where a pair has a ``guess`` (grid steps, −1: none) that
     value and then the step ``_step_from_guess`` takes from it (with ``guess_slope``, the
     margin fall per grid step, straight to where the margin crosses zero). Then each round
     probes, per pair, where the margins cross zero and the grid value above it: when the last
@@ -787,6 +777,7 @@ def _bracket(
     returns each pair's fall over its last grid step of the margin that binds above it (NaN
     where that step was not between two converged flows).
     """
+    top = settings.steps
     n = len(state)
     lo = np.zeros(n, dtype=np.int64)
     hi = np.full(n, top + 1, dtype=np.int64)  # top + 1: nothing infeasible known yet
@@ -820,14 +811,14 @@ def _bracket(
         code[rows[down]] = crit[down]
         where[rows[down]] = elem[down]
 
-    start = top.copy() if guess is None else np.where(guess >= 0, np.clip(guess, 0, top), top)
+    start = np.full(n, top) if guess is None else np.where(guess >= 0, np.clip(guess, 0, top), top)
     probe(np.arange(n), start)
     upward = np.zeros(n, dtype=bool)
     if guess is not None:
         at_guess = np.where(lo == start, m_lo.min(axis=1), g_hi)
         upward = _step_from_guess(probe, guess, start, lo, hi, at_guess, guess_slope)
-    rounds = 4 * int(np.ceil(np.log2(top.max(initial=0) + 1))) + 4
-    width = 2 * top + 4  # each pair's bracket width before the last round (none yet)
+    rounds = 4 * int(np.ceil(np.log2(top + 1))) + 4
+    width = np.full(n, 2 * top + 4)  # each pair's bracket width before the last round (none yet)
     # the last round raised the feasible end; after stepping up from a guess, the secant
     # through its last two feasible values
     raised = upward & (lo > 0)
