@@ -812,12 +812,11 @@ def _keeps_limits(criterion: _Criterion, picked: _Flexible, connection: _Connect
 
     if criterion.flex_limit is None or criterion.times is None:  # only a flex criterion comes here
         raise RuntimeError("not a flex criterion")
+    if not len(connection.rows):  # no state where the earlier sites made room
+        return True
     years = criterion.times.year.to_numpy()
     for site in picked.picks:
-        if (
-            not len(connection.rows)
-            or (connection.at_rows[:, site] == picked.dispatched[connection.rows, site]).all()
-        ):
+        if (connection.at_rows[:, site] == picked.dispatched[connection.rows, site]).all():
             continue
         power = picked.dispatched[:, site].copy()
         power[connection.rows] = connection.at_rows[:, site]
@@ -851,18 +850,19 @@ def _flex_fit(
     fit: list[float] = []
     binding: list[str] = []
     for column, position in enumerate(eligible.tolist()):
-        series = pd.Series(headroom[:, column], index=criterion.times)
+        values = headroom[:, column]
+        series = pd.Series(values, index=criterion.times)
         load = float(flexible_capacity(series, (criterion.flex_limit,))["load_mw"].iloc[0])
         load = min(load, cap_settings.cap_mw)
-        tightest_at = usable[np.argmin(series.to_numpy()[usable])] if len(usable) else 0
-        tightest, when = float(series.iloc[tightest_at]), criterion.times[tightest_at]
-        short = (series < min(load + cap_settings.resolution_mw, cap_settings.cap_mw)).sum()
+        tightest_at = usable[np.argmin(values[usable])] if len(usable) else 0
+        tightest, when = float(values[tightest_at]), criterion.times[tightest_at]
+        short = int((values < min(load + cap_settings.resolution_mw, cap_settings.cap_mw)).sum())
         reason = (
             f"curtailment beyond {criterion.flex_limit:.2%} of its energy (headroom short in {short} "
             f"of {len(series)} steps, tightest {tightest:g} MW at {when:%Y-%m-%d %H:%M})"
         )
         if load * criterion.floor > tightest:
-            connection = _connect(model, criterion, picked, position, load, series.to_numpy(), cap_settings)
+            connection = _connect(model, criterion, picked, position, load, values, cap_settings)
             flows += connection.flows
             if len(connection.unmet) or not _keeps_limits(criterion, picked, connection):
                 load = tightest / criterion.floor
@@ -890,22 +890,17 @@ def _headroom_with_others(
     return np.nan_to_num(result.hc_mw, nan=0.0), result.flows
 
 
-def _curtailment(criterion: _Criterion, headroom: np.ndarray, size: float) -> float:
-    """Curtailment rate (share of its energy) of a site of ``size`` MW given ``headroom`` (MW)."""
-    from siting.flexible import curtailment_rate
-
-    if criterion.times is None:  # only a flex criterion comes here
-        raise RuntimeError("not a flex criterion")
-    return curtailment_rate(headroom, criterion.times.year.to_numpy(), size)
-
-
 def _curtailment_note(
     criterion: _Criterion, picked: _Flexible, position: int, connection: _Connection
 ) -> str:
     """How much a flexibly connected site is curtailed, and where it made the earlier ones yield."""
+    from siting.flexible import curtailment_rate
+
+    if criterion.times is None:  # only a flex criterion comes here
+        raise RuntimeError("not a flex criterion")
     size = float(picked.sizes[position])
     power = picked.dispatched[:, position]
-    rate = _curtailment(criterion, power, size)
+    rate = curtailment_rate(power, criterion.times.year.to_numpy(), size)
     steps = int((power < size - 1e-9).sum())
     before = len(picked.picks) - 1
     note = f"curtailed {rate:.2%} of its energy, in {steps} of {len(power)} steps"
