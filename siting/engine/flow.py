@@ -121,7 +121,11 @@ class FlowResult:
     trafo_index: pd.Index
 
 
-BALANCE_TOLERANCE_MW = 1e-5  # participation: the slack's output within this of its base case
+# participation: the slack's output within this of its base case. 10 kW: on ACTIVSg2000's
+# outages at its net-load peak with 20 MW added, loadings within 7e-4 points and voltages within
+# 2e-7 pu of a 10 W balance, for 2.4 solves a flow instead of 3.0 (the third only trimmed the
+# second's residual of a few kW)
+BALANCE_TOLERANCE_MW = 1e-2
 BALANCE_ROUNDS = 30
 
 
