@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -88,6 +89,11 @@ WAKE_MINUTES = 10.0
 # GPUs kept powered and idle while others are off, as a share of the site's GPUs: the margin
 # that serves a rise in demand while servers wake (an assumption; set it to the forecast error).
 WARM_RESERVE = 0.1
+# Hours a year a site's emergency generators may run, dispatched by the local transmission or
+# distribution operator to relieve a local limitation, under the US "50-hour rule" (40 CFR
+# 63.6640(f)(4)(ii), RICE NESHAP; EPA fact sheet and FAQ of 1 May 2025 on data-centre backup
+# generators). Off by default: it needs the generators, their permit and an agreement.
+BACKUP_RULE_HOURS = 50.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ class PowerModes:
         GPUs for, in [0, 1].
     max_hours : float
         Most consecutive hours work may be held back.
+    backup_hours : float
+        Hours a year each site may run from its own supply (h); 0: never.
 
     Notes
     -----
@@ -132,6 +140,12 @@ class PowerModes:
       ``beyond_bound_steps``: there the plan relies on flexibility beyond what was shown.
       Without capping nothing may be held back: the fleet serves all it has GPUs for, and a
       step that needs less counts there too.
+    - ``backup_hours``: on-site supply (emergency generators sized for the site's load). Only at
+      a step where even every site at its lowest power breaks a limit, the fewest sites that
+      leave the rest within limits (the last in order first) run from their own supply: they
+      draw nothing from the grid and keep serving on all their GPUs. Each site runs so at most
+      ``backup_hours`` a year, steps taken in time order; a step it would need more for stays on
+      the grid and counts in ``idle_floor_steps``. ``BACKUP_RULE_HOURS`` is the US 50-hour rule.
     """
 
     cap: bool = True
@@ -141,6 +155,7 @@ class PowerModes:
     warm_reserve: float = WARM_RESERVE
     max_depth: float = PHOENIX_DEPTH
     max_hours: float = PHOENIX_HOURS
+    backup_hours: float = 0.0
 
     def __post_init__(self) -> None:
         check_number("min_cap_w", self.min_cap_w, above=0)
@@ -148,6 +163,7 @@ class PowerModes:
         check_number("warm_reserve", self.warm_reserve, at_least=0, at_most=1)
         check_number("max_depth", self.max_depth, at_least=0, at_most=1)
         check_number("max_hours", self.max_hours, at_least=0)
+        check_number("backup_hours", self.backup_hours, at_least=0)
 
     def lowest_share(self, power: PowerModel) -> float:
         """Share of its rating a site draws at a grid-bound step with no work to serve (MW/MW).
@@ -263,6 +279,8 @@ class Dispatch:
     beyond_bound_steps: int  # steps holding back more work, or longer, than the bounds (see PowerModes)
     held_gpus: np.ndarray  # (steps,) GPU-equivalents of work held back by power budgets
     off_gpus: np.ndarray  # (steps, sites) GPUs powered down
+    own_supply: np.ndarray  # (steps, sites) True where the site runs from its own supply
+    own_supply_mw: np.ndarray  # (steps, sites) facility power (MW) from the site's own supply
 
 
 @dataclass(frozen=True)
@@ -663,7 +681,8 @@ class _Fleet:
     def dispatch_power(self, served: np.ndarray, in_order: np.ndarray) -> np.ndarray:
         """Facility power (MW) of the dispatch, servers kept up for work within the wake-up delay.
 
-        Where the grid binds it is :meth:`tight_power_mw`.
+        Where the grid binds it is :meth:`tight_power_mw`. Sites on their own supply draw it too:
+        :func:`grid_draw` gives what the grid sees.
         """
         power = self.power_mw(served)
         if self.modes.shutdown and in_order.any():
@@ -674,6 +693,11 @@ class _Fleet:
                 served[rows], self.n_gpus[None, :], share, self.power, 0.0, powered_gpus=on
             )
         return power
+
+
+def grid_draw(power_mw: np.ndarray, own_supply: np.ndarray) -> np.ndarray:
+    """Site power (MW) the grid supplies: none where a site runs from its own supply."""
+    return np.where(own_supply, 0.0, power_mw)
 
 
 def _blind(
@@ -692,7 +716,19 @@ def _blind(
     result = _year_flow(model, states, limits, power, q_per_mw, index)
     none = np.zeros_like(power)
     dispatch = Dispatch(
-        "blind", queue.served, power, queue.late, queue.dropped, 0, 0, queue.waiting, 0, none, none
+        "blind",
+        queue.served,
+        power,
+        queue.late,
+        queue.dropped,
+        0,
+        0,
+        queue.waiting,
+        0,
+        none,
+        none,
+        none.astype(bool),
+        none,
     )
     return dispatch, result, result.flows
 
@@ -721,7 +757,7 @@ def _grid_aware(
     somewhere, and a site's load was relieving a line) is searched again within its dispatch, at
     most ``HEADROOM_SEARCHES`` times in all. ``blind_year`` is the blind dispatch's year, if
     already solved: it is where this policy starts, the same dispatch while no step is filled
-    in order.
+    in order. A step searched again gives back the own-supply hours it had taken.
     """
     n, k = new.shape[0], len(fleet.size_mw)
     capacity = fleet.capacity.copy()
@@ -729,6 +765,8 @@ def _grid_aware(
     order = np.lexsort((np.arange(k), -fleet.size_mw))
     idle_floor = np.zeros(n, dtype=bool)
     searches = np.zeros(n, dtype=np.int64)
+    own_supply = np.zeros((n, k), dtype=bool)
+    own_supply_steps = int(np.floor(fleet.modes.backup_hours * 60 / step_minutes + 1e-9))
     bounds = _Bounds.of(fleet.modes, fleet.capacity, step_minutes)
     queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
     power = fleet.dispatch_power(queue.served, in_order)
@@ -753,20 +791,30 @@ def _grid_aware(
         # a step already in order that no longer fits dispatched less than it was searched at
         # somewhere (work moved, or a group ran out): search it again within that dispatch
         most = np.where(in_order[tight, None], queue.served[tight], fleet.capacity[tight])
-        capacity[tight], floor, count = _sequential_capacity(
-            model, states, limits, fleet, tight, order, cap_settings, most
+        own_supply[tight] = False
+        capacity[tight], floor, own_supply[tight], count = _sequential_capacity(
+            model,
+            states,
+            limits,
+            fleet,
+            tight,
+            order,
+            cap_settings,
+            most,
+            own_supply_left=own_supply_steps - own_supply.sum(axis=0),
         )
         searches[tight] += 1
         flows += count
         idle_floor[tight] = floor
         in_order[tight] = True
         queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
-        dispatched = fleet.dispatch_power(queue.served, in_order)
+        dispatched = grid_draw(fleet.dispatch_power(queue.served, in_order), own_supply)
         changed = np.flatnonzero((dispatched != power).any(axis=1))
         power, result = dispatched, None
         margin[changed] = state_margins(model, states, limits, changed, power[changed], cap_settings.q_per_mw)
         flows += len(changed)
     per_gpu = fleet.capacity[:, 0] / fleet.n_gpus[0]  # tokens/s of one busy GPU at each step
+    own_supply_mw = np.where(own_supply, fleet.dispatch_power(queue.served, in_order), 0.0)
     dispatch = Dispatch(
         "grid-aware",
         queue.served,
@@ -779,6 +827,8 @@ def _grid_aware(
         int(queue.beyond.sum()),
         queue.held / per_gpu,
         fleet.n_gpus[None, :] - fleet.powered_gpus(queue.served, in_order),
+        own_supply,
+        own_supply_mw,
     )
     return dispatch, result, flows
 
@@ -792,7 +842,9 @@ def _sequential_capacity(
     order: np.ndarray,
     cap_settings: CapacitySettings,
     most: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
+    *,
+    own_supply_left: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Tokens/s each site may serve at steps ``rows``, site by site in ``order``, up to ``most``.
 
     Each gets the most power its substation takes with earlier sites at theirs and later ones at
@@ -800,6 +852,11 @@ def _sequential_capacity(
     ``most`` (rows × sites, tokens/s) defaults to every GPU busy. Where the grid binds, most of
     the first sites in order still fit at ``most``: the longest such run is found by bisection
     (a few flows a step instead of one a site), and the search goes on from the site after it.
+
+    Where even every site at its lowest power breaks a limit, sites with ``own_supply_left``
+    (steps, per site) run from their own supply as :func:`_own_supply` picks them. Returns the
+    tokens/s, the steps still at that floor, the sites on their own supply (rows × sites) and
+    the flows run.
     """
     sub_states = states.take(rows)
     sub_limits = limits.take(rows)
@@ -818,7 +875,20 @@ def _sequential_capacity(
         flows += len(at)
         return state_margins(model, sub_states, sub_limits, at, power, cap_settings.q_per_mw) >= 0
 
+    def fits_without(at: np.ndarray, off: np.ndarray) -> np.ndarray:
+        """Whether the sites fit at their lowest power with those ``off`` drawing nothing."""
+        nonlocal flows
+        flows += len(at)
+        power = np.where(off, 0.0, idle[at])
+        return state_margins(model, sub_states, sub_limits, at, power, cap_settings.q_per_mw) >= 0
+
     floor = ~fits(np.arange(n), np.zeros(n, dtype=np.int64))
+    own = np.zeros((n, k), dtype=bool)
+    if own_supply_left is not None and floor.any() and own_supply_left.max() > 0:
+        at = np.flatnonzero(floor)
+        own[at] = _own_supply(fits_without, at, order, own_supply_left)
+        floor[at] = ~own[at].any(axis=1)
+        idle[own] = full[own] = 0.0
     # the longest run of sites that fits at full: ``lo`` sites fit, ``hi`` do not (k + 1: not known)
     up = np.flatnonzero(~floor)
     lo, hi = np.zeros(len(up), dtype=np.int64), np.full(len(up), k + 1)
@@ -830,10 +900,10 @@ def _sequential_capacity(
     run = np.zeros(n, dtype=np.int64)
     run[up] = lo
     in_run = rank[None, :] < run[:, None]
-    tokens = np.where(in_run, most, 0.0)
-    fixed = fleet.tight_power_mw(tokens, rows)
+    tokens = np.where(in_run | own, most, 0.0)
+    fixed = grid_draw(fleet.tight_power_mw(tokens, rows), own)
     for site in order:
-        usable = np.flatnonzero(~floor & ~in_run[:, site])
+        usable = np.flatnonzero(~floor & ~in_run[:, site] & ~own[:, site])
         if not len(usable):
             continue
         room = full[usable, site] - idle[usable, site]
@@ -856,7 +926,46 @@ def _sequential_capacity(
         served = np.zeros((len(usable), len(fleet.size_mw)))
         served[:, site] = tokens[usable, site]
         fixed[usable, site] = fleet.tight_power_mw(served, rows[usable])[:, site]
-    return tokens, floor, flows
+    return tokens, floor, own, flows
+
+
+def _own_supply(
+    fits_without: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    at: np.ndarray,
+    order: np.ndarray,
+    left: np.ndarray,
+) -> np.ndarray:
+    """Sites on their own supply at steps ``at`` (steps × sites) where all at their lowest break a limit.
+
+    Sites go off the grid the last in ``order`` first until the rest fit; then each of them, the
+    first in order first, comes back if the rest still fit, so no site is off that need not be.
+    Steps take the sites' ``left`` steps of own supply in time order; one that would need a site
+    beyond them gets none (all False).
+    """
+    n, k = len(at), len(order)
+    off = np.zeros((n, k), dtype=bool)
+    ok = np.zeros(n, dtype=bool)
+    for site in order[::-1]:
+        todo = np.flatnonzero(~ok)
+        if not len(todo):
+            break
+        off[todo, site] = True
+        ok[todo] = fits_without(at[todo], off[todo])
+    for site in order:
+        back = np.flatnonzero(ok & off[:, site])
+        if not len(back):
+            continue
+        trial = off[back]
+        trial[:, site] = False
+        off[back[fits_without(at[back], trial)], site] = False
+    off[~ok] = False
+    left = left.copy()
+    for step in np.argsort(at, kind="stable"):
+        if off[step].any() and np.all(left[off[step]] > 0):
+            left -= off[step]
+        else:
+            off[step] = False
+    return off
 
 
 @dataclass(frozen=True)
@@ -1260,6 +1369,8 @@ def _policy_summary(
         "beyond_bound_steps": dispatch.beyond_bound_steps,
         "capped_gpu_hours": float(dispatch.held_gpus.sum() * step_hours),
         "shutdown_gpu_hours": float(dispatch.off_gpus.sum() * step_hours),
+        "own_supply_site_hours": float(dispatch.own_supply.sum() * step_hours),
+        "own_supply_mwh": float(dispatch.own_supply_mw.sum() * step_hours),
     }
 
 
@@ -1278,6 +1389,8 @@ def _site_summary(dispatch: Dispatch, sites: pd.DataFrame, fleet: _Fleet, step_h
             "load_factor": np.divide(power.mean(axis=0), peak, out=np.zeros(len(peak)), where=peak > 0),
             "utilisation": power.mean(axis=0) / fleet.size_mw,
             "served_tokens": dispatch.served.sum(axis=0) * step_hours * 3600,
+            "own_supply_hours": dispatch.own_supply.sum(axis=0) * step_hours,
+            "own_supply_mwh": dispatch.own_supply_mw.sum(axis=0) * step_hours,
         }
     )
 

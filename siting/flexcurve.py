@@ -57,6 +57,7 @@ CURVE_COLUMNS = [
     "dropped_share",
     "capped_gpu_hours",
     "shutdown_gpu_hours",
+    "own_supply_site_hours",
     "worst_loading_percent",
     "violation_steps",
     "beyond_bound_steps",

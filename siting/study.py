@@ -123,6 +123,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
         "warm_reserve": (int, float),
         "flex_depth": (int, float),
         "flex_hours": (int, float),
+        "backup_hours": (int, float),
     },
 }
 # One [[scenario]] entry: the study's stages run once per scenario, with its loads.
@@ -437,6 +438,7 @@ MODE_KEYS = {
     "warm_reserve": "warm_reserve",
     "flex_depth": "max_depth",
     "flex_hours": "max_hours",
+    "backup_hours": "backup_hours",
 }
 # Settings fields whose study key differs from the field name (table → field → key).
 STUDY_KEYS = {

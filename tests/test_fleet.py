@@ -154,7 +154,7 @@ def test_headroom_site_by_site_is_the_same_when_the_sites_that_fit_at_full_are_b
     cap_settings = CapacitySettings(pf=settings.pf, limits=settings.limits)
     rows = np.arange(alone.states.n)
     order = np.arange(len(sites))[::-1] if reverse else np.arange(len(sites))
-    tokens, floor, flows = _sequential_capacity(
+    tokens, floor, _, flows = _sequential_capacity(
         model, alone.states, alone.limits, fleet, rows, order, cap_settings
     )
 
@@ -206,7 +206,7 @@ def test_headroom_within_a_dispatch_stays_within_it_and_fits_with_every_site_at_
     rows = np.arange(alone.states.n)
     most = fleet.capacity.copy()
     most[:, ::2] *= 0.5  # every other site dispatched at half its GPUs
-    tokens, floor, _ = _sequential_capacity(
+    tokens, floor, _, _ = _sequential_capacity(
         model, alone.states, alone.limits, fleet, rows, np.arange(len(sites)), cap_settings, most
     )
     assert not floor.any()

@@ -106,6 +106,42 @@ def test_shutdown_removes_a_violation_neither_migration_nor_capping_can(hv_mixed
     assert shut.summary.at[0, "served_share"] == pytest.approx(1.0)  # the work waits, then is served
 
 
+@pytest.mark.slow
+def test_own_supply_removes_a_violation_no_power_mode_can_within_its_hours(hv_mixed):
+    """Loads × 5.8, demand at half the fleet: at 17:45 and 18:00 even every site at its lowest
+    power (idle servers off) overloads HV1 Lines 21 and 58 beyond what the grid alone does. One
+    site on its own supply keeps both within the no-worse limit; with 15 minutes a year each
+    site covers only one of the two steps. pandapower agrees at the first."""
+    day = _day(hv_mixed, 5.8)
+    sites, grid_only = _run(day, 0.5, UNBOUNDED)
+    _, one_step = _run(day, 0.5, dataclasses.replace(UNBOUNDED, backup_hours=0.25))
+    _, backed = _run(day, 0.5, dataclasses.replace(UNBOUNDED, backup_hours=50.0))
+    assert grid_only.summary.at[0, "idle_floor_steps"] == 2
+    assert sorted(grid_only.violations["element"]) == ["HV1 Line 21", "HV1 Line 58"]
+    assert grid_only.summary.at[0, "own_supply_site_hours"] == 0
+    summary = backed.summary.iloc[0]
+    assert summary["violations"] == 0 and summary["idle_floor_steps"] == 0
+    own = backed.dispatches[0].own_supply
+    steps = np.flatnonzero(own.any(axis=1))
+    assert day.profiles.index[steps].strftime("%H:%M").tolist() == ["17:45", "18:00"]
+    # the fewest sites: one, drawing nothing from the grid and serving on all its GPUs
+    assert own[steps].sum(axis=1).tolist() == [1, 1]
+    assert np.all(backed.dispatches[0].power_mw[own] == 0)
+    assert summary["own_supply_mwh"] == pytest.approx(2 * 0.25 * 19.98, rel=1e-3)
+    assert summary["served_share"] > grid_only.summary.at[0, "served_share"]
+    assert one_step.summary.at[0, "idle_floor_steps"] == 1
+    assert one_step.sites["own_supply_hours"].max() == 0.25
+    line21 = grid_only.violations.set_index("element").loc["HV1 Line 21"]
+    step = day.profiles.index.get_loc(line21["first_time"])
+    over = _runpp_line_loading(day, step, sites, grid_only.dispatches[0].power_mw[step], "HV1 Line 21")
+    within = _runpp_line_loading(day, step, sites, backed.dispatches[0].power_mw[step], "HV1 Line 21")
+    assert over > line21["limit"] + 5e-3 and within <= line21["limit"] + 1e-3
+    for row in backed.summary.itertuples():
+        assert row.served_tokens + row.dropped_tokens + row.waiting_tokens == pytest.approx(
+            row.demand_tokens, rel=1e-12, abs=1.0
+        )
+
+
 def test_a_step_beyond_the_phoenix_bound_stays_within_limits_and_is_reported(hv_mixed):
     """With the default bound (hold back at most 25 % of the work for 3 h) the peak step needs
     more: the grid's limits still hold and the step is counted as beyond the bound."""
@@ -151,6 +187,8 @@ def test_bad_power_modes_are_refused_with_one_line(hv_mixed):
         PowerModes(warm_reserve=1.5)
     with pytest.raises(UsageError, match=r"max_depth=-0\.1"):
         PowerModes(max_depth=-0.1)
+    with pytest.raises(UsageError, match=r"backup_hours=-1\.0"):
+        PowerModes(backup_hours=-1.0)
     day = _day(hv_mixed, 1.0)
     sites = fleet_sites(pd.DataFrame({"substation": [3], "size_mw": [10.0]}), day)
     demand = pd.DataFrame({DEMAND_COLUMNS[0]: 1.0, DEMAND_COLUMNS[1]: 1.0}, index=day.profiles.index)

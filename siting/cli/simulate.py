@@ -76,6 +76,13 @@ def add(commands) -> None:
         "--flex-depth", type=float, default=0.25, help="share of work that may be held back at a step"
     )
     modes.add_argument("--flex-hours", type=float, default=3.0, help="longest run of held-back hours")
+    modes.add_argument(
+        "--backup-hours",
+        type=float,
+        default=0.0,
+        help="hours a year each site may run from its own supply where even its lowest power "
+        "breaks a limit (the US 50-hour rule: 50; default: 0, never)",
+    )
     add_limits(parser)
     add_own_data(parser)
     add_engine(parser)
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             warm_reserve=args.warm_reserve,
             max_depth=args.flex_depth,
             max_hours=args.flex_hours,
+            backup_hours=args.backup_hours,
         ),
         engine=engine_from(args),
     )
