@@ -297,7 +297,8 @@ class FleetResult:
     violations : DataFrame
         One row per policy, element and criterion the fleet makes worse (``FLEET_VIOLATION_COLUMNS``).
     site_power : DataFrame
-        Long table: time, policy, substation, bus, ``p_mw`` (MW), ``served_tokens_per_s``.
+        Long table: time, policy, substation, bus, ``p_mw`` (MW from the grid), ``own_supply_mw``
+        (MW from the site's own supply), ``served_tokens_per_s``.
     grid_violations : DataFrame
         What the grid alone, without the fleet, already breaks, per element and criterion.
     demand : DataFrame
@@ -313,7 +314,7 @@ class FleetResult:
     summary: pd.DataFrame  # one row per policy
     sites: pd.DataFrame  # one row per policy and site
     violations: pd.DataFrame  # one row per policy, element and criterion
-    site_power: pd.DataFrame  # long: time, policy, substation, bus, p_mw, served_tokens_per_s
+    site_power: pd.DataFrame  # long: time, policy, substation, bus, p_mw, own_supply_mw, served_tokens_per_s
     grid_violations: pd.DataFrame  # the grid alone, without the fleet, per element and criterion
     demand: pd.DataFrame  # fleet demand (DEMAND_COLUMNS) at each step
     dispatches: tuple[Dispatch, ...]
@@ -1311,6 +1312,7 @@ def _fleet_result(
                     "substation": np.tile(sites["substation"].to_numpy(), len(index)),
                     "bus": np.tile(sites["bus"].to_numpy(), len(index)),
                     "p_mw": dispatch.power_mw.ravel(),
+                    "own_supply_mw": dispatch.own_supply_mw.ravel(),
                     "served_tokens_per_s": dispatch.served.ravel(),
                 }
             )

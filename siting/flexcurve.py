@@ -33,11 +33,13 @@ import pandas as pd
 
 from siting.engine.flow import prepare, solve
 from siting.engine.search import States, worst_margin
-from siting.errors import UsageError
+from siting.errors import SitingError, UsageError
 from siting.fleet import FleetSettings, GridYear, fleet_sites, grid_year, modelled_demand, simulate
 from siting.flexible import flex_column
+from siting.geography import Layers
 from siting.power import site_capacity_tokens_per_s
-from siting.progress import silent
+from siting.progress import Progress, indented, silent
+from siting.selection import Selection, SelectionSettings, select_sites
 from siting.sources.grid import Grid
 from siting.sources.profiles import profile_step_minutes
 from siting.workload import DEMAND_COLUMNS, token_mix
@@ -113,6 +115,46 @@ def level_fleets(
         fleets[level] = pd.DataFrame(
             {"substation": table.loc[keep, "substation"].to_numpy(int), "size_mw": size[keep].to_numpy(float)}
         )
+    return fleets
+
+
+def joint_fleets(
+    grid: Grid,
+    capacity: pd.DataFrame,
+    levels: tuple[str, ...],
+    selection: SelectionSettings,
+    *,
+    layers: Layers | None = None,
+    at: str | None = None,
+    picked: Selection | None = None,
+    progress: Progress | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Sites (``substation``, ``size_mw`` in MW) at each level, picked together under its criterion.
+
+    Each level runs the selection stage (:func:`siting.selection.select_sites`) with ``selection``
+    and the level as its criterion, so its fleet is within limits together (flexible levels:
+    under their curtailment obligation, the others at their firm or N-0 size), where
+    :func:`level_fleets` sizes each candidate alone. ``picked`` is a selection already made with
+    ``selection``: its level takes it. A level where no candidate is left has no site.
+    """
+    say = progress or silent
+    fleets = {}
+    for level in levels:
+        level_column(level)
+        if picked is not None and level == selection.criterion:
+            chosen = picked
+        else:
+            say(f"{level}: picking the sites together")
+            settings = dataclasses.replace(selection, criterion=level)
+            try:
+                chosen = select_sites(grid, capacity, settings, layers=layers, at=at, progress=indented(say))
+            except SitingError as err:
+                say(f"{level}: no site ({err})")
+                fleets[level] = pd.DataFrame(
+                    {"substation": pd.Series(dtype=int), "size_mw": pd.Series(dtype=float)}
+                )
+                continue
+        fleets[level] = chosen.sites[["substation", "size_mw"]].reset_index(drop=True)
     return fleets
 
 

@@ -104,7 +104,7 @@ class ReportInputs:
     headroom: pd.DataFrame | None  # DatetimeIndex × substation id: N-0 headroom (MW)
     fleet_summary: pd.DataFrame  # one row per dispatch policy
     violations: pd.DataFrame  # policy, element_type, element, criterion, steps, hours, ...
-    site_power: pd.DataFrame  # long: time, policy, substation, bus, p_mw, served_tokens_per_s
+    site_power: pd.DataFrame  # long: time, policy, substation, bus, p_mw, own_supply_mw, served_tokens_per_s
     headline: dict[str, str]  # label → value as shown in the summary box
     manifest: dict[str, object]
     flex_curve: pd.DataFrame | None = None  # siting.flexcurve CURVE_COLUMNS, one row per level

@@ -108,7 +108,7 @@ KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "report": {"pdf": bool},
     "engine": {"enforce_q_lims": bool, "balance": str, "weights": dict},
-    "flex_curve": {"levels": list},
+    "flex_curve": {"levels": list, "sizing": str},
     "power": {"pue": (int, float), "aux_fraction": (int, float), "host_w_per_gpu": (int, float)},
     "simulation": {
         "policies": list,
@@ -187,6 +187,9 @@ class Study:
         Also write report.pdf.
     flex_levels : tuple of str
         Levels of the flexibility curve (firm, peak, flex-<percent>); empty: no curve.
+    flex_sizing : str
+        How the curve sizes a level's sites: ``each`` candidate at its own capacity, or picked
+        ``joint``-ly by the selection stage under the level's criterion.
     own_data : dict
         Keywords of ``siting.sources.own.with_own_data``: the user's profiles, coordinates,
         substations.
@@ -209,6 +212,7 @@ class Study:
     screening_peak_policy: str = "grid-aware"  # whose simulated peaks trip in the fleet trip
     pdf: bool = False
     flex_levels: tuple[str, ...] = ()  # the flexibility curve's levels; () computes none
+    flex_sizing: str = "each"  # each candidate at its own capacity, or "joint": picked together
     own_data: dict[str, Any] = field(default_factory=dict)  # siting.sources.own.with_own_data keywords
     scenarios: tuple[Scenario, ...] = ()  # () runs the study once, at the grid's own loads
     scenario: Scenario | None = None  # set on the study one scenario runs: its loads are grown
@@ -344,6 +348,7 @@ def study_from_dict(data: dict, source: str = "study", base: Path | None = None)
         pdf=bool(data.get("report", {}).get("pdf", False)),
         own_data=_own_data(data, base, source),
         flex_levels=_flex_levels(data.get("flex_curve", {}).get("levels", []), capacity, source),
+        flex_sizing=_flex_sizing(data.get("flex_curve", {}).get("sizing", "each"), source),
         scenarios=_scenarios(data.get("scenario"), source),
     )
 
@@ -421,6 +426,14 @@ def _flex_levels(levels: list, capacity: CapacitySettings, source: str) -> tuple
     return tuple(levels)
 
 
+def _flex_sizing(sizing: str, source: str) -> str:
+    if sizing not in FLEX_SIZINGS:
+        raise UsageError(f"{source}: flex_curve.sizing {sizing!r}: use {' or '.join(FLEX_SIZINGS)}")
+    return sizing
+
+
+# How the flexibility curve sizes a level's sites: each candidate alone, or picked together.
+FLEX_SIZINGS = ("each", "joint")
 # The screening numbers a study leads with (the rest is in screening/ and the report).
 SCREENING_HEADLINE = (
     "fleet_trip_mw",
@@ -563,6 +576,7 @@ def study_summary(study: Study) -> dict[str, object]:
         "screening_peak_policy": study.screening_peak_policy,
         "pdf": study.pdf,
         "flex_curve_levels": list(study.flex_levels),
+        "flex_curve_sizing": study.flex_sizing,
         "own_data": {k: str(v) for k, v in study.own_data.items()},
         # only a study with scenarios records them: one without keeps today's manifest
         **({"scenarios": [s.record() for s in study.scenarios]} if study.scenarios else {}),
@@ -603,7 +617,7 @@ def compute_study(
     (``study.scenario``) grows the grid's loads first.
     """
     from siting.fleet import fleet_sites, grid_year, modelled_demand, simulate
-    from siting.flexcurve import flex_curve, level_fleets
+    from siting.flexcurve import flex_curve, joint_fleets, level_fleets
     from siting.geography import read_layers
     from siting.screening import screen_sites
     from siting.selection import select_sites
@@ -650,12 +664,24 @@ def compute_study(
         fleet = simulate(year, sites, demand, study.fleet, progress=indented(say), alone=alone)
         if study.flex_levels:
             say(f"how many MW flexibility buys: {', '.join(study.flex_levels)}")
-            fleets = level_fleets(
-                capacity.table,
-                study.flex_levels,
-                min_mw=study.selection.min_mw,
-                max_mw=study.selection.max_mw,
-            )
+            if study.flex_sizing == "joint":
+                fleets = joint_fleets(
+                    grid,
+                    capacity.table,
+                    study.flex_levels,
+                    study.selection,
+                    layers=layers,
+                    at=study.capacity.at,
+                    picked=selection,
+                    progress=indented(say),
+                )
+            else:
+                fleets = level_fleets(
+                    capacity.table,
+                    study.flex_levels,
+                    min_mw=study.selection.min_mw,
+                    max_mw=study.selection.max_mw,
+                )
             curve = flex_curve(year, fleets, study.fleet, progress=indented(say), alone=alone)
     screening = None
     if study.screening is not None:

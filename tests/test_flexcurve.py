@@ -12,6 +12,7 @@ from siting.flexcurve import (
     BLIND_COLUMNS,
     CURVE_COLUMNS,
     flex_curve,
+    joint_fleets,
     level_column,
     level_fleets,
     unused_over_year,
@@ -112,3 +113,32 @@ def test_every_level_has_its_headline_labels():
 
     assert [level for level, _ in FLEX_LEVEL_LABELS] == list(LEVELS)
     assert all(f"flex_{level}_blind_violation_steps" in HEADLINE_LABELS for level in LEVELS)
+
+
+@pytest.mark.slow
+def test_joint_levels_are_the_selection_stage_under_each_criterion(illinois):
+    """Two July weeks of the Illinois grid: each level's sites picked together are at most their
+    own capacity, the level the study already picked is taken as it is, and the flexible fleet
+    picked together connects more than the N-0 one and breaks no limit over the weeks."""
+    from siting.capacity import CapacitySettings, substation_capacity
+    from siting.selection import SelectionSettings, select_sites
+
+    two_weeks = dataclasses.replace(illinois, profiles=illinois.profiles.iloc[4400:4736])
+    capacity = substation_capacity(
+        two_weeks, CapacitySettings(n1=False, year=True), substations=list(range(12))
+    ).table
+    settings = SelectionSettings(sites=4, criterion="peak", max_mw=60)
+    picked = select_sites(two_weeks, capacity, settings)
+    joint = joint_fleets(two_weeks, capacity, ("peak", "flex-1"), settings, picked=picked)
+    each = level_fleets(capacity, ("peak", "flex-1"), max_mw=60)
+    assert joint["peak"].to_dict("list") == picked.sites[["substation", "size_mw"]].to_dict("list")
+    flexible = select_sites(two_weeks, capacity, dataclasses.replace(settings, criterion="flex-1"))
+    assert joint["flex-1"].to_dict("list") == flexible.sites[["substation", "size_mw"]].to_dict("list")
+    for level in ("peak", "flex-1"):
+        alone = each[level].set_index("substation")["size_mw"]
+        sized = joint[level].set_index("substation")["size_mw"]
+        assert (sized <= alone[sized.index] + 1e-9).all()
+    assert joint["flex-1"]["size_mw"].sum() > joint["peak"]["size_mw"].sum()
+    curve = flex_curve(two_weeks, joint, FleetSettings()).set_index("level")
+    assert (curve["violation_steps"] == 0).all()
+    assert curve.at["flex-1", "connected_mw"] == pytest.approx(joint["flex-1"]["size_mw"].sum())
