@@ -89,11 +89,6 @@ WAKE_MINUTES = 10.0
 # GPUs kept powered and idle while others are off, as a share of the site's GPUs: the margin
 # that serves a rise in demand while servers wake (an assumption; set it to the forecast error).
 WARM_RESERVE = 0.1
-# Hours a year a site's emergency generators may run, dispatched by the local transmission or
-# distribution operator to relieve a local limitation, under the US "50-hour rule" (40 CFR
-# 63.6640(f)(4)(ii), RICE NESHAP; EPA fact sheet and FAQ of 1 May 2025 on data-centre backup
-# generators). Off by default: it needs the generators, their permit and an agreement.
-BACKUP_RULE_HOURS = 50.0
 
 
 @dataclass(frozen=True)
@@ -145,7 +140,11 @@ class PowerModes:
       leave the rest within limits (the last in order first) run from their own supply: they
       draw nothing from the grid and keep serving on all their GPUs. Each site runs so at most
       ``backup_hours`` a year, steps taken in time order; a step it would need more for stays on
-      the grid and counts in ``idle_floor_steps``. ``BACKUP_RULE_HOURS`` is the US 50-hour rule.
+      the grid and counts in ``idle_floor_steps``. The US "50-hour rule" allows 50 h (40 CFR
+      63.6640(f)(4)(ii), RICE NESHAP: emergency engines dispatched by the local balancing
+      authority or T&D operator against a local limitation; EPA fact sheet of 1 May 2025 on
+      data-centre generators). Off by default: it needs the generators, their permit and that
+      agreement.
     """
 
     cap: bool = True
