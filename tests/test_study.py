@@ -21,6 +21,12 @@ def test_shipped_study_files_are_valid():
     assert texas.grid == "texas2000"
     assert (texas.selection.sites, texas.selection.regions) == (25, 5)
     assert (texas.selection.min_mw, texas.selection.max_mw) == (5, 20)
+    assert texas.fleet.modes.backup_hours == 50 and read_study().fleet.modes.backup_hours == 0
+    joint = read_study(STUDIES_DIR / "hv-flex-joint.toml")
+    assert (
+        joint.flex_sizing == "joint" and read_study(STUDIES_DIR / "hv-flex-curve.toml").flex_sizing == "each"
+    )
+    assert len(joint.flex_levels) == 6 and joint.selection.sites == 18
     growth = read_study(STUDIES_DIR / "hv-growth.toml")
     assert growth.load_scale == 4.6 and growth.fleet.policies == ("blind", "grid-aware")
 
@@ -44,6 +50,14 @@ def test_shipped_study_files_are_valid():
         ({"grid": "hv-mixed", "selection": {"criterion": "best"}}, "use firm, peak or flex"),
         ({"grid": "hv-mixed", "simulation": {"policies": ["smart"]}}, "choose from blind, grid-aware"),
         ({"grid": "hv-mixed", "power": {"pue": 0.8}}, r"power.pue = 0.8: must be a finite number ≥ 1"),
+        (
+            {"grid": "hv-mixed", "simulation": {"backup_hours": -5}},
+            r"simulation.backup_hours = -5: must be a finite number ≥ 0",
+        ),
+        (
+            {"grid": "hv-mixed", "flex_curve": {"sizing": "together"}},
+            "flex_curve.sizing 'together': use each or joint",
+        ),
     ],
 )
 def test_bad_study_settings_name_the_key(data, message):
