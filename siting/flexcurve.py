@@ -19,7 +19,8 @@ and worst loading say what the same MW do to the grid when nobody watches it. De
 the workload model scaled to each fleet (its peak at ``peak_utilisation`` of the fleet's
 capacity), so the curve answers: this many more MW connect, at this cost in served work.
 Sizes are per substation, as the capacity table gives them; the joint check is the year's
-dispatch itself.
+dispatch itself. :func:`joint_fleets` instead picks each level's sites together, by the
+selection stage under the level's criterion.
 """
 
 from __future__ import annotations

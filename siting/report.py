@@ -108,6 +108,7 @@ class ReportInputs:
     headline: dict[str, str]  # label → value as shown in the summary box
     manifest: dict[str, object]
     flex_curve: pd.DataFrame | None = None  # siting.flexcurve CURVE_COLUMNS, one row per level
+    flex_sizing: str = "each"  # how the curve sized each level's sites (FLEX_LEVELS_NOTES)
 
 
 def report_inputs(
@@ -121,6 +122,7 @@ def report_inputs(
     headline: dict[str, object] | None = None,
     manifest: dict[str, object] | None = None,
     flex_curve: pd.DataFrame | None = None,
+    flex_sizing: str = "each",
 ) -> ReportInputs:
     """What the report shows, from the stages' results (``headline``: from ``headline_numbers``)."""
     # lines by their highest loading over the simulated year (the last policy: grid-aware by default)
@@ -144,6 +146,7 @@ def report_inputs(
         headline=headline_display(headline),
         manifest=manifest or {},
         flex_curve=flex_curve,
+        flex_sizing=flex_sizing,
     )
 
 
@@ -200,14 +203,20 @@ def write_report(
         return [path.relative_to(staging).as_posix() for path in written]
 
 
-FLEX_LEVELS_NOTE = (
-    "One row per level: every candidate at its own capacity under the level's criterion (at "
-    "most the largest site), not checked together; the simulated year is the check. Grid-aware "
-    "dispatch keeps every limit of normal operation at each step by moving, deferring and capping "
-    "work and powering idle servers down (violation_steps: steps where it could not); the blind_ "
-    "columns are the same fleet dispatched without looking at the grid. Outages are not simulated: "
-    "a level above firm is a flexible interconnection."
+_FLEX_DISPATCH_NOTE = (
+    "Grid-aware dispatch keeps every limit of normal operation at each step by moving, deferring "
+    "and capping work and powering idle servers down (violation_steps: steps where it could not); "
+    "the blind_ columns are the same fleet dispatched without looking at the grid. Outages are not "
+    "simulated: a level above firm is a flexible interconnection."
 )
+# The "Flexibility levels" note per way of sizing a level's sites (study [flex_curve] sizing).
+FLEX_LEVELS_NOTES = {
+    "each": "One row per level: every candidate at its own capacity under the level's criterion (at "
+    "most the largest site), not checked together; the simulated year is the check. " + _FLEX_DISPATCH_NOTE,
+    "joint": "One row per level: the sites the selection stage picks together under the level's "
+    "criterion (firm: over every single outage; flexible: under the curtailment obligation over the "
+    "year). " + _FLEX_DISPATCH_NOTE,
+}
 
 FLEX_LEVEL_LABELS = (  # the flexibility curve's levels (siting.flexcurve.LEVELS), as the headline names them
     ("firm", "firm (N-1 at peak) capacity"),
@@ -567,7 +576,7 @@ def page(inputs: ReportInputs, found: list[Chart], screening: Screening | None =
         ),
         *([_section("Headroom duration curves", NO_HEADROOM_NOTE, "")] if inputs.headroom is None else []),
         *(
-            [_section("Flexibility levels", FLEX_LEVELS_NOTE, _table(inputs.flex_curve))]
+            [_section("Flexibility levels", FLEX_LEVELS_NOTES[inputs.flex_sizing], _table(inputs.flex_curve))]
             if inputs.flex_curve is not None and len(inputs.flex_curve)
             else []
         ),

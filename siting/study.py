@@ -807,6 +807,7 @@ def _write_study_files(results: StudyResults, folder: Path) -> None:
         headline=results.headline,
         manifest=record,
         flex_curve=results.flex_curve,
+        flex_sizing=study.flex_sizing,
     )
     write_report_files(inputs, folder, screening=results.screening, pdf=study.pdf)
 

@@ -313,3 +313,10 @@ def test_the_flexibility_levels_are_charted_and_tabled_with_what_blind_dispatch_
     table = page[page.index("<h2>Flexibility levels</h2>") :]
     assert "blind_violation_steps" in table and "not checked together" in table
     assert f"<td>{int(row['blind_violation_steps'])}</td>" in table.replace(".0</td>", "</td>")
+    # a curve whose levels were picked together says so
+    joint = tmp_path / "joint"
+    joint.mkdir()
+    write_report_files(dataclasses.replace(inputs, flex_curve=curve, flex_sizing="joint"), joint)
+    page = (joint / "index.html").read_text(encoding="utf-8")
+    table = page[page.index("<h2>Flexibility levels</h2>") :]
+    assert "picks together" in table and "not checked together" not in table
