@@ -289,7 +289,9 @@ def test_simulate_writes_a_year_for_both_policies(tmp_path):
     summary = pd.read_csv(out / "fleet_summary.csv")
     assert summary["policy"].tolist() == ["blind", "grid-aware"]
     power = pd.read_parquet(out / "site_power.parquet")
-    assert list(power.columns) == ["time", "policy", "substation", "bus", "p_mw", "served_tokens_per_s"]
+    columns = ["time", "policy", "substation", "bus", "p_mw", "own_supply_mw", "served_tokens_per_s"]
+    assert list(power.columns) == columns
+    assert (power["own_supply_mw"] == 0).all()  # off by default
     assert len(power) == 2 * 2 * 8784
     # with today's loads the HV grid carries both sites whatever the dispatch
     assert (summary["violations"] == 0).all()
