@@ -769,7 +769,7 @@ def _grid_aware(
     own_supply_steps = int(np.floor(fleet.modes.backup_hours * 60 / step_minutes + 1e-9))
     bounds = _Bounds.of(fleet.modes, fleet.capacity, step_minutes)
     queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
-    power = fleet.dispatch_power(queue.served, in_order)
+    facility = power = fleet.dispatch_power(queue.served, in_order)  # power: what the grid supplies
     result: YearFlow | None = blind_year
     if result is None:
         result = _year_flow(model, states, limits, power, cap_settings.q_per_mw, index)
@@ -808,13 +808,14 @@ def _grid_aware(
         idle_floor[tight] = floor
         in_order[tight] = True
         queue = _serve(new, capacity, allowed, max_age, fleet.size_mw, in_order, order, bounds)
-        dispatched = grid_draw(fleet.dispatch_power(queue.served, in_order), own_supply)
+        facility = fleet.dispatch_power(queue.served, in_order)
+        dispatched = grid_draw(facility, own_supply)
         changed = np.flatnonzero((dispatched != power).any(axis=1))
         power, result = dispatched, None
         margin[changed] = state_margins(model, states, limits, changed, power[changed], cap_settings.q_per_mw)
         flows += len(changed)
     per_gpu = fleet.capacity[:, 0] / fleet.n_gpus[0]  # tokens/s of one busy GPU at each step
-    own_supply_mw = np.where(own_supply, fleet.dispatch_power(queue.served, in_order), 0.0)
+    own_supply_mw = np.where(own_supply, facility, 0.0)
     dispatch = Dispatch(
         "grid-aware",
         queue.served,
@@ -868,19 +869,19 @@ def _sequential_capacity(
     rank[order] = np.arange(k)
     flows = 0
 
-    def fits(at: np.ndarray, run: np.ndarray) -> np.ndarray:
-        """Whether the first ``run`` sites in order fit at full power, the rest at their lowest."""
+    def fits_at(at: np.ndarray, power: np.ndarray) -> np.ndarray:
+        """Whether steps ``at`` keep every limit with the sites at ``power`` (MW)."""
         nonlocal flows
-        power = np.where(rank[None, :] < run[:, None], full[at], idle[at])
         flows += len(at)
         return state_margins(model, sub_states, sub_limits, at, power, cap_settings.q_per_mw) >= 0
 
+    def fits(at: np.ndarray, run: np.ndarray) -> np.ndarray:
+        """Whether the first ``run`` sites in order fit at full power, the rest at their lowest."""
+        return fits_at(at, np.where(rank[None, :] < run[:, None], full[at], idle[at]))
+
     def fits_without(at: np.ndarray, off: np.ndarray) -> np.ndarray:
         """Whether the sites fit at their lowest power with those ``off`` drawing nothing."""
-        nonlocal flows
-        flows += len(at)
-        power = np.where(off, 0.0, idle[at])
-        return state_margins(model, sub_states, sub_limits, at, power, cap_settings.q_per_mw) >= 0
+        return fits_at(at, np.where(off, 0.0, idle[at]))
 
     floor = ~fits(np.arange(n), np.zeros(n, dtype=np.int64))
     own = np.zeros((n, k), dtype=bool)
