@@ -31,6 +31,7 @@ from siting.engine.search import (
     StateLimits,
     States,
     criterion_element_name,
+    every_pair,
     hosting_capacity,
     state_limits,
     state_margins,
@@ -544,7 +545,9 @@ def _pick_jointly(
     most ``MAX_SCREENING_ROUNDS`` times. Returns sizes (MW per candidate), the reasons, the picks
     in order, the joint check and the power flows run.
     """
-    sizes, why, picks, flows = _greedy(model, pool, criterion, settings, cap_settings, say)
+    # a re-pick searches again only what the outages it adds change (see _Searched)
+    searched: _Searched | None = {} if settings.n1_hops is not None else None
+    sizes, why, picks, flows = _greedy(model, pool, criterion, settings, cap_settings, say, searched)
     say("joint AC check of the picked set over every state of the criterion")
     joint = _joint_check(model, full, sizes, cap_settings, np.array(picks, dtype=np.int64))
     flows += joint.flows
@@ -564,7 +567,7 @@ def _pick_jointly(
             f"({names}): picked again with them checked for every site"
         )
         criterion = _screened(model, full, settings, binding)
-        sizes, why, picks, count = _greedy(model, pool, criterion, settings, cap_settings, say)
+        sizes, why, picks, count = _greedy(model, pool, criterion, settings, cap_settings, say, searched)
         joint = _joint_check(model, full, sizes, cap_settings, np.array(picks, dtype=np.int64))
         flows += count + joint.flows
     if len(joint.violations):
@@ -582,6 +585,7 @@ def _greedy(
     settings: SelectionSettings,
     cap_settings: CapacitySettings,
     say: Progress,
+    searched: _Searched | None = None,
 ) -> tuple[np.ndarray, dict[int, str], list[int], int]:
     """Lazy greedy: the same picks as re-evaluating everyone, at a fraction of the cost.
 
@@ -625,7 +629,7 @@ def _greedy(
                 break
             batch = np.array([c for c in order if not current[c]][:LAZY_BATCH])
             if picked is None:
-                fit = _fit(model, criterion, sizes, batch, cap_settings)
+                fit = _fit(model, criterion, sizes, batch, cap_settings, searched)
             else:
                 fit = _flex_fit(model, criterion, picked, batch, cap_settings)
             flows += fit.flows
@@ -654,7 +658,7 @@ def _greedy(
             pool.iloc[chosen], rank, bound[chosen], binding[chosen], settings, sizes, regions, note
         )
     if not flex:  # under flex a site's fit depends only on the sites before it: it cannot grow
-        flows += _grow(model, criterion, sizes, why, settings, cap_settings)
+        flows += _grow(model, criterion, sizes, why, settings, cap_settings, searched)
     for position in np.flatnonzero(sizes == 0).tolist():
         if bound[position] < settings.min_mw - 1e-9:
             why[position] = (
@@ -677,13 +681,14 @@ def _grow(
     why: dict[int, str],
     settings: SelectionSettings,
     cap_settings: CapacitySettings,
+    searched: _Searched | None = None,
 ) -> int:
     """Give each site below the maximum whatever room the final set leaves it, one at a time."""
     flows = 0
     for position in np.flatnonzero((sizes > 0) & (sizes < settings.max_mw)).tolist():
         others = sizes.copy()
         others[position] = 0.0
-        fit = _fit(model, criterion, others, np.array([position]), cap_settings)
+        fit = _fit(model, criterion, others, np.array([position]), cap_settings, searched)
         flows += fit.flows
         size = float(_on_grid(fit.mw, settings)[0])
         if size > sizes[position]:
@@ -701,24 +706,63 @@ class _Fit(NamedTuple):
     headroom: np.ndarray | None = None  # flex: MW each takes in every state (states × candidates)
 
 
+class _Known(NamedTuple):
+    """A candidate's fit next to one set of fixed sites over the states searched so far."""
+
+    mw: float  # lowest capacity over those states (inf: none below the cap)
+    binding: str
+    states: frozenset  # the states searched, as ``_state_keys`` names them
+
+
+# ((position, MW) of each fixed site, candidate position) → what its searches found; a pair's
+# search does not depend on the pairs searched with it, so a state searched once is not again
+_Searched = dict[tuple[tuple[tuple[int, float], ...], int], _Known]
+
+
+def _state_keys(group: int, states: States) -> list[object]:
+    """A name per state that is the same in every screening of the criterion: its outage."""
+    if states.outages is None:
+        return [(group, row) for row in range(states.n)]
+    return list(states.outages)
+
+
 def _fit(
     model: FlowModel,
     criterion: _Criterion,
     fixed_mw: np.ndarray,
     eligible: np.ndarray,
     cap_settings: CapacitySettings,
+    searched: _Searched | None = None,
 ) -> _Fit:
-    """Largest size per eligible candidate with the current sites at ``fixed_mw`` (MW), over every state."""
-    best = np.full(len(eligible), np.inf)
-    binding = ["no limit reached below the maximum size"] * len(eligible)
+    """Largest size per eligible candidate with the current sites at ``fixed_mw`` (MW), over every state.
+
+    With ``searched``, pairs of state and candidate found there for the same fixed sites are not
+    searched again, and what is found is added to it.
+    """
+    fixed_key = tuple(zip(np.flatnonzero(fixed_mw).tolist(), fixed_mw[fixed_mw != 0].tolist(), strict=True))
+    known = [searched.get((fixed_key, int(c))) if searched is not None else None for c in eligible]
+    best = np.array([k.mw if k else np.inf for k in known])
+    binding = [k.binding if k else "no limit reached below the maximum size" for k in known]
+    done: list[set] = [set(k.states) if k else set() for k in known]
     flows = 0
-    for states, limits, labels in criterion.groups:
+    for group, (states, limits, labels) in enumerate(criterion.groups):
         fixed = dataclasses.replace(states, fixed_site_mw=fixed_mw)
-        pairs = None
         if criterion.near is not None and states.outages is not None:
             # screened: only outages near the candidate (and those a joint check found binding)
-            pairs = np.nonzero(criterion.near[:, eligible])
-        result = hosting_capacity(model, fixed, limits, cap_settings, sites=eligible, pairs=pairs)
+            state_of, column_of = np.nonzero(criterion.near[:, eligible])
+        else:
+            state_of, column_of = every_pair(np.ones(states.n, dtype=bool), len(eligible))
+        if searched is not None:
+            keys = _state_keys(group, states)
+            new = [keys[s] not in done[c] for s, c in zip(state_of, column_of, strict=True)]
+            state_of, column_of = state_of[new], column_of[new]
+            for s, c in zip(state_of, column_of, strict=True):
+                done[c].add(keys[s])
+        if not len(state_of):
+            continue
+        result = hosting_capacity(
+            model, fixed, limits, cap_settings, sites=eligible, pairs=(state_of, column_of)
+        )
         flows += result.flows
         lowest, state, code, element = worst_state(result)
         for column in np.flatnonzero(lowest < best):
@@ -728,6 +772,9 @@ def _fit(
             binding[column] = f"{CRITERIA[code[column]]} at {name}" + (
                 f" with {label}" if label != "peak" else " at peak"
             )
+    if searched is not None:
+        for position, mw, reason, states_done in zip(eligible.tolist(), best, binding, done, strict=True):
+            searched[(fixed_key, position)] = _Known(float(mw), reason, frozenset(states_done))
     best[np.isinf(best)] = cap_settings.cap_mw
     return _Fit(best, binding, flows)
 

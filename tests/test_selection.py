@@ -341,6 +341,35 @@ def test_screened_selection_adds_the_outages_it_missed_and_still_passes(hv_mixed
     assert screened.sites["size_mw"].sum() == twelve.sites["size_mw"].sum()
 
 
+def test_a_re_pick_searches_no_pair_again_and_picks_what_searching_all_again_picks(
+    hv_mixed, hv_capacity, monkeypatch
+):
+    """After the joint check finds outages the screen left out, the set is picked again; each
+    (fixed sites, state, candidate) search of the first pass is reused, not run again."""
+    from siting import selection
+
+    settings = SelectionSettings(sites=12, n1_hops=2)
+    searches: list[tuple] = []
+    search = selection.hosting_capacity
+
+    def recording(model, states, limits, cap_settings, *, sites, pairs):
+        fixed = states.fixed_site_mw.tobytes()
+        names = list(states.outages) if states.outages is not None else ["peak"] * states.n
+        searches.extend((fixed, names[s], int(sites[c])) for s, c in zip(*pairs, strict=True))
+        return search(model, states, limits, cap_settings, sites=sites, pairs=pairs)
+
+    monkeypatch.setattr(selection, "hosting_capacity", recording)
+    reused = select_sites(hv_mixed, hv_capacity, settings)
+    assert any("picked again" in note for note in reused.notes)  # the case has a re-pick
+    assert len(searches) == len(set(searches))
+
+    fit = selection._fit
+    monkeypatch.setattr(selection, "_fit", lambda *args: fit(*args[:5]))  # every search run again
+    again = select_sites(hv_mixed, hv_capacity, settings)
+    assert reused.flows < again.flows
+    pd.testing.assert_frame_equal(reused.sites, again.sites)
+
+
 def test_firm_selection_on_a_radial_feeder_where_every_outage_islands_load():
     """Every single outage of a radial feeder cuts load off and is skipped; the firm joint
     check then rests on the base case alone instead of failing on an empty outage set."""
