@@ -576,6 +576,8 @@ def _pick_jointly(
 
 
 LAZY_BATCH = 8  # candidates re-evaluated together when the leader's fit is stale
+# under flex one candidate's fit is a search in every state of the year: batch enough on its own
+LAZY_BATCH_FLEX = 1
 
 
 def _greedy(
@@ -627,7 +629,7 @@ def _greedy(
             if current[order[0]]:
                 chosen = int(order[0])
                 break
-            batch = np.array([c for c in order if not current[c]][:LAZY_BATCH])
+            batch = np.array([c for c in order if not current[c]][: LAZY_BATCH_FLEX if flex else LAZY_BATCH])
             if picked is None:
                 fit = _fit(model, criterion, sizes, batch, cap_settings, searched)
             else:

@@ -327,6 +327,18 @@ def test_a_flexible_selection_writes_each_sites_power_at_every_step(flexible, tm
     assert sites["curtailment_rate"].between(0, 0.01).all() and sites["pick"].tolist() != []
 
 
+def test_a_flexible_selection_searching_one_candidate_at_a_time_picks_what_batches_of_eight_pick(
+    july, flexible, monkeypatch
+):
+    from siting import selection
+
+    two_weeks, capacity = july
+    monkeypatch.setattr(selection, "LAZY_BATCH_FLEX", selection.LAZY_BATCH)
+    batched = select_sites(two_weeks, capacity, SelectionSettings(sites=4, criterion="flex-1", max_mw=60))
+    pd.testing.assert_frame_equal(flexible.sites, batched.sites)
+    assert flexible.flows < batched.flows
+
+
 def test_the_naive_flexible_set_breaks_the_curtailment_limit_and_says_where(flexible):
     naive = flexible.violations[flexible.violations["set"] == "naive top-K"]
     curtailment = naive[naive["criterion"] == "curtailment"]
