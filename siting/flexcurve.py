@@ -136,7 +136,8 @@ def joint_fleets(
     and the level as its criterion, so its fleet is within limits together (flexible levels:
     under their curtailment obligation, the others at their firm or N-0 size), where
     :func:`level_fleets` sizes each candidate alone. ``picked`` is a selection already made with
-    ``selection``: its level takes it. A level where no candidate is left has no site.
+    ``selection``: its level takes it. A level where no candidate is left has no site. The
+    levels' selections skip the naive top-K check: only their sites are kept.
     """
     say = progress or silent
     fleets = {}
@@ -148,7 +149,9 @@ def joint_fleets(
             say(f"{level}: picking the sites together")
             settings = dataclasses.replace(selection, criterion=level)
             try:
-                chosen = select_sites(grid, capacity, settings, layers=layers, at=at, progress=indented(say))
+                chosen = select_sites(
+                    grid, capacity, settings, layers=layers, at=at, progress=indented(say), check_naive=False
+                )
             except SitingError as err:
                 say(f"{level}: no site ({err})")
                 fleets[level] = pd.DataFrame(

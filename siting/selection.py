@@ -250,6 +250,7 @@ def select_sites(
     layers: Layers | None = None,
     at: str | None = None,
     progress: Progress | None = None,
+    check_naive: bool = True,
 ) -> Selection:
     """Choose up to ``settings.sites`` sites that are feasible together, and say why.
 
@@ -267,6 +268,9 @@ def select_sites(
         Operating point, as ``CapacitySettings.at``.
     progress : callable, optional
         Called with a line of text as each part starts.
+    check_naive : bool, default True
+        Also run the joint check of the naive top-K set, the comparison reports show; without
+        it ``Selection.joint`` has the selected set's row alone.
 
     Returns
     -------
@@ -312,10 +316,12 @@ def select_sites(
     if (sizes > 0).sum() < settings.sites:
         notes.append(_fewer_note(table, settings, int((sizes > 0).sum())))
 
-    say("joint AC check of the naive top-K set")
     naive_sizes, naive = _naive(table, pool, settings, column)
-    naive_check = _joint_check(model, full, naive_sizes, cap_settings)
-    flows += naive_check.flows
+    naive_check = None
+    if check_naive:
+        say("joint AC check of the naive top-K set")
+        naive_check = _joint_check(model, full, naive_sizes, cap_settings)
+        flows += naive_check.flows
     summary, violations = _both_sets(sizes, joint, naive_sizes, naive_check)
     # largest first, ties in pick order: the order a flex criterion curtails them in (last first)
     sites = table.loc[pool.index[picks]].assign(pick=np.arange(1, len(picks) + 1))
@@ -469,14 +475,15 @@ def _screened(
 
 
 def _both_sets(
-    sizes: np.ndarray, joint: JointCheck, naive_sizes: np.ndarray, naive_check: JointCheck
+    sizes: np.ndarray, joint: JointCheck, naive_sizes: np.ndarray, naive_check: JointCheck | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The joint checks of the selected and the naive set: a summary row each, and their violations."""
-    summary = pd.DataFrame(
-        [_joint_row("selected", sizes, joint), _joint_row("naive top-K", naive_sizes, naive_check)]
-    )
-    parts = [naive_check.violations.assign(set="naive top-K"), joint.violations.assign(set="selected")]
-    return summary, pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
+    rows = [_joint_row("selected", sizes, joint)]
+    parts = [joint.violations.assign(set="selected")]
+    if naive_check is not None:
+        rows.append(_joint_row("naive top-K", naive_sizes, naive_check))
+        parts.insert(0, naive_check.violations.assign(set="naive top-K"))
+    return pd.DataFrame(rows), pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
 
 
 def _mark_picks(table: pd.DataFrame, pool: pd.DataFrame, sizes: np.ndarray, why: dict[int, str]) -> None:

@@ -339,6 +339,14 @@ def test_a_flexible_selection_searching_one_candidate_at_a_time_picks_what_batch
     assert flexible.flows < batched.flows
 
 
+def test_a_selection_without_the_naive_check_picks_the_same_sites_in_fewer_flows(july, flexible):
+    two_weeks, capacity = july
+    settings = SelectionSettings(sites=4, criterion="flex-1", max_mw=60)
+    alone = select_sites(two_weeks, capacity, settings, check_naive=False)
+    pd.testing.assert_frame_equal(alone.sites, flexible.sites)
+    assert alone.joint["set"].tolist() == ["selected"] and alone.flows < flexible.flows
+
+
 def test_the_naive_flexible_set_breaks_the_curtailment_limit_and_says_where(flexible):
     naive = flexible.violations[flexible.violations["set"] == "naive top-K"]
     curtailment = naive[naive["criterion"] == "curtailment"]
