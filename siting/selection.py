@@ -554,9 +554,11 @@ def _pick_jointly(
     """
     # a re-pick searches again only what the outages it adds change (see _Searched)
     searched: _Searched | None = {} if settings.n1_hops is not None else None
-    sizes, why, picks, flows = _greedy(model, pool, criterion, settings, cap_settings, say, searched)
+    sizes, why, picks, flows, dispatch = _greedy(
+        model, pool, criterion, settings, cap_settings, say, searched
+    )
     say("joint AC check of the picked set over every state of the criterion")
-    joint = _joint_check(model, full, sizes, cap_settings, np.array(picks, dtype=np.int64))
+    joint = _joint_check(model, full, sizes, cap_settings, np.array(picks, dtype=np.int64), dispatch)
     flows += joint.flows
     binding: frozenset = frozenset()
     for _ in range(MAX_SCREENING_ROUNDS):
@@ -574,8 +576,10 @@ def _pick_jointly(
             f"({names}): picked again with them checked for every site"
         )
         criterion = _screened(model, full, settings, binding)
-        sizes, why, picks, count = _greedy(model, pool, criterion, settings, cap_settings, say, searched)
-        joint = _joint_check(model, full, sizes, cap_settings, np.array(picks, dtype=np.int64))
+        sizes, why, picks, count, dispatch = _greedy(
+            model, pool, criterion, settings, cap_settings, say, searched
+        )
+        joint = _joint_check(model, full, sizes, cap_settings, np.array(picks, dtype=np.int64), dispatch)
         flows += count + joint.flows
     if len(joint.violations):
         raise RuntimeError("the selected set fails its own joint check")  # greedy guarantees it cannot
@@ -595,7 +599,7 @@ def _greedy(
     cap_settings: CapacitySettings,
     say: Progress,
     searched: _Searched | None = None,
-) -> tuple[np.ndarray, dict[int, str], list[int], int]:
+) -> tuple[np.ndarray, dict[int, str], list[int], int, np.ndarray | None]:
     """Lazy greedy: the same picks as re-evaluating everyone, at a fraction of the cost.
 
     A candidate's fit only shrinks as sites are added, so each round re-checks the leaders (by
@@ -603,7 +607,7 @@ def _greedy(
     picks it. Under a flex criterion the sites picked so far are at their dispatched power in
     every state (each curtailed to its headroom with those before it at theirs): the last one
     connected is curtailed first (:func:`_connect`). Returns sizes (MW), reasons, the picks in
-    order and the flows.
+    order, the flows and, under flex, every site's dispatched power (MW, states × candidates).
     """
     n = len(pool)
     sizes = np.zeros(n)
@@ -675,7 +679,7 @@ def _greedy(
             )
         else:
             why.setdefault(position, _not_picked(position, sizes, regions, settings))
-    return sizes, why, picks, flows
+    return sizes, why, picks, flows, None if picked is None else picked.dispatched
 
 
 def _on_grid(mw: np.ndarray, settings: SelectionSettings) -> np.ndarray:
@@ -1033,16 +1037,18 @@ def _joint_check(
     sizes: np.ndarray,
     cap_settings: CapacitySettings,
     order: np.ndarray | None = None,
+    dispatch: np.ndarray | None = None,
 ) -> JointCheck:
     """All sites at their sizes through every state: worst values and every violation.
 
     Under a flex criterion the sites are curtailed in ``order`` (default: largest first), the
-    last first, and checked at their dispatched power.
+    last first, and checked at their dispatched power: ``dispatch`` (MW, states × candidates)
+    where the greedy picks already connected them so, else connected here.
     """
     if criterion.flex_limit is not None:
         if order is None:
             order = np.lexsort((np.arange(len(sizes)), -sizes))
-        return _flex_joint_check(model, criterion, sizes, cap_settings, order)
+        return _flex_joint_check(model, criterion, sizes, cap_settings, order, dispatch)
     worst, frames, flows = (np.inf, -np.inf, -np.inf), [], 0
     for states, limits, labels in criterion.groups:
         fixed = dataclasses.replace(states, fixed_site_mw=sizes)
@@ -1090,13 +1096,15 @@ def _flex_joint_check(
     sizes: np.ndarray,
     cap_settings: CapacitySettings,
     order: np.ndarray,
+    dispatch: np.ndarray | None = None,
 ) -> JointCheck:
     """The curtailment obligation through the year, the sites connected in ``order``, last first.
 
-    Each site is connected as the selection connects it (:func:`_connect`); every site's
-    curtailment must stay within the limit and its lowest power must fit in every state (where
-    it does not, the tightest such state is listed). Then every state is solved with all sites
-    at their dispatched power.
+    Each site is connected as the selection connects it (:func:`_connect`), unless ``dispatch``
+    (MW, states × candidates) is that connection already made; every site's curtailment must
+    stay within the limit and its lowest power must fit in every state (where it does not, the
+    tightest such state is listed). Then every state is solved with all sites at their
+    dispatched power.
     """
     from siting.flexible import curtailment_rate
 
@@ -1104,8 +1112,46 @@ def _flex_joint_check(
         raise RuntimeError("not a flex criterion")
 
     states, limits, labels = criterion.groups[0]
+    rows: list[dict] = []
+    flows = 0
+    if dispatch is None:
+        dispatch, rows, flows = _connected_in_order(model, criterion, sizes, cap_settings, order)
+    years = criterion.times.year.to_numpy()
+    for position in [p for p in order.tolist() if sizes[p] > 0]:
+        rate = curtailment_rate(dispatch[:, position], years, float(sizes[position]))
+        if rate > criterion.flex_limit * (1 + 1e-9):
+            rows.append(
+                {
+                    "state": "year",
+                    "criterion": "curtailment",
+                    "element": f"site at bus {model.site_buses[position]}",
+                    "value": rate,
+                    "limit": criterion.flex_limit,
+                }
+            )
+    fixed = dataclasses.replace(states, fixed_site_mw=dispatch)
+    worst, found, count = _checked_states(model, fixed, limits, labels, cap_settings)
+    frames = [frame for frame in (pd.DataFrame(rows, columns=VIOLATION_COLUMNS), found) if len(frame)]
+    violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
+    return JointCheck(_finite(worst), violations, flows + count, dispatch)
+
+
+def _connected_in_order(
+    model: FlowModel,
+    criterion: _Criterion,
+    sizes: np.ndarray,
+    cap_settings: CapacitySettings,
+    order: np.ndarray,
+) -> tuple[np.ndarray, list[dict], int]:
+    """Each site connected in ``order`` as the greedy connects it.
+
+    Returns the dispatch (MW, states × candidates), a violation row per site whose lowest power
+    does not fit somewhere, and the flows.
+    """
+    states, _, labels = criterion.groups[0]
     picked = _Flexible(np.zeros(len(sizes)), [], np.zeros((states.n, len(sizes))))
-    rows, flows = [], 0
+    rows: list[dict] = []
+    flows = 0
     for position in [p for p in order.tolist() if sizes[p] > 0]:
         size = float(sizes[position])
         headroom, count = _headroom_with_others(
@@ -1127,24 +1173,7 @@ def _flex_joint_check(
                 }
             )
         picked.add(position, size, connection)
-    years = criterion.times.year.to_numpy()
-    for position in picked.picks:
-        rate = curtailment_rate(picked.dispatched[:, position], years, float(sizes[position]))
-        if rate > criterion.flex_limit * (1 + 1e-9):
-            rows.append(
-                {
-                    "state": "year",
-                    "criterion": "curtailment",
-                    "element": f"site at bus {model.site_buses[position]}",
-                    "value": rate,
-                    "limit": criterion.flex_limit,
-                }
-            )
-    fixed = dataclasses.replace(states, fixed_site_mw=picked.dispatched)
-    worst, found, count = _checked_states(model, fixed, limits, labels, cap_settings)
-    frames = [frame for frame in (pd.DataFrame(rows, columns=VIOLATION_COLUMNS), found) if len(frame)]
-    violations = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VIOLATION_COLUMNS)
-    return JointCheck(_finite(worst), violations, flows + count, picked.dispatched)
+    return picked.dispatched, rows, flows
 
 
 def _joint_row(name: str, sizes: np.ndarray, check: JointCheck) -> dict:

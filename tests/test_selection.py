@@ -347,6 +347,21 @@ def test_a_selection_without_the_naive_check_picks_the_same_sites_in_fewer_flows
     assert alone.joint["set"].tolist() == ["selected"] and alone.flows < flexible.flows
 
 
+def test_a_flexible_sets_joint_check_takes_the_dispatch_the_picks_made_which_connecting_again_gives(
+    july, flexible, monkeypatch
+):
+    from siting import selection
+
+    two_weeks, capacity = july
+    check = selection._flex_joint_check
+    monkeypatch.setattr(selection, "_flex_joint_check", lambda *args: check(*args[:5]))  # connect again
+    again = select_sites(two_weeks, capacity, SelectionSettings(sites=4, criterion="flex-1", max_mw=60))
+    pd.testing.assert_frame_equal(flexible.dispatch, again.dispatch, check_exact=True)
+    pd.testing.assert_frame_equal(flexible.joint, again.joint)
+    pd.testing.assert_frame_equal(flexible.sites, again.sites)
+    assert flexible.flows < again.flows
+
+
 def test_the_naive_flexible_set_breaks_the_curtailment_limit_and_says_where(flexible):
     naive = flexible.violations[flexible.violations["set"] == "naive top-K"]
     curtailment = naive[naive["criterion"] == "curtailment"]
