@@ -764,7 +764,7 @@ def _fit(
             # screened: only outages near the candidate (and those a joint check found binding)
             state_of, column_of = np.nonzero(criterion.near[:, eligible])
         else:
-            state_of, column_of = every_pair(np.ones(states.n, dtype=bool), len(eligible))
+            state_of, column_of = every_pair(limits.usable, len(eligible))
         if searched is not None:
             keys = _state_keys(group, states)
             new = [keys[s] not in done[c] for s, c in zip(state_of, column_of, strict=True)]
@@ -1114,10 +1114,11 @@ def _flex_joint_check(
     states, limits, labels = criterion.groups[0]
     rows: list[dict] = []
     flows = 0
+    positions = [p for p in order.tolist() if sizes[p] > 0]
     if dispatch is None:
-        dispatch, rows, flows = _connected_in_order(model, criterion, sizes, cap_settings, order)
+        dispatch, rows, flows = _connected_in_order(model, criterion, sizes, cap_settings, positions)
     years = criterion.times.year.to_numpy()
-    for position in [p for p in order.tolist() if sizes[p] > 0]:
+    for position in positions:
         rate = curtailment_rate(dispatch[:, position], years, float(sizes[position]))
         if rate > criterion.flex_limit * (1 + 1e-9):
             rows.append(
@@ -1141,9 +1142,9 @@ def _connected_in_order(
     criterion: _Criterion,
     sizes: np.ndarray,
     cap_settings: CapacitySettings,
-    order: np.ndarray,
+    positions: list[int],
 ) -> tuple[np.ndarray, list[dict], int]:
-    """Each site connected in ``order`` as the greedy connects it.
+    """Each site at ``positions``, in that order, connected as the greedy connects it.
 
     Returns the dispatch (MW, states × candidates), a violation row per site whose lowest power
     does not fit somewhere, and the flows.
@@ -1152,7 +1153,7 @@ def _connected_in_order(
     picked = _Flexible(np.zeros(len(sizes)), [], np.zeros((states.n, len(sizes))))
     rows: list[dict] = []
     flows = 0
-    for position in [p for p in order.tolist() if sizes[p] > 0]:
+    for position in positions:
         size = float(sizes[position])
         headroom, count = _headroom_with_others(
             model, criterion, picked.dispatched, np.array([position]), cap_settings
